@@ -1,0 +1,1 @@
+//! The built-in mock provider. See `server` (the fake provider) and `client` (Hermes's side).

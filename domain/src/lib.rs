@@ -1,0 +1,16 @@
+//! Hermes's pure core.
+//!
+//! Everything here is deterministic: no I/O, no async, no clock (callers pass `now`), no SQL.
+//! The write side (`command/`) loads a [`message::Message`] by folding its events, asks it to
+//! `decide` a command, and appends the events it returns; the read side folds the same events
+//! with the same `apply`, so both sides agree on what a message's state is.
+
+pub mod channel;
+pub mod ids;
+pub mod message;
+pub mod routing;
+pub mod timers;
+pub mod validation;
+
+pub use channel::{Channel, Until};
+pub use ids::{AttemptId, MessageId, TenantId};

@@ -1,0 +1,348 @@
+//! Commands and the decisions the Message aggregate takes on them.
+//!
+//! `decide` returns the events to append; an empty list means "nothing to do" (a stale timer, a
+//! duplicate receipt, a dispatch already made). That is how commands stay idempotent under
+//! redelivery: the saga and the timer poller may deliver the same command twice after a crash.
+
+use crate::channel::Until;
+use crate::ids::{AttemptId, TenantId};
+use crate::message::events::{AttemptError, Completion, MessageEvent, ReceiptStatus};
+use crate::message::spec::MessageSpec;
+use crate::message::state::{AttemptStatus, Message, MessageStatus};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+/// What a provider call came to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SendOutcome {
+    /// The provider took the message.
+    Sent { provider_message_id: Option<String> },
+    /// The provider said no. `failover`: another provider of the channel will be tried.
+    Rejected {
+        error: AttemptError,
+        retryable: bool,
+        failover: bool,
+    },
+    /// The request left but no answer came (timeout, connection reset): it may have been sent.
+    InDoubt { reason: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TimerKind {
+    StepTimeout { step_index: usize },
+    Ttl,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageCommand {
+    /// Start an attempt of `step_index`. `attempt_seq` is how many attempts the step had when the
+    /// saga decided to dispatch: it makes the command idempotent when it is delivered again.
+    DispatchAttempt {
+        step_index: usize,
+        attempt_seq: usize,
+        attempt_id: AttemptId,
+        provider: String,
+    },
+    RecordSendOutcome {
+        attempt_id: AttemptId,
+        outcome: SendOutcome,
+    },
+    RecordReceipt {
+        attempt_id: AttemptId,
+        status: ReceiptStatus,
+        provider_message_id: Option<String>,
+        error: Option<AttemptError>,
+    },
+    FireTimer(TimerKind),
+    Cancel,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("attempt {0} does not belong to this message")]
+    UnknownAttempt(AttemptId),
+    #[error("the message is already {}", .0.as_str())]
+    AlreadyTerminal(MessageStatus),
+}
+
+/// Accepting a new message: its first events. The message starts on its first cascade step.
+pub fn accept(
+    tenant_id: TenantId,
+    spec: MessageSpec,
+    now: DateTime<Utc>,
+) -> Vec<MessageEvent> {
+    let expires_at = spec
+        .ttl_seconds
+        .map(|ttl| now + Duration::seconds(i64::from(ttl)));
+    let first = spec.cascade[0];
+    vec![
+        MessageEvent::MessageAccepted {
+            tenant_id,
+            spec,
+            expires_at,
+            at: now,
+        },
+        MessageEvent::StepStarted {
+            step_index: 0,
+            channel: first.channel,
+            until: first.until,
+            timeout_at: now + Duration::seconds(i64::from(first.timeout_seconds)),
+            at: now,
+        },
+    ]
+}
+
+impl Message {
+    pub fn decide(
+        &self,
+        command: &MessageCommand,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<MessageEvent>, DomainError> {
+        match command {
+            MessageCommand::DispatchAttempt {
+                step_index,
+                attempt_seq,
+                attempt_id,
+                provider,
+            } => Ok(self.decide_dispatch(*step_index, *attempt_seq, *attempt_id, provider, now)),
+            MessageCommand::RecordSendOutcome {
+                attempt_id,
+                outcome,
+            } => self.decide_send_outcome(*attempt_id, outcome, now),
+            MessageCommand::RecordReceipt {
+                attempt_id,
+                status,
+                provider_message_id,
+                error,
+            } => self.decide_receipt(*attempt_id, *status, provider_message_id, error, now),
+            MessageCommand::FireTimer(kind) => Ok(self.decide_timer(*kind, now)),
+            MessageCommand::Cancel => self.decide_cancel(now),
+        }
+    }
+
+    fn decide_dispatch(
+        &self,
+        step_index: usize,
+        attempt_seq: usize,
+        attempt_id: AttemptId,
+        provider: &str,
+        now: DateTime<Utc>,
+    ) -> Vec<MessageEvent> {
+        if self.is_terminal() || self.current_step_index() != Some(step_index) {
+            return vec![];
+        }
+        let made: Vec<_> = self.step_attempts(step_index).collect();
+        if let Some(existing) = made.get(attempt_seq) {
+            // This dispatch was already made by an earlier run that died before recording what
+            // the provider said. Sending again could deliver twice: the attempt is in doubt.
+            return if existing.status == AttemptStatus::Dispatching {
+                vec![MessageEvent::AttemptInDoubt {
+                    attempt_id: existing.id,
+                    reason: "the process stopped before the provider's answer was recorded".into(),
+                    at: now,
+                }]
+            } else {
+                vec![]
+            };
+        }
+        if made.len() != attempt_seq {
+            return vec![];
+        }
+        // A further attempt of the same step is a failover, allowed only after a retryable rejection.
+        if let Some(last) = made.last()
+            && !(last.status == AttemptStatus::Rejected && self.failover_pending(last.id))
+        {
+            return vec![];
+        }
+        let channel = self.spec.cascade[step_index].channel;
+        vec![MessageEvent::AttemptDispatched {
+            attempt_id,
+            step_index,
+            channel,
+            provider: provider.to_owned(),
+            at: now,
+        }]
+    }
+
+    /// Whether the rejection of `attempt_id` left the step waiting for another provider: a
+    /// rejection without failover advances the step at once, so a rejected attempt that is still
+    /// the last one of the current step is exactly one that fails over.
+    fn failover_pending(&self, attempt_id: AttemptId) -> bool {
+        let Some(a) = self.attempt(attempt_id) else {
+            return false;
+        };
+        !self.is_terminal()
+            && self.current_step_index() == Some(a.step_index)
+            && self.step_attempts(a.step_index).last().map(|l| l.id) == Some(attempt_id)
+    }
+
+    fn decide_send_outcome(
+        &self,
+        attempt_id: AttemptId,
+        outcome: &SendOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<MessageEvent>, DomainError> {
+        let attempt = self.attempt(attempt_id).ok_or(DomainError::UnknownAttempt(attempt_id))?;
+        let awaiting_answer = matches!(attempt.status, AttemptStatus::Dispatching | AttemptStatus::InDoubt);
+        let active = self.active_attempt().map(|a| a.id) == Some(attempt_id);
+        let mut events = Vec::new();
+        match outcome {
+            SendOutcome::Sent {
+                provider_message_id,
+            } => {
+                // A receipt may have overtaken the synchronous answer; still record the provider's id.
+                if attempt.sent_at.is_some() && attempt.provider_message_id.is_some() {
+                    return Ok(vec![]);
+                }
+                events.push(MessageEvent::AttemptSent {
+                    attempt_id,
+                    provider_message_id: provider_message_id.clone(),
+                    at: now,
+                });
+                if active && awaiting_answer && self.current_until() == Some(Until::Accepted) {
+                    events.push(MessageEvent::MessageCompleted {
+                        status: Completion::Delivered,
+                        attempt_id,
+                        at: now,
+                    });
+                }
+            }
+            SendOutcome::Rejected {
+                error,
+                retryable,
+                failover,
+            } => {
+                if !awaiting_answer {
+                    return Ok(vec![]);
+                }
+                let failover = *failover && *retryable && active;
+                events.push(MessageEvent::AttemptRejected {
+                    attempt_id,
+                    error: error.clone(),
+                    retryable: *retryable,
+                    failover,
+                    at: now,
+                });
+                if active && !failover {
+                    events.extend(self.advance(now));
+                }
+            }
+            SendOutcome::InDoubt { reason } => {
+                if attempt.status != AttemptStatus::Dispatching {
+                    return Ok(vec![]);
+                }
+                events.push(MessageEvent::AttemptInDoubt {
+                    attempt_id,
+                    reason: reason.clone(),
+                    at: now,
+                });
+            }
+        }
+        Ok(events)
+    }
+
+    fn decide_receipt(
+        &self,
+        attempt_id: AttemptId,
+        status: ReceiptStatus,
+        provider_message_id: &Option<String>,
+        error: &Option<AttemptError>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<MessageEvent>, DomainError> {
+        let attempt = self.attempt(attempt_id).ok_or(DomainError::UnknownAttempt(attempt_id))?;
+        if !Message::receipt_moves_forward(attempt, status) {
+            return Ok(vec![]); // a duplicate, or an older receipt overtaken by a newer one
+        }
+        let active = self.active_attempt().map(|a| a.id) == Some(attempt_id);
+        let completed_by_this = self.completed_by == Some(attempt_id);
+        let mut events = vec![MessageEvent::ReceiptRecorded {
+            attempt_id,
+            status,
+            provider_message_id: provider_message_id.clone(),
+            error: if status == ReceiptStatus::Failed {
+                error
+                    .clone()
+                    .or_else(|| Some(AttemptError::new("failed", "the provider reported a failure")))
+            } else {
+                None
+            },
+            late: !active && !completed_by_this,
+            at: now,
+        }];
+        if active {
+            let until = self.current_until().unwrap_or(Until::Delivered);
+            if status == ReceiptStatus::Failed {
+                events.extend(self.advance(now));
+            } else if Message::meets_until(until, status.into()) {
+                events.push(MessageEvent::MessageCompleted {
+                    status: if status == ReceiptStatus::Read {
+                        Completion::Read
+                    } else {
+                        Completion::Delivered
+                    },
+                    attempt_id,
+                    at: now,
+                });
+            }
+        }
+        Ok(events)
+    }
+
+    fn decide_timer(&self, kind: TimerKind, now: DateTime<Utc>) -> Vec<MessageEvent> {
+        if self.is_terminal() {
+            return vec![];
+        }
+        match kind {
+            TimerKind::Ttl => vec![MessageEvent::MessageExpired { at: now }],
+            TimerKind::StepTimeout { step_index } => {
+                if self.current_step_index() != Some(step_index) {
+                    return vec![];
+                }
+                let mut events = vec![MessageEvent::StepTimedOut {
+                    step_index,
+                    attempt_id: self.active_attempt().map(|a| a.id),
+                    at: now,
+                }];
+                events.extend(self.advance(now));
+                events
+            }
+        }
+    }
+
+    fn decide_cancel(&self, now: DateTime<Utc>) -> Result<Vec<MessageEvent>, DomainError> {
+        match self.status {
+            MessageStatus::Cancelled => Ok(vec![]),
+            s if s.is_terminal() => Err(DomainError::AlreadyTerminal(s)),
+            _ => Ok(vec![MessageEvent::MessageCancelled { at: now }]),
+        }
+    }
+
+    fn current_until(&self) -> Option<Until> {
+        self.current_step_index()
+            .and_then(|i| self.step(i))
+            .map(|s| s.until)
+    }
+
+    /// Leaves the current step: the next one starts, or the message fails (or expires when its
+    /// TTL passed meanwhile: there is no point starting a step that cannot finish in time).
+    fn advance(&self, now: DateTime<Utc>) -> Vec<MessageEvent> {
+        if self.expires_at.is_some_and(|e| e <= now) {
+            return vec![MessageEvent::MessageExpired { at: now }];
+        }
+        let next = self.current_step_index().map_or(0, |i| i + 1);
+        match self.spec.cascade.get(next) {
+            Some(step) => vec![MessageEvent::StepStarted {
+                step_index: next,
+                channel: step.channel,
+                until: step.until,
+                timeout_at: now + Duration::seconds(i64::from(step.timeout_seconds)),
+                at: now,
+            }],
+            None => vec![MessageEvent::MessageFailed {
+                reason: "exhausted".into(),
+                at: now,
+            }],
+        }
+    }
+}

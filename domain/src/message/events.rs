@@ -1,0 +1,185 @@
+//! The facts a message records. Events are never changed once written: a new shape gets a new
+//! `schema_version` and an upcaster in [`upcast`].
+
+use crate::channel::{Channel, Until};
+use crate::ids::{AttemptId, TenantId};
+use crate::message::spec::MessageSpec;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Why an attempt or a message did not succeed, as the provider or Hermes said it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptError {
+    pub code: String,
+    pub message: String,
+}
+
+impl AttemptError {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A provider's delivery receipt, normalized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptStatus {
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+}
+
+/// Terminal outcome of a successful cascade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Completion {
+    Delivered,
+    Read,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum MessageEvent {
+    MessageAccepted {
+        tenant_id: TenantId,
+        spec: MessageSpec,
+        expires_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    },
+    StepStarted {
+        step_index: usize,
+        channel: Channel,
+        until: Until,
+        timeout_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
+    /// Written *before* the provider is called: if the outcome never follows, the attempt is in doubt.
+    AttemptDispatched {
+        attempt_id: AttemptId,
+        step_index: usize,
+        channel: Channel,
+        provider: String,
+        at: DateTime<Utc>,
+    },
+    /// We cannot know whether the provider got the request (crash or timeout after it left).
+    /// Never re-sent; resolved by a receipt or by the step timeout.
+    AttemptInDoubt {
+        attempt_id: AttemptId,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    AttemptSent {
+        attempt_id: AttemptId,
+        provider_message_id: Option<String>,
+        at: DateTime<Utc>,
+    },
+    AttemptRejected {
+        attempt_id: AttemptId,
+        error: AttemptError,
+        retryable: bool,
+        /// Another provider of the same channel will be tried for this step.
+        failover: bool,
+        at: DateTime<Utc>,
+    },
+    ReceiptRecorded {
+        attempt_id: AttemptId,
+        status: ReceiptStatus,
+        provider_message_id: Option<String>,
+        error: Option<AttemptError>,
+        /// The cascade had already moved past this attempt: the tenant may have been charged twice.
+        late: bool,
+        at: DateTime<Utc>,
+    },
+    StepTimedOut {
+        step_index: usize,
+        attempt_id: Option<AttemptId>,
+        at: DateTime<Utc>,
+    },
+    MessageCompleted {
+        status: Completion,
+        attempt_id: AttemptId,
+        at: DateTime<Utc>,
+    },
+    MessageFailed {
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    MessageExpired {
+        at: DateTime<Utc>,
+    },
+    MessageCancelled {
+        at: DateTime<Utc>,
+    },
+}
+
+/// Current schema version of every message event.
+pub const SCHEMA_VERSION: i32 = 1;
+
+impl MessageEvent {
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            MessageEvent::MessageAccepted { .. } => "MessageAccepted",
+            MessageEvent::StepStarted { .. } => "StepStarted",
+            MessageEvent::AttemptDispatched { .. } => "AttemptDispatched",
+            MessageEvent::AttemptInDoubt { .. } => "AttemptInDoubt",
+            MessageEvent::AttemptSent { .. } => "AttemptSent",
+            MessageEvent::AttemptRejected { .. } => "AttemptRejected",
+            MessageEvent::ReceiptRecorded { .. } => "ReceiptRecorded",
+            MessageEvent::StepTimedOut { .. } => "StepTimedOut",
+            MessageEvent::MessageCompleted { .. } => "MessageCompleted",
+            MessageEvent::MessageFailed { .. } => "MessageFailed",
+            MessageEvent::MessageExpired { .. } => "MessageExpired",
+            MessageEvent::MessageCancelled { .. } => "MessageCancelled",
+        }
+    }
+
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            MessageEvent::MessageAccepted { at, .. }
+            | MessageEvent::StepStarted { at, .. }
+            | MessageEvent::AttemptDispatched { at, .. }
+            | MessageEvent::AttemptInDoubt { at, .. }
+            | MessageEvent::AttemptSent { at, .. }
+            | MessageEvent::AttemptRejected { at, .. }
+            | MessageEvent::ReceiptRecorded { at, .. }
+            | MessageEvent::StepTimedOut { at, .. }
+            | MessageEvent::MessageCompleted { at, .. }
+            | MessageEvent::MessageFailed { at, .. }
+            | MessageEvent::MessageExpired { at }
+            | MessageEvent::MessageCancelled { at } => *at,
+        }
+    }
+
+    /// Ends the message: nothing is dispatched after one of these.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            MessageEvent::MessageCompleted { .. }
+                | MessageEvent::MessageFailed { .. }
+                | MessageEvent::MessageExpired { .. }
+                | MessageEvent::MessageCancelled { .. }
+        )
+    }
+
+    /// Decodes a stored event, upcasting older schema versions first.
+    pub fn from_stored(
+        event_type: &str,
+        schema_version: i32,
+        payload: serde_json::Value,
+    ) -> Result<Self, serde_json::Error> {
+        let payload = upcast(event_type, schema_version, payload);
+        serde_json::from_value(payload)
+    }
+}
+
+/// Turns an event stored under an older schema version into the current shape.
+///
+/// Version 1 is the only version so far, so this is the identity; when an event's shape changes,
+/// bump [`SCHEMA_VERSION`] and add a `(event_type, old_version)` arm that rewrites the JSON.
+pub fn upcast(_event_type: &str, _schema_version: i32, payload: serde_json::Value) -> serde_json::Value {
+    payload
+}

@@ -1,0 +1,16 @@
+//! The Message aggregate: one delivery request and its cascade.
+//!
+//! - [`spec`]: what the tenant asked for (recipient, content, cascade steps).
+//! - [`events`]: the facts the aggregate records.
+//! - [`state`]: the state folded from those facts (`apply`).
+//! - [`decide`]: commands and the decisions the aggregate takes on them.
+
+pub mod decide;
+pub mod events;
+pub mod spec;
+pub mod state;
+
+pub use decide::{DomainError, MessageCommand, SendOutcome, TimerKind};
+pub use events::{AttemptError, MessageEvent, ReceiptStatus};
+pub use spec::{CascadeStep, ChannelContent, Content, MessageSpec, Recipient};
+pub use state::{Attempt, AttemptStatus, Message, MessageStatus};

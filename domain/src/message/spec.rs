@@ -1,0 +1,163 @@
+//! What a tenant asked for. Built only by [`crate::validation`], so a `MessageSpec` is valid.
+
+use crate::channel::{Channel, Until};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Recipient {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whatsapp: Option<String>,
+}
+
+impl Recipient {
+    /// The address a channel delivers to, if the tenant gave one.
+    pub fn address_for(&self, channel: Channel) -> Option<&str> {
+        match channel {
+            Channel::Sms => self.phone.as_deref(),
+            Channel::Email => self.email.as_deref(),
+            Channel::Push => self.push_token.as_deref(),
+            Channel::Whatsapp => self.whatsapp.as_deref(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SmsContent {
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EmailContent {
+    pub subject: Option<String>,
+    pub text: Option<String>,
+    pub html: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PushContent {
+    pub title: Option<String>,
+    pub body: Option<String>,
+    pub data: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct WhatsappContent {
+    pub text: Option<String>,
+}
+
+/// Per-channel content with a plain `text` fallback for every channel.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Content {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms: Option<SmsContent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailContent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushContent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whatsapp: Option<WhatsappContent>,
+}
+
+/// The content as one channel sends it, after the `text` fallback is applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "channel", rename_all = "snake_case")]
+pub enum ChannelContent {
+    Sms {
+        text: String,
+    },
+    Email {
+        subject: String,
+        text: Option<String>,
+        html: Option<String>,
+    },
+    Push {
+        title: Option<String>,
+        body: Option<String>,
+        data: Option<serde_json::Map<String, serde_json::Value>>,
+    },
+    Whatsapp {
+        text: String,
+    },
+}
+
+/// Longest email subject we derive from `text` when no subject is given (RFC 5322's line advice).
+const DERIVED_SUBJECT_MAX: usize = 78;
+
+impl Content {
+    /// Renders the content for one channel; `None` when there is nothing to send on it.
+    pub fn render(&self, channel: Channel) -> Option<ChannelContent> {
+        let fallback = self.text.clone();
+        match channel {
+            Channel::Sms => self
+                .sms
+                .as_ref()
+                .and_then(|s| s.text.clone())
+                .or(fallback)
+                .map(|text| ChannelContent::Sms { text }),
+            Channel::Whatsapp => self
+                .whatsapp
+                .as_ref()
+                .and_then(|w| w.text.clone())
+                .or(fallback)
+                .map(|text| ChannelContent::Whatsapp { text }),
+            Channel::Email => {
+                let e = self.email.clone().unwrap_or_default();
+                let text = e.text.or(fallback);
+                if text.is_none() && e.html.is_none() {
+                    return None;
+                }
+                let subject = e.subject.unwrap_or_else(|| {
+                    let first_line = text.as_deref().unwrap_or("").lines().next().unwrap_or("");
+                    first_line.chars().take(DERIVED_SUBJECT_MAX).collect()
+                });
+                Some(ChannelContent::Email {
+                    subject,
+                    text,
+                    html: e.html,
+                })
+            }
+            Channel::Push => {
+                let p = self.push.clone().unwrap_or_default();
+                let body = p.body.or(fallback);
+                if p.title.is_none() && body.is_none() && p.data.is_none() {
+                    return None;
+                }
+                Some(ChannelContent::Push {
+                    title: p.title,
+                    body,
+                    data: p.data,
+                })
+            }
+        }
+    }
+}
+
+/// One step of a cascade: try `channel`, wait up to `timeout_seconds` for `until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CascadeStep {
+    pub channel: Channel,
+    pub timeout_seconds: u32,
+    pub until: Until,
+}
+
+/// A validated delivery request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageSpec {
+    pub to: Recipient,
+    pub content: Content,
+    pub cascade: Vec<CascadeStep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<u32>,
+}

@@ -1,0 +1,397 @@
+//! The state of a message, folded from its events. `apply` never fails and never decides:
+//! every decision was taken when the event was written (see [`super::decide`]).
+
+use crate::channel::{Channel, Until};
+use crate::ids::{AttemptId, MessageId, TenantId};
+use crate::message::events::{AttemptError, Completion, MessageEvent, ReceiptStatus};
+use crate::message::spec::{CascadeStep, MessageSpec};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    Accepted,
+    Sending,
+    Delivered,
+    Read,
+    Failed,
+    Expired,
+    Cancelled,
+}
+
+impl MessageStatus {
+    pub const ALL: [MessageStatus; 7] = [
+        MessageStatus::Accepted,
+        MessageStatus::Sending,
+        MessageStatus::Delivered,
+        MessageStatus::Read,
+        MessageStatus::Failed,
+        MessageStatus::Expired,
+        MessageStatus::Cancelled,
+    ];
+
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, MessageStatus::Accepted | MessageStatus::Sending)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Accepted => "accepted",
+            MessageStatus::Sending => "sending",
+            MessageStatus::Delivered => "delivered",
+            MessageStatus::Read => "read",
+            MessageStatus::Failed => "failed",
+            MessageStatus::Expired => "expired",
+            MessageStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptStatus {
+    Dispatching,
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+    Rejected,
+    TimedOut,
+    InDoubt,
+}
+
+impl AttemptStatus {
+    /// Still waiting on the provider: the step can end by this attempt's receipt.
+    pub fn is_pending(self) -> bool {
+        matches!(
+            self,
+            AttemptStatus::Dispatching
+                | AttemptStatus::Sent
+                | AttemptStatus::InDoubt
+                | AttemptStatus::Delivered
+        )
+    }
+
+    /// Where a receipt status sits in the order sent < delivered < read, so that an older receipt
+    /// arriving after a newer one never moves an attempt backwards.
+    fn progress(self) -> u8 {
+        match self {
+            AttemptStatus::Dispatching | AttemptStatus::InDoubt => 0,
+            AttemptStatus::Sent => 1,
+            AttemptStatus::Delivered => 2,
+            AttemptStatus::Read => 3,
+            AttemptStatus::Failed | AttemptStatus::Rejected | AttemptStatus::TimedOut => 0,
+        }
+    }
+}
+
+impl From<ReceiptStatus> for AttemptStatus {
+    fn from(r: ReceiptStatus) -> Self {
+        match r {
+            ReceiptStatus::Sent => AttemptStatus::Sent,
+            ReceiptStatus::Delivered => AttemptStatus::Delivered,
+            ReceiptStatus::Read => AttemptStatus::Read,
+            ReceiptStatus::Failed => AttemptStatus::Failed,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub id: AttemptId,
+    pub step_index: usize,
+    pub channel: Channel,
+    pub provider: String,
+    pub status: AttemptStatus,
+    pub provider_message_id: Option<String>,
+    pub error: Option<AttemptError>,
+    /// A receipt came after the cascade had moved past this attempt.
+    pub late: bool,
+    pub dispatched_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub read_at: Option<DateTime<Utc>>,
+    pub failed_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CurrentStep {
+    pub index: usize,
+    pub started_at: DateTime<Utc>,
+    pub timeout_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: MessageId,
+    pub tenant_id: TenantId,
+    /// Number of events applied; the stream version of the last one.
+    pub version: u64,
+    pub spec: MessageSpec,
+    pub status: MessageStatus,
+    pub current_step: Option<CurrentStep>,
+    pub attempts: Vec<Attempt>,
+    /// The attempt whose receipt (or acceptance) ended the cascade successfully.
+    pub completed_by: Option<AttemptId>,
+    /// Why the message failed, expired or was cancelled.
+    pub reason: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub accepted_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Message {
+    /// Folds a whole stream. `None` for an empty stream or one that does not start with
+    /// `MessageAccepted` (which the event store never produces).
+    pub fn from_events<'a>(id: MessageId, events: impl IntoIterator<Item = &'a MessageEvent>) -> Option<Self> {
+        let mut state: Option<Message> = None;
+        for e in events {
+            state = Message::apply(state, id, e);
+        }
+        state
+    }
+
+    /// Applies one event to an optional state (a message does not exist before its first event).
+    pub fn apply(state: Option<Message>, id: MessageId, event: &MessageEvent) -> Option<Message> {
+        match (state, event) {
+            (
+                None,
+                MessageEvent::MessageAccepted {
+                    tenant_id,
+                    spec,
+                    expires_at,
+                    at,
+                },
+            ) => Some(Message {
+                id,
+                tenant_id: *tenant_id,
+                version: 1,
+                spec: spec.clone(),
+                status: MessageStatus::Accepted,
+                current_step: None,
+                attempts: Vec::new(),
+                completed_by: None,
+                reason: None,
+                expires_at: *expires_at,
+                accepted_at: *at,
+                updated_at: *at,
+            }),
+            (None, _) => None,
+            (Some(mut m), e) => {
+                m.apply_mut(e);
+                m.version += 1;
+                m.updated_at = e.at();
+                Some(m)
+            }
+        }
+    }
+
+    fn apply_mut(&mut self, event: &MessageEvent) {
+        match event {
+            MessageEvent::MessageAccepted { .. } => {}
+            MessageEvent::StepStarted {
+                step_index,
+                timeout_at,
+                at,
+                ..
+            } => {
+                self.current_step = Some(CurrentStep {
+                    index: *step_index,
+                    started_at: *at,
+                    timeout_at: *timeout_at,
+                });
+            }
+            MessageEvent::AttemptDispatched {
+                attempt_id,
+                step_index,
+                channel,
+                provider,
+                at,
+            } => {
+                self.status = MessageStatus::Sending;
+                self.attempts.push(Attempt {
+                    id: *attempt_id,
+                    step_index: *step_index,
+                    channel: *channel,
+                    provider: provider.clone(),
+                    status: AttemptStatus::Dispatching,
+                    provider_message_id: None,
+                    error: None,
+                    late: false,
+                    dispatched_at: *at,
+                    sent_at: None,
+                    delivered_at: None,
+                    read_at: None,
+                    failed_at: None,
+                    updated_at: *at,
+                });
+            }
+            MessageEvent::AttemptInDoubt { attempt_id, at, .. } => {
+                if let Some(a) = self.attempt_mut(*attempt_id) {
+                    a.status = AttemptStatus::InDoubt;
+                    a.updated_at = *at;
+                }
+            }
+            MessageEvent::AttemptSent {
+                attempt_id,
+                provider_message_id,
+                at,
+            } => {
+                if let Some(a) = self.attempt_mut(*attempt_id) {
+                    if matches!(a.status, AttemptStatus::Dispatching | AttemptStatus::InDoubt) {
+                        a.status = AttemptStatus::Sent;
+                    }
+                    if a.provider_message_id.is_none() {
+                        a.provider_message_id = provider_message_id.clone();
+                    }
+                    a.sent_at.get_or_insert(*at);
+                    a.updated_at = *at;
+                }
+            }
+            MessageEvent::AttemptRejected {
+                attempt_id,
+                error,
+                at,
+                ..
+            } => {
+                if let Some(a) = self.attempt_mut(*attempt_id) {
+                    a.status = AttemptStatus::Rejected;
+                    a.error = Some(error.clone());
+                    a.failed_at = Some(*at);
+                    a.updated_at = *at;
+                }
+            }
+            MessageEvent::ReceiptRecorded {
+                attempt_id,
+                status,
+                provider_message_id,
+                error,
+                late,
+                at,
+            } => {
+                let completed_by_this = self.completed_by == Some(*attempt_id);
+                if let Some(a) = self.attempt_mut(*attempt_id) {
+                    a.status = (*status).into();
+                    if a.provider_message_id.is_none() {
+                        a.provider_message_id = provider_message_id.clone();
+                    }
+                    match status {
+                        ReceiptStatus::Sent => {
+                            a.sent_at.get_or_insert(*at);
+                        }
+                        ReceiptStatus::Delivered => {
+                            a.delivered_at.get_or_insert(*at);
+                        }
+                        ReceiptStatus::Read => {
+                            a.read_at.get_or_insert(*at);
+                        }
+                        ReceiptStatus::Failed => {
+                            a.failed_at.get_or_insert(*at);
+                            a.error = error.clone();
+                        }
+                    }
+                    a.late |= *late;
+                    a.updated_at = *at;
+                }
+                // The attempt that delivered the message was read later: the message was read.
+                if completed_by_this
+                    && *status == ReceiptStatus::Read
+                    && self.status == MessageStatus::Delivered
+                {
+                    self.status = MessageStatus::Read;
+                }
+            }
+            MessageEvent::StepTimedOut { attempt_id, at, .. } => {
+                if let Some(a) = attempt_id.and_then(|id| self.attempt_mut(id))
+                    && matches!(
+                        a.status,
+                        AttemptStatus::Dispatching | AttemptStatus::Sent | AttemptStatus::InDoubt
+                    )
+                {
+                    a.status = AttemptStatus::TimedOut;
+                    a.updated_at = *at;
+                }
+            }
+            MessageEvent::MessageCompleted {
+                status, attempt_id, ..
+            } => {
+                self.status = match status {
+                    Completion::Delivered => MessageStatus::Delivered,
+                    Completion::Read => MessageStatus::Read,
+                };
+                self.completed_by = Some(*attempt_id);
+            }
+            MessageEvent::MessageFailed { reason, .. } => {
+                self.status = MessageStatus::Failed;
+                self.reason = Some(reason.clone());
+            }
+            MessageEvent::MessageExpired { .. } => {
+                self.status = MessageStatus::Expired;
+                self.reason = Some("ttl_expired".into());
+            }
+            MessageEvent::MessageCancelled { .. } => {
+                self.status = MessageStatus::Cancelled;
+                self.reason = Some("cancelled".into());
+            }
+        }
+    }
+
+    pub fn attempt(&self, id: AttemptId) -> Option<&Attempt> {
+        self.attempts.iter().find(|a| a.id == id)
+    }
+
+    fn attempt_mut(&mut self, id: AttemptId) -> Option<&mut Attempt> {
+        self.attempts.iter_mut().find(|a| a.id == id)
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        self.status.is_terminal()
+    }
+
+    pub fn current_step_index(&self) -> Option<usize> {
+        self.current_step.as_ref().map(|s| s.index)
+    }
+
+    pub fn step(&self, index: usize) -> Option<&CascadeStep> {
+        self.spec.cascade.get(index)
+    }
+
+    /// Attempts made for one step, in order.
+    pub fn step_attempts(&self, step_index: usize) -> impl Iterator<Item = &Attempt> {
+        self.attempts.iter().filter(move |a| a.step_index == step_index)
+    }
+
+    /// The attempt the current step is waiting on, if any. At most one exists at any time.
+    pub fn active_attempt(&self) -> Option<&Attempt> {
+        if self.is_terminal() {
+            return None;
+        }
+        let step = self.current_step_index()?;
+        self.step_attempts(step).last().filter(|a| a.status.is_pending())
+    }
+
+    /// Whether a receipt status meets the current step's `until` condition.
+    pub fn meets_until(until: Until, status: AttemptStatus) -> bool {
+        status.progress()
+            >= match until {
+                Until::Accepted => AttemptStatus::Sent.progress(),
+                Until::Delivered => AttemptStatus::Delivered.progress(),
+                Until::Read => AttemptStatus::Read.progress(),
+            }
+    }
+
+    /// Whether a receipt would move the attempt forward (and is therefore not a duplicate).
+    pub(crate) fn receipt_moves_forward(attempt: &Attempt, receipt: ReceiptStatus) -> bool {
+        let to: AttemptStatus = receipt.into();
+        match receipt {
+            ReceiptStatus::Failed => !matches!(attempt.status, AttemptStatus::Failed | AttemptStatus::Rejected),
+            _ => to.progress() > attempt.status.progress(),
+        }
+    }
+}

@@ -1,0 +1,480 @@
+//! Validation of a delivery request: turns what the tenant sent into a [`MessageSpec`] or into
+//! every problem found, each with a stable `code` that clients can switch on.
+
+use crate::channel::{Channel, Until};
+use crate::message::spec::{CascadeStep, Content, MessageSpec, Recipient};
+use serde::Serialize;
+use serde_json::Value;
+
+pub const DEFAULT_STEP_TIMEOUT_SECONDS: u32 = 60;
+pub const MAX_STEP_TIMEOUT_SECONDS: i64 = 7 * 24 * 3600;
+pub const MAX_CASCADE_STEPS: usize = 10;
+pub const MAX_TTL_SECONDS: i64 = 30 * 24 * 3600;
+pub const MAX_REFERENCE_CHARS: usize = 256;
+pub const MAX_METADATA_BYTES: usize = 4096;
+pub const MAX_SMS_CHARS: usize = 1600;
+pub const MAX_WHATSAPP_CHARS: usize = 4096;
+pub const MAX_PUSH_TITLE_CHARS: usize = 256;
+pub const MAX_PUSH_BODY_CHARS: usize = 4096;
+pub const MAX_EMAIL_SUBJECT_CHARS: usize = 998;
+pub const MAX_PUSH_TOKEN_CHARS: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ValidationError {
+    pub code: &'static str,
+    /// JSON path of the offending field, e.g. `cascade[1].channel`.
+    pub field: String,
+    pub message: String,
+}
+
+impl ValidationError {
+    fn new(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A request as parsed from JSON, before validation. `cascade` stays raw JSON so that an unknown
+/// channel is reported as `unknown_channel`, not as a generic parse error.
+#[derive(Debug, Clone, Default)]
+pub struct MessageDraft {
+    pub to: Recipient,
+    pub content: Content,
+    pub cascade: Option<Value>,
+    pub reference: Option<String>,
+    pub metadata: Option<serde_json::Map<String, Value>>,
+    pub ttl_seconds: Option<i64>,
+}
+
+pub fn validate(draft: MessageDraft) -> Result<MessageSpec, Vec<ValidationError>> {
+    let mut errors = Vec::new();
+    validate_recipient(&draft.to, &mut errors);
+    let cascade = validate_cascade(draft.cascade.as_ref(), &mut errors);
+    for (i, step) in cascade.iter().enumerate() {
+        if draft.to.address_for(step.channel).is_none() {
+            errors.push(ValidationError::new(
+                "missing_recipient",
+                format!("to.{}", step.channel.recipient_field()),
+                format!(
+                    "cascade[{i}] uses channel '{}' but `to.{}` is missing",
+                    step.channel,
+                    step.channel.recipient_field()
+                ),
+            ));
+        }
+        if draft.content.render(step.channel).is_none() {
+            errors.push(ValidationError::new(
+                "missing_content",
+                format!("content.{}", step.channel),
+                format!(
+                    "cascade[{i}] uses channel '{}' but there is no content for it (give `content.{}` or `content.text`)",
+                    step.channel, step.channel
+                ),
+            ));
+        }
+    }
+    validate_content(&draft.content, &mut errors);
+    if let Some(r) = &draft.reference
+        && (r.is_empty() || r.chars().count() > MAX_REFERENCE_CHARS)
+    {
+        errors.push(ValidationError::new(
+            "invalid_reference",
+            "reference",
+            format!("reference must be 1 to {MAX_REFERENCE_CHARS} characters"),
+        ));
+    }
+    if let Some(m) = &draft.metadata
+        && serde_json::to_vec(m).map_or(true, |b| b.len() > MAX_METADATA_BYTES)
+    {
+        errors.push(ValidationError::new(
+            "invalid_metadata",
+            "metadata",
+            format!("metadata must serialize to at most {MAX_METADATA_BYTES} bytes"),
+        ));
+    }
+    let ttl_seconds = match draft.ttl_seconds {
+        None => None,
+        Some(t) if (1..=MAX_TTL_SECONDS).contains(&t) => Some(t as u32),
+        Some(_) => {
+            errors.push(ValidationError::new(
+                "invalid_ttl",
+                "ttl_seconds",
+                format!("ttl_seconds must be between 1 and {MAX_TTL_SECONDS}"),
+            ));
+            None
+        }
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(MessageSpec {
+        to: draft.to,
+        content: draft.content,
+        cascade,
+        reference: draft.reference,
+        metadata: draft.metadata,
+        ttl_seconds,
+    })
+}
+
+fn validate_cascade(raw: Option<&Value>, errors: &mut Vec<ValidationError>) -> Vec<CascadeStep> {
+    let steps = match raw {
+        None | Some(Value::Null) => {
+            errors.push(ValidationError::new(
+                "missing_cascade",
+                "cascade",
+                "cascade is required: a list of steps such as [{\"channel\": \"sms\"}]",
+            ));
+            return vec![];
+        }
+        Some(Value::String(name)) => {
+            errors.push(ValidationError::new(
+                "unknown_cascade_policy",
+                "cascade",
+                format!("no cascade policy named '{name}' exists for this tenant"),
+            ));
+            return vec![];
+        }
+        Some(Value::Array(steps)) => steps,
+        Some(_) => {
+            errors.push(ValidationError::new(
+                "invalid_cascade",
+                "cascade",
+                "cascade must be a list of steps or the name of a cascade policy",
+            ));
+            return vec![];
+        }
+    };
+    if steps.is_empty() || steps.len() > MAX_CASCADE_STEPS {
+        errors.push(ValidationError::new(
+            if steps.is_empty() { "empty_cascade" } else { "too_many_steps" },
+            "cascade",
+            format!("cascade must have 1 to {MAX_CASCADE_STEPS} steps"),
+        ));
+        return vec![];
+    }
+    let mut out = Vec::with_capacity(steps.len());
+    for (i, step) in steps.iter().enumerate() {
+        if let Some(s) = validate_step(i, step, errors) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+fn validate_step(i: usize, step: &Value, errors: &mut Vec<ValidationError>) -> Option<CascadeStep> {
+    let Some(obj) = step.as_object() else {
+        errors.push(ValidationError::new(
+            "invalid_cascade_step",
+            format!("cascade[{i}]"),
+            "a cascade step must be an object with `channel`, `timeout_seconds` and `until`",
+        ));
+        return None;
+    };
+    let before = errors.len();
+    if let Some(unknown) = obj
+        .keys()
+        .find(|k| !["channel", "timeout_seconds", "until"].contains(&k.as_str()))
+    {
+        errors.push(ValidationError::new(
+            "invalid_cascade_step",
+            format!("cascade[{i}].{unknown}"),
+            format!("unknown field '{unknown}' (expected channel, timeout_seconds, until)"),
+        ));
+    }
+    let channel = match obj.get("channel").and_then(Value::as_str).map(|c| (c, Channel::parse(c))) {
+        Some((_, Some(c))) => Some(c),
+        other => {
+            let got = other.map_or("nothing".to_string(), |(c, _)| format!("'{c}'"));
+            errors.push(ValidationError::new(
+                "unknown_channel",
+                format!("cascade[{i}].channel"),
+                format!("channel must be one of sms, email, push, whatsapp; got {got}"),
+            ));
+            None
+        }
+    };
+    let timeout_seconds = match obj.get("timeout_seconds") {
+        None | Some(Value::Null) => Some(DEFAULT_STEP_TIMEOUT_SECONDS),
+        Some(v) => match v.as_i64() {
+            Some(t) if (1..=MAX_STEP_TIMEOUT_SECONDS).contains(&t) => Some(t as u32),
+            _ => {
+                errors.push(ValidationError::new(
+                    "invalid_timeout",
+                    format!("cascade[{i}].timeout_seconds"),
+                    format!("timeout_seconds must be an integer from 1 to {MAX_STEP_TIMEOUT_SECONDS}"),
+                ));
+                None
+            }
+        },
+    };
+    let until = match obj.get("until") {
+        None | Some(Value::Null) => Some(Until::Delivered),
+        Some(v) => match v.as_str().and_then(Until::parse) {
+            Some(u) => Some(u),
+            None => {
+                errors.push(ValidationError::new(
+                    "invalid_until",
+                    format!("cascade[{i}].until"),
+                    "until must be one of accepted, delivered, read",
+                ));
+                None
+            }
+        },
+    };
+    if errors.len() > before {
+        return None;
+    }
+    Some(CascadeStep {
+        channel: channel?,
+        timeout_seconds: timeout_seconds?,
+        until: until?,
+    })
+}
+
+fn validate_recipient(to: &Recipient, errors: &mut Vec<ValidationError>) {
+    for (field, value) in [("to.phone", &to.phone), ("to.whatsapp", &to.whatsapp)] {
+        if let Some(p) = value
+            && !is_e164(p)
+        {
+            errors.push(ValidationError::new(
+                "invalid_phone",
+                field,
+                format!("'{p}' is not an E.164 phone number (like +14155550100)"),
+            ));
+        }
+    }
+    if let Some(e) = &to.email
+        && !is_email(e)
+    {
+        errors.push(ValidationError::new(
+            "invalid_email",
+            "to.email",
+            format!("'{e}' is not an email address"),
+        ));
+    }
+    if let Some(t) = &to.push_token
+        && (t.is_empty() || t.len() > MAX_PUSH_TOKEN_CHARS || t.chars().any(char::is_whitespace))
+    {
+        errors.push(ValidationError::new(
+            "invalid_push_token",
+            "to.push_token",
+            format!("push_token must be 1 to {MAX_PUSH_TOKEN_CHARS} characters without spaces"),
+        ));
+    }
+}
+
+fn validate_content(c: &Content, errors: &mut Vec<ValidationError>) {
+    let mut check = |field: &str, value: Option<&String>, max: usize| {
+        if let Some(v) = value
+            && v.chars().count() > max
+        {
+            errors.push(ValidationError::new(
+                "content_too_long",
+                field,
+                format!("{field} is longer than {max} characters"),
+            ));
+        }
+    };
+    check("content.sms.text", c.sms.as_ref().and_then(|s| s.text.as_ref()), MAX_SMS_CHARS);
+    check(
+        "content.whatsapp.text",
+        c.whatsapp.as_ref().and_then(|w| w.text.as_ref()),
+        MAX_WHATSAPP_CHARS,
+    );
+    check(
+        "content.push.title",
+        c.push.as_ref().and_then(|p| p.title.as_ref()),
+        MAX_PUSH_TITLE_CHARS,
+    );
+    check(
+        "content.push.body",
+        c.push.as_ref().and_then(|p| p.body.as_ref()),
+        MAX_PUSH_BODY_CHARS,
+    );
+    check(
+        "content.email.subject",
+        c.email.as_ref().and_then(|e| e.subject.as_ref()),
+        MAX_EMAIL_SUBJECT_CHARS,
+    );
+}
+
+/// E.164: a plus, a country code that does not start with 0, at most 15 digits in all.
+pub fn is_e164(s: &str) -> bool {
+    let Some(digits) = s.strip_prefix('+') else {
+        return false;
+    };
+    (2..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
+}
+
+/// A pragmatic address check (RFC 5321 lengths, one `@`, a dotted domain, no spaces); the
+/// provider is the final judge, this only catches what can never be delivered.
+pub fn is_email(s: &str) -> bool {
+    let Some((local, domain)) = s.rsplit_once('@') else {
+        return false;
+    };
+    s.len() <= 254
+        && (1..=64).contains(&local.len())
+        && !local.contains('@')
+        && domain.len() >= 3
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains("..")
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn draft(to: Recipient, cascade: Value) -> MessageDraft {
+        MessageDraft {
+            to,
+            content: Content {
+                text: Some("hello".into()),
+                ..Default::default()
+            },
+            cascade: Some(cascade),
+            ..Default::default()
+        }
+    }
+
+    fn phone(p: &str) -> Recipient {
+        Recipient {
+            phone: Some(p.into()),
+            ..Default::default()
+        }
+    }
+
+    fn codes(r: Result<MessageSpec, Vec<ValidationError>>) -> Vec<&'static str> {
+        r.expect_err("should be invalid").into_iter().map(|e| e.code).collect()
+    }
+
+    #[test]
+    fn a_valid_request_gets_defaults_for_timeout_and_until() {
+        let spec = validate(draft(phone("+14155550100"), json!([{"channel": "sms"}]))).unwrap();
+        assert_eq!(
+            spec.cascade,
+            vec![CascadeStep {
+                channel: Channel::Sms,
+                timeout_seconds: DEFAULT_STEP_TIMEOUT_SECONDS,
+                until: Until::Delivered
+            }]
+        );
+    }
+
+    #[test]
+    fn unknown_channel_is_named() {
+        let errs = validate(draft(phone("+14155550100"), json!([{"channel": "pigeon"}]))).unwrap_err();
+        assert_eq!(errs[0].code, "unknown_channel");
+        assert_eq!(errs[0].field, "cascade[0].channel");
+        assert!(errs[0].message.contains("pigeon"));
+    }
+
+    #[test]
+    fn a_step_whose_recipient_is_missing() {
+        let errs = validate(draft(phone("+14155550100"), json!([{"channel": "email"}]))).unwrap_err();
+        assert_eq!(errs[0].code, "missing_recipient");
+        assert_eq!(errs[0].field, "to.email");
+    }
+
+    #[test]
+    fn phone_numbers_must_be_e164() {
+        for bad in ["4155550100", "+0155550100", "+1415555010012345", "+1 415 555", "+"] {
+            assert_eq!(
+                codes(validate(draft(phone(bad), json!([{"channel": "sms"}])))),
+                vec!["invalid_phone"],
+                "{bad}"
+            );
+        }
+        assert!(is_e164("+14155550100"));
+    }
+
+    #[test]
+    fn emails_are_checked() {
+        for bad in ["nobody", "a@b", "a b@example.com", "@example.com", "a@.com", "a@example..com"] {
+            let to = Recipient {
+                email: Some(bad.into()),
+                ..Default::default()
+            };
+            assert_eq!(
+                codes(validate(draft(to, json!([{"channel": "email"}])))),
+                vec!["invalid_email"],
+                "{bad}"
+            );
+        }
+        assert!(is_email("ada@example.com"));
+    }
+
+    #[test]
+    fn cascade_shape_errors() {
+        let to = phone("+14155550100");
+        assert_eq!(codes(validate(draft(to.clone(), json!([])))), vec!["empty_cascade"]);
+        assert_eq!(
+            codes(validate(draft(to.clone(), json!("default")))),
+            vec!["unknown_cascade_policy"]
+        );
+        assert_eq!(codes(validate(draft(to.clone(), json!(5)))), vec!["invalid_cascade"]);
+        assert_eq!(
+            codes(validate(draft(to.clone(), json!([{"channel": "sms", "timeout_seconds": 0}])))),
+            vec!["invalid_timeout"]
+        );
+        assert_eq!(
+            codes(validate(draft(to.clone(), json!([{"channel": "sms", "until": "soon"}])))),
+            vec!["invalid_until"]
+        );
+        assert_eq!(
+            codes(validate(draft(to.clone(), json!([{"channel": "sms", "retries": 3}])))),
+            vec!["invalid_cascade_step"]
+        );
+        let eleven: Vec<_> = (0..11).map(|_| json!({"channel": "sms"})).collect();
+        assert_eq!(codes(validate(draft(to, json!(eleven)))), vec!["too_many_steps"]);
+        let mut d = draft(phone("+14155550100"), json!([]));
+        d.cascade = None;
+        assert_eq!(codes(validate(d)), vec!["missing_cascade"]);
+    }
+
+    #[test]
+    fn content_must_exist_for_every_step_and_fit() {
+        let mut d = draft(phone("+14155550100"), json!([{"channel": "sms"}]));
+        d.content = Content::default();
+        assert_eq!(codes(validate(d)), vec!["missing_content"]);
+        let mut d = draft(phone("+14155550100"), json!([{"channel": "sms"}]));
+        d.content.sms = Some(crate::message::spec::SmsContent {
+            text: Some("x".repeat(MAX_SMS_CHARS + 1)),
+        });
+        assert_eq!(codes(validate(d)), vec!["content_too_long"]);
+    }
+
+    #[test]
+    fn ttl_reference_and_metadata_limits() {
+        let mut d = draft(phone("+14155550100"), json!([{"channel": "sms"}]));
+        d.ttl_seconds = Some(0);
+        d.reference = Some(String::new());
+        let mut m = serde_json::Map::new();
+        m.insert("k".into(), json!("v".repeat(MAX_METADATA_BYTES)));
+        d.metadata = Some(m);
+        assert_eq!(codes(validate(d)), vec!["invalid_reference", "invalid_metadata", "invalid_ttl"]);
+    }
+
+    #[test]
+    fn email_subject_falls_back_to_first_line_of_text() {
+        let c = Content {
+            text: Some("Your code is 1234\nIt expires soon".into()),
+            ..Default::default()
+        };
+        match c.render(Channel::Email) {
+            Some(crate::message::ChannelContent::Email { subject, .. }) => {
+                assert_eq!(subject, "Your code is 1234")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
