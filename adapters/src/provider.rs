@@ -32,7 +32,10 @@ pub enum SendError {
     /// The provider refused. `retryable`: the same request may succeed elsewhere or later
     /// (timeouts before sending, 408, 429, 5xx); otherwise it is permanent (bad number...).
     #[error("rejected ({}): {}", error.code, error.message)]
-    Rejected { error: AttemptError, retryable: bool },
+    Rejected {
+        error: AttemptError,
+        retryable: bool,
+    },
     /// The request left and no answer came: the provider may have sent the message.
     #[error("in doubt: {0}")]
     InDoubt(String),
@@ -71,7 +74,10 @@ pub trait Provider: Send + Sync {
     /// Stable name: used in routing, in `/v1/webhooks/{name}` and in attempt events.
     fn name(&self) -> &str;
     fn channels(&self) -> &[Channel];
-    fn send<'a>(&'a self, request: &'a SendRequest) -> BoxFuture<'a, Result<SendAccepted, SendError>>;
+    fn send<'a>(
+        &'a self,
+        request: &'a SendRequest,
+    ) -> BoxFuture<'a, Result<SendAccepted, SendError>>;
     /// Verifies the callback's signature (in constant time) and normalizes it.
     fn parse_callback(&self, request: &CallbackRequest) -> Result<Vec<Receipt>, CallbackError>;
 }

@@ -1,1 +1,9 @@
+//! The write side: command handling, the command API (messages, cancel, provider receipts),
+//! the cascade saga that calls providers, and the timer poller.
 
+pub mod api;
+pub mod handler;
+pub mod saga;
+pub mod timer_poller;
+
+pub use handler::{CommandError, CommandHandler};

@@ -5,6 +5,7 @@ use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Channel {
     Sms,
     Email,
@@ -13,7 +14,12 @@ pub enum Channel {
 }
 
 impl Channel {
-    pub const ALL: [Channel; 4] = [Channel::Sms, Channel::Email, Channel::Push, Channel::Whatsapp];
+    pub const ALL: [Channel; 4] = [
+        Channel::Sms,
+        Channel::Email,
+        Channel::Push,
+        Channel::Whatsapp,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -48,6 +54,7 @@ impl fmt::Display for Channel {
 /// What a cascade step waits for before the message counts as done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Until {
     /// The provider took the message (synchronous acceptance or a "sent" receipt).
     Accepted,

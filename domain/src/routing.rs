@@ -54,7 +54,10 @@ mod tests {
 
     #[test]
     fn skips_providers_already_tried_on_the_step() {
-        let c = [cand("a", &[Channel::Sms], true), cand("b", &[Channel::Sms], true)];
+        let c = [
+            cand("a", &[Channel::Sms], true),
+            cand("b", &[Channel::Sms], true),
+        ];
         assert_eq!(pick_provider(Channel::Sms, &c, &["a"]), Some("b"));
         assert_eq!(pick_provider(Channel::Sms, &c, &["a", "b"]), None);
     }

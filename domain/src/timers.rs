@@ -6,7 +6,10 @@ use chrono::{DateTime, Utc};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimerEffect {
-    Arm { kind: TimerKind, due_at: DateTime<Utc> },
+    Arm {
+        kind: TimerKind,
+        due_at: DateTime<Utc>,
+    },
     /// The message ended: its remaining timers would only fire into no-ops.
     DisarmAll,
 }

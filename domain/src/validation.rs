@@ -150,7 +150,11 @@ fn validate_cascade(raw: Option<&Value>, errors: &mut Vec<ValidationError>) -> V
     };
     if steps.is_empty() || steps.len() > MAX_CASCADE_STEPS {
         errors.push(ValidationError::new(
-            if steps.is_empty() { "empty_cascade" } else { "too_many_steps" },
+            if steps.is_empty() {
+                "empty_cascade"
+            } else {
+                "too_many_steps"
+            },
             "cascade",
             format!("cascade must have 1 to {MAX_CASCADE_STEPS} steps"),
         ));
@@ -185,7 +189,11 @@ fn validate_step(i: usize, step: &Value, errors: &mut Vec<ValidationError>) -> O
             format!("unknown field '{unknown}' (expected channel, timeout_seconds, until)"),
         ));
     }
-    let channel = match obj.get("channel").and_then(Value::as_str).map(|c| (c, Channel::parse(c))) {
+    let channel = match obj
+        .get("channel")
+        .and_then(Value::as_str)
+        .map(|c| (c, Channel::parse(c)))
+    {
         Some((_, Some(c))) => Some(c),
         other => {
             let got = other.map_or("nothing".to_string(), |(c, _)| format!("'{c}'"));
@@ -199,17 +207,19 @@ fn validate_step(i: usize, step: &Value, errors: &mut Vec<ValidationError>) -> O
     };
     let timeout_seconds = match obj.get("timeout_seconds") {
         None | Some(Value::Null) => Some(DEFAULT_STEP_TIMEOUT_SECONDS),
-        Some(v) => match v.as_i64() {
-            Some(t) if (1..=MAX_STEP_TIMEOUT_SECONDS).contains(&t) => Some(t as u32),
-            _ => {
-                errors.push(ValidationError::new(
+        Some(v) => {
+            match v.as_i64() {
+                Some(t) if (1..=MAX_STEP_TIMEOUT_SECONDS).contains(&t) => Some(t as u32),
+                _ => {
+                    errors.push(ValidationError::new(
                     "invalid_timeout",
                     format!("cascade[{i}].timeout_seconds"),
                     format!("timeout_seconds must be an integer from 1 to {MAX_STEP_TIMEOUT_SECONDS}"),
                 ));
-                None
+                    None
+                }
             }
-        },
+        }
     };
     let until = match obj.get("until") {
         None | Some(Value::Null) => Some(Until::Delivered),
@@ -279,7 +289,11 @@ fn validate_content(c: &Content, errors: &mut Vec<ValidationError>) {
             ));
         }
     };
-    check("content.sms.text", c.sms.as_ref().and_then(|s| s.text.as_ref()), MAX_SMS_CHARS);
+    check(
+        "content.sms.text",
+        c.sms.as_ref().and_then(|s| s.text.as_ref()),
+        MAX_SMS_CHARS,
+    );
     check(
         "content.whatsapp.text",
         c.whatsapp.as_ref().and_then(|w| w.text.as_ref()),
@@ -354,7 +368,10 @@ mod tests {
     }
 
     fn codes(r: Result<MessageSpec, Vec<ValidationError>>) -> Vec<&'static str> {
-        r.expect_err("should be invalid").into_iter().map(|e| e.code).collect()
+        r.expect_err("should be invalid")
+            .into_iter()
+            .map(|e| e.code)
+            .collect()
     }
 
     #[test]
@@ -372,7 +389,8 @@ mod tests {
 
     #[test]
     fn unknown_channel_is_named() {
-        let errs = validate(draft(phone("+14155550100"), json!([{"channel": "pigeon"}]))).unwrap_err();
+        let errs =
+            validate(draft(phone("+14155550100"), json!([{"channel": "pigeon"}]))).unwrap_err();
         assert_eq!(errs[0].code, "unknown_channel");
         assert_eq!(errs[0].field, "cascade[0].channel");
         assert!(errs[0].message.contains("pigeon"));
@@ -380,14 +398,21 @@ mod tests {
 
     #[test]
     fn a_step_whose_recipient_is_missing() {
-        let errs = validate(draft(phone("+14155550100"), json!([{"channel": "email"}]))).unwrap_err();
+        let errs =
+            validate(draft(phone("+14155550100"), json!([{"channel": "email"}]))).unwrap_err();
         assert_eq!(errs[0].code, "missing_recipient");
         assert_eq!(errs[0].field, "to.email");
     }
 
     #[test]
     fn phone_numbers_must_be_e164() {
-        for bad in ["4155550100", "+0155550100", "+1415555010012345", "+1 415 555", "+"] {
+        for bad in [
+            "4155550100",
+            "+0155550100",
+            "+1415555010012345",
+            "+1 415 555",
+            "+",
+        ] {
             assert_eq!(
                 codes(validate(draft(phone(bad), json!([{"channel": "sms"}])))),
                 vec!["invalid_phone"],
@@ -399,7 +424,14 @@ mod tests {
 
     #[test]
     fn emails_are_checked() {
-        for bad in ["nobody", "a@b", "a b@example.com", "@example.com", "a@.com", "a@example..com"] {
+        for bad in [
+            "nobody",
+            "a@b",
+            "a b@example.com",
+            "@example.com",
+            "a@.com",
+            "a@example..com",
+        ] {
             let to = Recipient {
                 email: Some(bad.into()),
                 ..Default::default()
@@ -416,26 +448,44 @@ mod tests {
     #[test]
     fn cascade_shape_errors() {
         let to = phone("+14155550100");
-        assert_eq!(codes(validate(draft(to.clone(), json!([])))), vec!["empty_cascade"]);
+        assert_eq!(
+            codes(validate(draft(to.clone(), json!([])))),
+            vec!["empty_cascade"]
+        );
         assert_eq!(
             codes(validate(draft(to.clone(), json!("default")))),
             vec!["unknown_cascade_policy"]
         );
-        assert_eq!(codes(validate(draft(to.clone(), json!(5)))), vec!["invalid_cascade"]);
         assert_eq!(
-            codes(validate(draft(to.clone(), json!([{"channel": "sms", "timeout_seconds": 0}])))),
+            codes(validate(draft(to.clone(), json!(5)))),
+            vec!["invalid_cascade"]
+        );
+        assert_eq!(
+            codes(validate(draft(
+                to.clone(),
+                json!([{"channel": "sms", "timeout_seconds": 0}])
+            ))),
             vec!["invalid_timeout"]
         );
         assert_eq!(
-            codes(validate(draft(to.clone(), json!([{"channel": "sms", "until": "soon"}])))),
+            codes(validate(draft(
+                to.clone(),
+                json!([{"channel": "sms", "until": "soon"}])
+            ))),
             vec!["invalid_until"]
         );
         assert_eq!(
-            codes(validate(draft(to.clone(), json!([{"channel": "sms", "retries": 3}])))),
+            codes(validate(draft(
+                to.clone(),
+                json!([{"channel": "sms", "retries": 3}])
+            ))),
             vec!["invalid_cascade_step"]
         );
         let eleven: Vec<_> = (0..11).map(|_| json!({"channel": "sms"})).collect();
-        assert_eq!(codes(validate(draft(to, json!(eleven)))), vec!["too_many_steps"]);
+        assert_eq!(
+            codes(validate(draft(to, json!(eleven)))),
+            vec!["too_many_steps"]
+        );
         let mut d = draft(phone("+14155550100"), json!([]));
         d.cascade = None;
         assert_eq!(codes(validate(d)), vec!["missing_cascade"]);
@@ -461,7 +511,10 @@ mod tests {
         let mut m = serde_json::Map::new();
         m.insert("k".into(), json!("v".repeat(MAX_METADATA_BYTES)));
         d.metadata = Some(m);
-        assert_eq!(codes(validate(d)), vec!["invalid_reference", "invalid_metadata", "invalid_ttl"]);
+        assert_eq!(
+            codes(validate(d)),
+            vec!["invalid_reference", "invalid_metadata", "invalid_ttl"]
+        );
     }
 
     #[test]

@@ -1,1 +1,14 @@
+//! Infrastructure: the Postgres event store and what lives beside it (subscriptions, timers,
+//! tenants and API keys, idempotency keys), configuration helpers and shared HTTP plumbing.
 
+pub mod db;
+pub mod event_store;
+pub mod http;
+pub mod idempotency;
+pub mod secret;
+pub mod subscription;
+pub mod tenants;
+pub mod timers;
+
+pub use event_store::{AppendError, EventMetadata, NewEvent, StoredEvent};
+pub use secret::Secret;

@@ -67,11 +67,7 @@ pub enum DomainError {
 }
 
 /// Accepting a new message: its first events. The message starts on its first cascade step.
-pub fn accept(
-    tenant_id: TenantId,
-    spec: MessageSpec,
-    now: DateTime<Utc>,
-) -> Vec<MessageEvent> {
+pub fn accept(tenant_id: TenantId, spec: MessageSpec, now: DateTime<Utc>) -> Vec<MessageEvent> {
     let expires_at = spec
         .ttl_seconds
         .map(|ttl| now + Duration::seconds(i64::from(ttl)));
@@ -79,7 +75,7 @@ pub fn accept(
     vec![
         MessageEvent::MessageAccepted {
             tenant_id,
-            spec,
+            spec: Box::new(spec),
             expires_at,
             at: now,
         },
@@ -132,6 +128,10 @@ impl Message {
         if self.is_terminal() || self.current_step_index() != Some(step_index) {
             return vec![];
         }
+        // The TTL passed but its timer has not fired yet: never send a message past its TTL.
+        if self.expires_at.is_some_and(|e| e <= now) {
+            return vec![MessageEvent::MessageExpired { at: now }];
+        }
         let made: Vec<_> = self.step_attempts(step_index).collect();
         if let Some(existing) = made.get(attempt_seq) {
             // This dispatch was already made by an earlier run that died before recording what
@@ -149,10 +149,12 @@ impl Message {
         if made.len() != attempt_seq {
             return vec![];
         }
-        // A further attempt of the same step is a failover, allowed only after a retryable rejection.
-        if let Some(last) = made.last()
-            && !(last.status == AttemptStatus::Rejected && self.failover_pending(last.id))
-        {
+        // A further attempt of the same step is a failover, allowed only once the step's last
+        // attempt is no longer awaited. On the current step of a live message that happens only
+        // after a retryable rejection with failover (a rejection without failover, a failed
+        // receipt and a timeout all move the step on), even if a late receipt for the rejected
+        // attempt has since given it a pending status again.
+        if made.last().is_some_and(|last| last.is_awaited()) {
             return vec![];
         }
         let channel = self.spec.cascade[step_index].channel;
@@ -165,34 +167,30 @@ impl Message {
         }]
     }
 
-    /// Whether the rejection of `attempt_id` left the step waiting for another provider: a
-    /// rejection without failover advances the step at once, so a rejected attempt that is still
-    /// the last one of the current step is exactly one that fails over.
-    fn failover_pending(&self, attempt_id: AttemptId) -> bool {
-        let Some(a) = self.attempt(attempt_id) else {
-            return false;
-        };
-        !self.is_terminal()
-            && self.current_step_index() == Some(a.step_index)
-            && self.step_attempts(a.step_index).last().map(|l| l.id) == Some(attempt_id)
-    }
-
     fn decide_send_outcome(
         &self,
         attempt_id: AttemptId,
         outcome: &SendOutcome,
         now: DateTime<Utc>,
     ) -> Result<Vec<MessageEvent>, DomainError> {
-        let attempt = self.attempt(attempt_id).ok_or(DomainError::UnknownAttempt(attempt_id))?;
-        let awaiting_answer = matches!(attempt.status, AttemptStatus::Dispatching | AttemptStatus::InDoubt);
+        let attempt = self
+            .attempt(attempt_id)
+            .ok_or(DomainError::UnknownAttempt(attempt_id))?;
+        let awaiting_answer = matches!(
+            attempt.status,
+            AttemptStatus::Dispatching | AttemptStatus::InDoubt
+        );
         let active = self.active_attempt().map(|a| a.id) == Some(attempt_id);
         let mut events = Vec::new();
         match outcome {
             SendOutcome::Sent {
                 provider_message_id,
             } => {
-                // A receipt may have overtaken the synchronous answer; still record the provider's id.
-                if attempt.sent_at.is_some() && attempt.provider_message_id.is_some() {
+                // Already recorded (a redelivered answer, or a receipt that overtook it) unless
+                // this answer brings the provider's id the receipt did not carry.
+                if attempt.sent_at.is_some()
+                    && (attempt.provider_message_id.is_some() || provider_message_id.is_none())
+                {
                     return Ok(vec![]);
                 }
                 events.push(MessageEvent::AttemptSent {
@@ -250,7 +248,9 @@ impl Message {
         error: &Option<AttemptError>,
         now: DateTime<Utc>,
     ) -> Result<Vec<MessageEvent>, DomainError> {
-        let attempt = self.attempt(attempt_id).ok_or(DomainError::UnknownAttempt(attempt_id))?;
+        let attempt = self
+            .attempt(attempt_id)
+            .ok_or(DomainError::UnknownAttempt(attempt_id))?;
         if !Message::receipt_moves_forward(attempt, status) {
             return Ok(vec![]); // a duplicate, or an older receipt overtaken by a newer one
         }
@@ -261,9 +261,12 @@ impl Message {
             status,
             provider_message_id: provider_message_id.clone(),
             error: if status == ReceiptStatus::Failed {
-                error
-                    .clone()
-                    .or_else(|| Some(AttemptError::new("failed", "the provider reported a failure")))
+                error.clone().or_else(|| {
+                    Some(AttemptError::new(
+                        "failed",
+                        "the provider reported a failure",
+                    ))
+                })
             } else {
                 None
             },

@@ -46,7 +46,8 @@ pub enum Completion {
 pub enum MessageEvent {
     MessageAccepted {
         tenant_id: TenantId,
-        spec: MessageSpec,
+        /// Boxed: the spec is large and every other event is small.
+        spec: Box<MessageSpec>,
         expires_at: Option<DateTime<Utc>>,
         at: DateTime<Utc>,
     },
@@ -180,6 +181,10 @@ impl MessageEvent {
 ///
 /// Version 1 is the only version so far, so this is the identity; when an event's shape changes,
 /// bump [`SCHEMA_VERSION`] and add a `(event_type, old_version)` arm that rewrites the JSON.
-pub fn upcast(_event_type: &str, _schema_version: i32, payload: serde_json::Value) -> serde_json::Value {
+pub fn upcast(
+    _event_type: &str,
+    _schema_version: i32,
+    payload: serde_json::Value,
+) -> serde_json::Value {
     payload
 }

@@ -14,3 +14,6 @@ pub use decide::{DomainError, MessageCommand, SendOutcome, TimerKind};
 pub use events::{AttemptError, MessageEvent, ReceiptStatus};
 pub use spec::{CascadeStep, ChannelContent, Content, MessageSpec, Recipient};
 pub use state::{Attempt, AttemptStatus, Message, MessageStatus};
+
+#[cfg(test)]
+mod tests;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum MessageStatus {
     Accepted,
     Sending,
@@ -54,6 +55,7 @@ impl MessageStatus {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum AttemptStatus {
     Dispatching,
     Sent,
@@ -120,6 +122,15 @@ pub struct Attempt {
     pub updated_at: DateTime<Utc>,
 }
 
+impl Attempt {
+    /// The step may still end by this attempt: it is pending and the cascade has not moved past
+    /// it. A late receipt can give a finished attempt a pending status again (a provider that
+    /// answered 503 delivers after all); such an attempt is recorded, not waited on.
+    pub fn is_awaited(&self) -> bool {
+        self.status.is_pending() && !self.late
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CurrentStep {
     pub index: usize,
@@ -149,7 +160,10 @@ pub struct Message {
 impl Message {
     /// Folds a whole stream. `None` for an empty stream or one that does not start with
     /// `MessageAccepted` (which the event store never produces).
-    pub fn from_events<'a>(id: MessageId, events: impl IntoIterator<Item = &'a MessageEvent>) -> Option<Self> {
+    pub fn from_events<'a>(
+        id: MessageId,
+        events: impl IntoIterator<Item = &'a MessageEvent>,
+    ) -> Option<Self> {
         let mut state: Option<Message> = None;
         for e in events {
             state = Message::apply(state, id, e);
@@ -172,7 +186,7 @@ impl Message {
                 id,
                 tenant_id: *tenant_id,
                 version: 1,
-                spec: spec.clone(),
+                spec: (**spec).clone(),
                 status: MessageStatus::Accepted,
                 current_step: None,
                 attempts: Vec::new(),
@@ -244,7 +258,10 @@ impl Message {
                 at,
             } => {
                 if let Some(a) = self.attempt_mut(*attempt_id) {
-                    if matches!(a.status, AttemptStatus::Dispatching | AttemptStatus::InDoubt) {
+                    if matches!(
+                        a.status,
+                        AttemptStatus::Dispatching | AttemptStatus::InDoubt
+                    ) {
                         a.status = AttemptStatus::Sent;
                     }
                     if a.provider_message_id.is_none() {
@@ -364,7 +381,9 @@ impl Message {
 
     /// Attempts made for one step, in order.
     pub fn step_attempts(&self, step_index: usize) -> impl Iterator<Item = &Attempt> {
-        self.attempts.iter().filter(move |a| a.step_index == step_index)
+        self.attempts
+            .iter()
+            .filter(move |a| a.step_index == step_index)
     }
 
     /// The attempt the current step is waiting on, if any. At most one exists at any time.
@@ -373,7 +392,7 @@ impl Message {
             return None;
         }
         let step = self.current_step_index()?;
-        self.step_attempts(step).last().filter(|a| a.status.is_pending())
+        self.step_attempts(step).last().filter(|a| a.is_awaited())
     }
 
     /// Whether a receipt status meets the current step's `until` condition.
@@ -390,7 +409,10 @@ impl Message {
     pub(crate) fn receipt_moves_forward(attempt: &Attempt, receipt: ReceiptStatus) -> bool {
         let to: AttemptStatus = receipt.into();
         match receipt {
-            ReceiptStatus::Failed => !matches!(attempt.status, AttemptStatus::Failed | AttemptStatus::Rejected),
+            ReceiptStatus::Failed => !matches!(
+                attempt.status,
+                AttemptStatus::Failed | AttemptStatus::Rejected
+            ),
             _ => to.progress() > attempt.status.progress(),
         }
     }

@@ -1,0 +1,557 @@
+//! The mock provider itself: a real HTTP server that plays an SMS/email/push/WhatsApp provider.
+//!
+//! It is a separate HTTP service (not an in-process fake) so that Hermes exercises exactly the code
+//! paths a real provider does: a network send that can be refused, time out or fail to connect, and
+//! delivery receipts that arrive later, signed, on Hermes's public webhook endpoint, retried the way
+//! real providers retry them.
+//!
+//! Outcomes are decided by the recipient, like the providers' own test values (Twilio's magic
+//! numbers, SES's mailbox simulator, FCM's error codes), so a test or a demo picks an outcome just
+//! by choosing an address:
+//!
+//! | channel | recipient | send answer | receipts |
+//! |---|---|---|---|
+//! | sms, whatsapp | ends with `0001` | 400 `invalid_recipient` | none |
+//! | sms, whatsapp | ends with `0009` | 202 | `failed` (`undelivered`) |
+//! | sms, whatsapp | ends with `0008` | 202 | none, ever |
+//! | email | local part `bounce` | 202 | `failed` (`bounce`) |
+//! | email | local part `complaint` | 202 | `failed` (`complaint`) |
+//! | email | local part `silent` | 202 | none, ever |
+//! | email | local part `suppressed` | 400 `suppressed` | none |
+//! | push | token starts with `unregistered` | 404 `UNREGISTERED` | none |
+//! | any | anything else | 202 `{"id":"mock-<uuid>"}` | `delivered` after `receipt_delay`; WhatsApp also `read` after twice that |
+//!
+//! Email local parts may carry a `+label` (`bounce+42@example.com`), as SES's simulator allows, so
+//! concurrent tests can use distinct addresses with the same outcome.
+
+use crate::mock::client::{SIGNATURE_HEADER, sign};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use chrono::{SecondsFormat, Utc};
+use hermes_domain::Channel;
+use hermes_domain::message::ChannelContent;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// First wait before re-sending a receipt the receiver did not take.
+const RECEIPT_BACKOFF_START: Duration = Duration::from_millis(100);
+/// Longest wait between two tries of one receipt.
+const RECEIPT_BACKOFF_CAP: Duration = Duration::from_secs(2);
+/// How long a receipt is retried before the provider gives up on it, as real providers do
+/// (they retry for minutes to hours; ten minutes rides out a Hermes restart or deploy).
+const RECEIPT_RETRY_FOR: Duration = Duration::from_secs(600);
+/// Hermes's webhook endpoint is local and fast; a receipt POST slower than this is retried.
+const RECEIPT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const RECEIPT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How the mock provider behaves.
+#[derive(Debug, Clone)]
+pub struct MockProviderConfig {
+    /// Time between accepting a send and its `delivered` (or failure) receipt. WhatsApp's `read`
+    /// receipt comes after twice this. Short in tests, a few seconds in demos so the cascade is
+    /// visible.
+    pub receipt_delay: Duration,
+    /// Key for the HMAC-SHA256 signature on receipts (`X-Mock-Signature`); Hermes's
+    /// [`MockProvider`](crate::mock::MockProvider) must be given the same one.
+    pub secret: String,
+}
+
+/// Counters for what the mock provider saw, so tests can prove Hermes never sent an attempt twice
+/// and wait until every receipt is out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MockProviderStats {
+    /// Every well-formed `POST /messages`, accepted or rejected.
+    pub sends: u64,
+    /// Distinct attempt ids among them.
+    pub attempts: u64,
+    /// Attempt ids sent more than once (sorted): a double send, which Hermes must never do.
+    pub duplicates: Vec<String>,
+    /// Receipts planned by accepted sends (a silent recipient plans none).
+    pub receipts_scheduled: u64,
+    /// Receipts the callback URL answered with 2xx.
+    pub receipts_delivered: u64,
+    /// Receipts given up on: a 3xx/4xx other than 408/429, or ten minutes of failures. Receipts
+    /// still pending at shutdown are in neither counter.
+    pub receipts_abandoned: u64,
+}
+
+/// A running mock provider. Dropping it (or [`shutdown`](Self::shutdown)) stops the server and
+/// abandons receipts not yet delivered, as a provider that went away would.
+#[derive(Debug)]
+pub struct MockProviderHandle {
+    addr: SocketAddr,
+    state: Arc<ServerState>,
+    stop: watch::Sender<bool>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl MockProviderHandle {
+    /// `http://127.0.0.1:PORT`: what [`MockProvider::new`](crate::mock::MockProvider::new) takes.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The same numbers as `GET /stats`.
+    pub fn stats(&self) -> MockProviderStats {
+        self.state.stats()
+    }
+
+    /// How many times one attempt id was sent.
+    pub fn sends_for(&self, attempt_id: &str) -> u64 {
+        let sends = self.state.sends.lock().expect("stats lock poisoned");
+        sends.get(attempt_id).copied().unwrap_or(0)
+    }
+
+    /// Stops accepting connections, lets requests in flight finish, and abandons pending receipts.
+    pub async fn shutdown(mut self) {
+        self.stop.send_replace(true);
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+}
+
+impl Drop for MockProviderHandle {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+    }
+}
+
+/// Serves the mock provider on `listener` in a spawned task.
+///
+/// Taking a bound listener (rather than an address) lets callers bind `127.0.0.1:0` and learn the
+/// port before anything is sent, with no race for the port.
+///
+/// # Panics
+/// If the listener has no local address (it is always bound, so this does not happen).
+pub async fn start(
+    listener: tokio::net::TcpListener,
+    config: MockProviderConfig,
+) -> MockProviderHandle {
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has a local address");
+    let (stop, stop_rx) = watch::channel(false);
+    let state = Arc::new(ServerState {
+        http: receipt_client(),
+        config,
+        stop: stop_rx.clone(),
+        sends: Mutex::new(HashMap::new()),
+        receipts_scheduled: AtomicU64::new(0),
+        receipts_delivered: AtomicU64::new(0),
+        receipts_abandoned: AtomicU64::new(0),
+    });
+    let app = Router::new()
+        .route("/messages", post(send_message))
+        .route("/stats", get(get_stats))
+        .with_state(state.clone());
+    let mut signal = stop_rx;
+    let server = tokio::spawn(async move {
+        let stopped = async move {
+            // Err means the handle is gone: stop as well.
+            let _ = signal.wait_for(|stop| *stop).await;
+        };
+        if let Err(err) = axum::serve(listener, app)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
+            tracing::error!(error = %err, "mock provider server failed");
+        }
+    });
+    MockProviderHandle {
+        addr,
+        state,
+        stop,
+        server: Some(server),
+    }
+}
+
+fn receipt_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(RECEIPT_REQUEST_TIMEOUT)
+        .connect_timeout(RECEIPT_CONNECT_TIMEOUT)
+        // A webhook is answered where it was sent; following a redirect would turn the POST into
+        // a GET. The mock and Hermes are local: never route them through an environment proxy.
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .expect("a plain-HTTP reqwest client always builds")
+}
+
+#[derive(Debug)]
+struct ServerState {
+    config: MockProviderConfig,
+    http: reqwest::Client,
+    /// Becomes `true` (or closes) when the handle stops the server; receipt tasks watch it.
+    stop: watch::Receiver<bool>,
+    /// Sends per attempt id.
+    sends: Mutex<HashMap<String, u64>>,
+    receipts_scheduled: AtomicU64,
+    receipts_delivered: AtomicU64,
+    receipts_abandoned: AtomicU64,
+}
+
+impl ServerState {
+    fn stats(&self) -> MockProviderStats {
+        let sends = self.sends.lock().expect("stats lock poisoned");
+        let mut duplicates: Vec<String> = sends
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(id, _)| id.clone())
+            .collect();
+        duplicates.sort();
+        MockProviderStats {
+            sends: sends.values().sum(),
+            attempts: sends.len() as u64,
+            duplicates,
+            receipts_scheduled: self.receipts_scheduled.load(Ordering::SeqCst),
+            receipts_delivered: self.receipts_delivered.load(Ordering::SeqCst),
+            receipts_abandoned: self.receipts_abandoned.load(Ordering::SeqCst),
+        }
+    }
+}
+
+/// The `POST /messages` body. Ids are opaque strings to the provider: it only echoes them.
+#[derive(Debug, Deserialize)]
+struct SendBody {
+    message_id: String,
+    attempt_id: String,
+    channel: Channel,
+    to: String,
+    content: ChannelContent,
+    callback_url: String,
+}
+
+/// The receipt body POSTed to the callback URL.
+#[derive(Debug, Clone, Serialize)]
+struct ReceiptBody<'a> {
+    message_id: &'a str,
+    attempt_id: &'a str,
+    provider_message_id: &'a str,
+    status: &'static str,
+    error_code: Option<&'static str>,
+    error_message: Option<&'static str>,
+    timestamp: String,
+}
+
+/// One receipt the provider will send, `after` this long from acceptance.
+#[derive(Debug, Clone, Copy)]
+struct PlannedReceipt {
+    after: Duration,
+    status: &'static str,
+    error: Option<(&'static str, &'static str)>,
+}
+
+/// What the provider does with one send.
+#[derive(Debug)]
+enum Outcome {
+    Reject {
+        status: StatusCode,
+        code: &'static str,
+        message: &'static str,
+    },
+    Accept(Vec<PlannedReceipt>),
+}
+
+fn decide(channel: Channel, to: &str, delay: Duration) -> Outcome {
+    let failed = |code, message| {
+        Outcome::Accept(vec![PlannedReceipt {
+            after: delay,
+            status: "failed",
+            error: Some((code, message)),
+        }])
+    };
+    let delivered = PlannedReceipt {
+        after: delay,
+        status: "delivered",
+        error: None,
+    };
+    match channel {
+        Channel::Sms | Channel::Whatsapp => {
+            if to.ends_with("0001") {
+                Outcome::Reject {
+                    status: StatusCode::BAD_REQUEST,
+                    code: "invalid_recipient",
+                    message: "the number is not a valid mobile number",
+                }
+            } else if to.ends_with("0009") {
+                failed("undelivered", "the carrier could not deliver the message")
+            } else if to.ends_with("0008") {
+                Outcome::Accept(Vec::new())
+            } else if channel == Channel::Whatsapp {
+                let read = PlannedReceipt {
+                    after: delay * 2,
+                    status: "read",
+                    error: None,
+                };
+                Outcome::Accept(vec![delivered, read])
+            } else {
+                Outcome::Accept(vec![delivered])
+            }
+        }
+        Channel::Email => {
+            let local = to.split('@').next().unwrap_or("");
+            let local = local.split('+').next().unwrap_or("").to_ascii_lowercase();
+            match local.as_str() {
+                "bounce" => failed("bounce", "the recipient's mail server rejected the message"),
+                "complaint" => failed("complaint", "the recipient marked the message as spam"),
+                "silent" => Outcome::Accept(Vec::new()),
+                "suppressed" => Outcome::Reject {
+                    status: StatusCode::BAD_REQUEST,
+                    code: "suppressed",
+                    message: "the address is on the suppression list",
+                },
+                _ => Outcome::Accept(vec![delivered]),
+            }
+        }
+        Channel::Push => {
+            if to.starts_with("unregistered") {
+                Outcome::Reject {
+                    status: StatusCode::NOT_FOUND,
+                    code: "UNREGISTERED",
+                    message: "the registration token is not registered",
+                }
+            } else {
+                Outcome::Accept(vec![delivered])
+            }
+        }
+    }
+}
+
+fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
+/// Takes raw bytes rather than `Json<_>` so a malformed body gets the provider's own error shape
+/// (400 `invalid_request`), not axum's plain-text 415/422.
+async fn send_message(State(state): State<Arc<ServerState>>, body: Bytes) -> Response {
+    let send: SendBody = match serde_json::from_slice(&body) {
+        Ok(send) => send,
+        Err(err) => {
+            return error_response(StatusCode::BAD_REQUEST, "invalid_request", &err.to_string());
+        }
+    };
+    let content_channel = match &send.content {
+        ChannelContent::Sms { .. } => Channel::Sms,
+        ChannelContent::Email { .. } => Channel::Email,
+        ChannelContent::Push { .. } => Channel::Push,
+        ChannelContent::Whatsapp { .. } => Channel::Whatsapp,
+    };
+    if content_channel != send.channel {
+        let message = format!(
+            "content is for {content_channel}, the message is for {}",
+            send.channel
+        );
+        return error_response(StatusCode::BAD_REQUEST, "invalid_request", &message);
+    }
+    // Receipts go out over plain HTTP only (this build has no TLS): refuse what could never arrive.
+    match reqwest::Url::parse(&send.callback_url) {
+        Ok(url) if url.scheme() == "http" && url.host().is_some() => {}
+        _ => {
+            let message = "callback_url must be an absolute http:// URL";
+            return error_response(StatusCode::BAD_REQUEST, "invalid_request", message);
+        }
+    }
+
+    // Counted before deciding: a repeated attempt is a double send even if both were rejected.
+    *state
+        .sends
+        .lock()
+        .expect("stats lock poisoned")
+        .entry(send.attempt_id.clone())
+        .or_insert(0) += 1;
+
+    match decide(send.channel, &send.to, state.config.receipt_delay) {
+        Outcome::Reject {
+            status,
+            code,
+            message,
+        } => {
+            tracing::debug!(attempt_id = %send.attempt_id, code, "mock provider rejected a send");
+            error_response(status, code, message)
+        }
+        Outcome::Accept(receipts) => {
+            let provider_message_id = format!("mock-{}", uuid::Uuid::new_v4());
+            if !receipts.is_empty() {
+                state
+                    .receipts_scheduled
+                    .fetch_add(receipts.len() as u64, Ordering::SeqCst);
+                // Spawned, so the send is answered at once, as a provider does.
+                tokio::spawn(send_receipts(
+                    state.clone(),
+                    send,
+                    provider_message_id.clone(),
+                    receipts,
+                ));
+            }
+            (
+                StatusCode::ACCEPTED,
+                axum::Json(json!({"id": provider_message_id})),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn get_stats(State(state): State<Arc<ServerState>>) -> axum::Json<MockProviderStats> {
+    axum::Json(state.stats())
+}
+
+/// Sends one accepted message's receipts in order (a `read` never overtakes its `delivered`),
+/// until done or the server stops.
+async fn send_receipts(
+    state: Arc<ServerState>,
+    send: SendBody,
+    provider_message_id: String,
+    receipts: Vec<PlannedReceipt>,
+) {
+    let accepted_at = Instant::now();
+    let mut stop = state.stop.clone();
+    let work = async {
+        for planned in receipts {
+            tokio::time::sleep_until(accepted_at + planned.after).await;
+            let body = ReceiptBody {
+                message_id: &send.message_id,
+                attempt_id: &send.attempt_id,
+                provider_message_id: &provider_message_id,
+                status: planned.status,
+                error_code: planned.error.map(|(code, _)| code),
+                error_message: planned.error.map(|(_, message)| message),
+                timestamp: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            };
+            let body = serde_json::to_vec(&body).expect("a receipt always serializes");
+            let counter =
+                if deliver_receipt(&state, &send.callback_url, &send.attempt_id, body).await {
+                    &state.receipts_delivered
+                } else {
+                    &state.receipts_abandoned
+                };
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    };
+    tokio::select! {
+        () = work => {}
+        _ = stop.wait_for(|stop| *stop) => {}
+    }
+}
+
+/// POSTs one signed receipt, retrying what a real provider retries: connection failures and
+/// timeouts, 5xx, 408 and 429, with exponential backoff for up to ten minutes. Any other answer is
+/// final. Returns whether the receiver took it.
+async fn deliver_receipt(state: &ServerState, url: &str, attempt_id: &str, body: Vec<u8>) -> bool {
+    let signature = sign(&state.config.secret, &body);
+    let body = Bytes::from(body);
+    let give_up_at = Instant::now() + RECEIPT_RETRY_FOR;
+    let mut backoff = RECEIPT_BACKOFF_START;
+    loop {
+        let result = state
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(SIGNATURE_HEADER, &signature)
+            .body(body.clone())
+            .send()
+            .await;
+        match result {
+            Ok(response) if response.status().is_success() => return true,
+            Ok(response) => {
+                let status = response.status();
+                let retryable = status.is_server_error()
+                    || status == StatusCode::REQUEST_TIMEOUT
+                    || status == StatusCode::TOO_MANY_REQUESTS;
+                if !retryable {
+                    tracing::warn!(%url, attempt_id, %status, "receipt refused; giving up on it");
+                    return false;
+                }
+                tracing::debug!(%url, attempt_id, %status, "receipt not taken; will retry");
+            }
+            Err(err) => {
+                tracing::debug!(%url, attempt_id, error = %err, "receipt not delivered; will retry");
+            }
+        }
+        if Instant::now() + backoff > give_up_at {
+            tracing::warn!(%url, attempt_id, "receipt not delivered after ten minutes; giving up on it");
+            return false;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(RECEIPT_BACKOFF_CAP);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: Duration = Duration::from_millis(10);
+
+    fn codes(outcome: Outcome) -> Vec<(&'static str, Option<&'static str>)> {
+        match outcome {
+            Outcome::Reject { code, .. } => vec![("rejected", Some(code))],
+            Outcome::Accept(receipts) => receipts
+                .into_iter()
+                .map(|r| (r.status, r.error.map(|(code, _)| code)))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn email_local_part_ignores_plus_label_and_case() {
+        assert_eq!(
+            codes(decide(Channel::Email, "Bounce+7@x.test", D)),
+            [("failed", Some("bounce"))]
+        );
+        assert_eq!(codes(decide(Channel::Email, "silent+a@x.test", D)), []);
+        // Only the local part counts.
+        assert_eq!(
+            codes(decide(Channel::Email, "ann@bounce.test", D)),
+            [("delivered", None)]
+        );
+    }
+
+    #[test]
+    fn whatsapp_read_comes_after_delivered() {
+        match decide(Channel::Whatsapp, "+15550001234", D) {
+            Outcome::Accept(r) => {
+                assert_eq!((r[0].status, r[0].after), ("delivered", D));
+                assert_eq!((r[1].status, r[1].after), ("read", D * 2));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn phone_rules_apply_to_whatsapp_but_not_push_or_email() {
+        assert_eq!(
+            codes(decide(Channel::Whatsapp, "+15550009", D)),
+            [("failed", Some("undelivered"))]
+        );
+        assert_eq!(
+            codes(decide(Channel::Push, "tok0001", D)),
+            [("delivered", None)]
+        );
+        assert_eq!(
+            codes(decide(Channel::Email, "a0001@x.test", D)),
+            [("delivered", None)]
+        );
+    }
+}

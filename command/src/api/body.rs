@@ -1,0 +1,36 @@
+//! A JSON body extractor whose rejections are problem+json, with a size limit.
+
+use super::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use serde::de::DeserializeOwned;
+
+/// Largest request body accepted (an HTML email fits comfortably).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// The parsed body, and its canonical JSON form (keys sorted) for idempotency hashing.
+pub struct JsonBody<T> {
+    pub value: T,
+    pub canonical: Vec<u8>,
+}
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let bytes: Bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY_BYTES))?;
+        let raw: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+        // serde_json's map is ordered by key, so this is the same for the same document.
+        let canonical = serde_json::to_vec(&raw).expect("a Value serializes");
+        let value =
+            serde_json::from_value(raw).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+        Ok(Self { value, canonical })
+    }
+}

@@ -1,0 +1,104 @@
+//! Errors of the command API, each a problem+json response with a stable code.
+
+use crate::handler::CommandError;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use hermes_adapters::CallbackError;
+use hermes_domain::message::DomainError;
+use hermes_domain::validation::ValidationError;
+use hermes_infra::http::Problem;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("the body does not have the expected shape: {0}")]
+    InvalidRequest(String),
+    #[error("the body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("the request is invalid")]
+    Validation(Vec<ValidationError>),
+    #[error("invalid Idempotency-Key: {0}")]
+    InvalidIdempotencyKey(&'static str),
+    #[error("no provider serves channel {0}")]
+    ChannelUnavailable(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("unknown provider {0}")]
+    UnknownProvider(String),
+    #[error(transparent)]
+    Callback(#[from] CallbackError),
+    #[error(transparent)]
+    Command(#[from] CommandError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let detail = self.to_string();
+        let problem = match self {
+            ApiError::InvalidJson(_) => {
+                Problem::new(StatusCode::BAD_REQUEST, "invalid_json", detail)
+            }
+            ApiError::InvalidRequest(_) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", detail)
+            }
+            ApiError::PayloadTooLarge(_) => {
+                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", detail)
+            }
+            ApiError::Validation(errors) => {
+                // The first problem's code leads, so simple clients can switch on one field.
+                let code = errors.first().map_or("validation_failed", |e| e.code);
+                let detail = errors
+                    .iter()
+                    .map(|e| e.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+                    .with_errors(serde_json::to_value(&errors).unwrap_or_default())
+            }
+            ApiError::InvalidIdempotencyKey(_) => {
+                Problem::new(StatusCode::BAD_REQUEST, "invalid_idempotency_key", detail)
+            }
+            ApiError::ChannelUnavailable(_) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "channel_unavailable",
+                detail,
+            ),
+            ApiError::NotFound(what) => Problem::not_found(what),
+            ApiError::UnknownProvider(_) => {
+                Problem::new(StatusCode::NOT_FOUND, "unknown_provider", detail)
+            }
+            ApiError::Callback(CallbackError::InvalidSignature) => {
+                Problem::new(StatusCode::UNAUTHORIZED, "invalid_signature", detail)
+            }
+            ApiError::Callback(CallbackError::Malformed(_)) => {
+                Problem::new(StatusCode::BAD_REQUEST, "malformed_callback", detail)
+            }
+            ApiError::Command(e) => match e {
+                CommandError::NotFound => Problem::not_found("message"),
+                CommandError::IdempotencyKeyReused => Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was already used with a different request body",
+                ),
+                CommandError::Domain(DomainError::AlreadyTerminal(status)) => Problem::new(
+                    StatusCode::CONFLICT,
+                    "message_terminal",
+                    format!("the message is already {}", status.as_str()),
+                ),
+                CommandError::Domain(DomainError::UnknownAttempt(id)) => Problem::new(
+                    StatusCode::NOT_FOUND,
+                    "unknown_attempt",
+                    format!("attempt {id} does not belong to this message"),
+                ),
+                CommandError::Contended => Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "contended",
+                    "the message is being changed by many writers at once; retry",
+                ),
+                e @ (CommandError::Corrupt(_) | CommandError::Db(_)) => Problem::internal(&e),
+            },
+        };
+        problem.into_response()
+    }
+}

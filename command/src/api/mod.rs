@@ -1,0 +1,36 @@
+//! The command API: `POST /v1/messages`, `POST /v1/messages/{id}/cancel` and the provider-facing
+//! receipt endpoints under `/v1/webhooks/{provider}`.
+
+pub mod body;
+pub mod error;
+pub mod messages;
+pub mod receipts;
+
+use crate::handler::CommandHandler;
+use axum::extract::FromRef;
+use hermes_adapters::ProviderRegistry;
+use hermes_infra::http::Authenticator;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// What the command API's handlers need.
+#[derive(Clone)]
+pub struct CommandState {
+    pub handler: CommandHandler,
+    pub providers: ProviderRegistry,
+    /// The base URL providers reach this Hermes at (receipts are verified against it).
+    pub public_url: String,
+}
+
+pub fn router<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    CommandState: FromRef<S>,
+    Authenticator: FromRef<S>,
+{
+    OpenApiRouter::new()
+        .routes(routes!(messages::send_message))
+        .routes(routes!(messages::cancel_message))
+        .routes(routes!(receipts::receive_attempt_callback))
+        .routes(routes!(receipts::receive_callback))
+}

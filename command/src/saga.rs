@@ -1,0 +1,241 @@
+//! The cascade saga: follows the log and, when a step starts (or a rejected attempt fails over),
+//! records `AttemptDispatched`, calls the provider, and records what the provider said.
+//!
+//! Crash safety comes from the order: the dispatch is committed before the call, and the
+//! checkpoint moves only after the whole batch is done. After a crash the batch is read again,
+//! the aggregate sees the attempt already dispatched and marks it in doubt instead of sending
+//! it twice (see `Message::decide_dispatch`).
+
+use crate::handler::{CommandError, CommandHandler, Executed};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use hermes_adapters::{ProviderRegistry, SendError, SendRequest};
+use hermes_domain::message::{AttemptError, Message, MessageCommand, MessageEvent, SendOutcome};
+use hermes_domain::routing::pick_provider;
+use hermes_domain::{AttemptId, MessageId};
+use hermes_infra::event_store::{self, EventMetadata, StoredEvent};
+use hermes_infra::subscription::{self, Subscriber};
+use sqlx::PgPool;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+pub const NAME: &str = "cascade-saga";
+const BATCH: i64 = 500;
+/// Messages handled at once within a batch (events of one message stay in order).
+const CONCURRENCY: usize = 256;
+
+pub struct CascadeSaga {
+    handler: CommandHandler,
+    providers: ProviderRegistry,
+    /// Public base URL of this Hermes, for the per-attempt receipt URL given to providers.
+    callback_base: String,
+}
+
+/// Why the saga dispatches.
+enum Trigger {
+    StepStarted { step_index: usize },
+    Failover { after: AttemptId },
+}
+
+impl CascadeSaga {
+    pub fn new(
+        handler: CommandHandler,
+        providers: ProviderRegistry,
+        callback_base: String,
+    ) -> Self {
+        Self {
+            handler,
+            providers,
+            callback_base: callback_base.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    async fn on_event(&self, stored: &StoredEvent) -> Result<(), CommandError> {
+        if stored.stream_type != crate::handler::STREAM_TYPE {
+            return Ok(());
+        }
+        let trigger = match MessageEvent::from_stored(
+            &stored.event_type,
+            stored.schema_version,
+            stored.payload.clone(),
+        )? {
+            MessageEvent::StepStarted { step_index, .. } => Trigger::StepStarted { step_index },
+            MessageEvent::AttemptRejected {
+                attempt_id,
+                failover: true,
+                ..
+            } => Trigger::Failover { after: attempt_id },
+            _ => return Ok(()),
+        };
+        self.dispatch(MessageId(stored.stream_id), trigger, stored.event_id)
+            .await
+    }
+
+    async fn dispatch(
+        &self,
+        message_id: MessageId,
+        trigger: Trigger,
+        cause: Uuid,
+    ) -> Result<(), CommandError> {
+        let metadata = EventMetadata {
+            causation_id: Some(cause),
+            actor: Some("saga".into()),
+            ..Default::default()
+        };
+        let candidates = self.providers.candidates();
+        let attempt_id = AttemptId::new();
+        let executed = self
+            .handler
+            .execute_with(message_id, None, &metadata, None, |m| {
+                let (step_index, attempt_seq) = match trigger {
+                    Trigger::StepStarted { step_index } => (step_index, 0),
+                    Trigger::Failover { after } => {
+                        let Some(a) = m.attempt(after) else { return Ok(None) };
+                        let seq = m.step_attempts(a.step_index).position(|x| x.id == after).unwrap_or(0);
+                        (a.step_index, seq + 1)
+                    }
+                };
+                let Some(step) = m.step(step_index) else { return Ok(None) };
+                let tried: Vec<&str> = m.step_attempts(step_index).map(|a| a.provider.as_str()).collect();
+                let Some(provider) = pick_provider(step.channel, &candidates, &tried) else {
+                    // Nothing can serve the step now; its timeout moves the cascade on.
+                    tracing::warn!(%message_id, channel = %step.channel, "no provider left for the step");
+                    return Ok(None);
+                };
+                Ok(Some(MessageCommand::DispatchAttempt {
+                    step_index,
+                    attempt_seq,
+                    attempt_id,
+                    provider: provider.to_owned(),
+                }))
+            })
+            .await?;
+        let Some(Executed { events, state }) = executed else {
+            return Ok(());
+        };
+        if !events
+            .iter()
+            .any(|e| matches!(e, MessageEvent::AttemptDispatched { attempt_id: id, .. } if *id == attempt_id))
+        {
+            return Ok(()); // already dispatched earlier (now in doubt) or no longer needed
+        }
+        let outcome = self.call_provider(&state, attempt_id).await;
+        self.handler
+            .execute(
+                message_id,
+                None,
+                &MessageCommand::RecordSendOutcome {
+                    attempt_id,
+                    outcome,
+                },
+                &EventMetadata {
+                    actor: Some("saga".into()),
+                    ..metadata
+                },
+                None,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn call_provider(&self, m: &Message, attempt_id: AttemptId) -> SendOutcome {
+        let attempt = m.attempt(attempt_id).expect("just dispatched");
+        let rejected = |code: &str, message: &str| SendOutcome::Rejected {
+            error: AttemptError::new(code, message),
+            retryable: false,
+            failover: false,
+        };
+        let Some(provider) = self.providers.get(&attempt.provider) else {
+            return rejected(
+                "provider_unavailable",
+                "the provider is no longer configured",
+            );
+        };
+        let (Some(to), Some(content)) = (
+            m.spec.to.address_for(attempt.channel),
+            m.spec.content.render(attempt.channel),
+        ) else {
+            return rejected("no_content", "nothing to send on this channel");
+        };
+        let request = SendRequest {
+            tenant_id: m.tenant_id,
+            message_id: m.id,
+            attempt_id,
+            channel: attempt.channel,
+            to: to.to_owned(),
+            content,
+            callback_url: format!(
+                "{}/v1/webhooks/{}/{}/{}",
+                self.callback_base, attempt.provider, m.id, attempt_id
+            ),
+        };
+        match provider.send(&request).await {
+            Ok(accepted) => SendOutcome::Sent {
+                provider_message_id: accepted.provider_message_id,
+            },
+            Err(SendError::Rejected { error, retryable }) => {
+                let mut tried: Vec<&str> = m
+                    .step_attempts(attempt.step_index)
+                    .map(|a| a.provider.as_str())
+                    .collect();
+                tried.push(&attempt.provider);
+                let failover = retryable
+                    && pick_provider(attempt.channel, &self.providers.candidates(), &tried)
+                        .is_some();
+                SendOutcome::Rejected {
+                    error,
+                    retryable,
+                    failover,
+                }
+            }
+            Err(SendError::InDoubt(reason)) => SendOutcome::InDoubt { reason },
+        }
+    }
+
+    async fn poll_once(&mut self, pool: &PgPool) -> anyhow::Result<usize> {
+        let mut conn = pool.acquire().await?;
+        let checkpoint = subscription::load_checkpoint(&mut conn, NAME, false).await?;
+        let batch = event_store::read_after(&mut conn, checkpoint, BATCH).await?;
+        drop(conn);
+        let Some(last) = batch.last().map(StoredEvent::checkpoint) else {
+            return Ok(0);
+        };
+        // Events of one message in order, different messages concurrently.
+        let handled = batch.len();
+        let mut by_stream: HashMap<Uuid, Vec<StoredEvent>> = HashMap::new();
+        for e in batch {
+            by_stream.entry(e.stream_id).or_default().push(e);
+        }
+        let this = &*self;
+        let failures: Vec<CommandError> = futures::stream::iter(by_stream.into_values())
+            .map(|events: Vec<StoredEvent>| async move {
+                for e in &events {
+                    if let Err(err) = this.on_event(e).await {
+                        return Some(err);
+                    }
+                }
+                None
+            })
+            .buffer_unordered(CONCURRENCY)
+            .filter_map(|r| async move { r })
+            .collect()
+            .await;
+        if let Some(first) = failures.into_iter().next() {
+            // The batch is read again; commands are idempotent, so redoing the rest is safe.
+            anyhow::bail!("cascade saga batch failed: {first}");
+        }
+        let mut conn = pool.acquire().await?;
+        subscription::save_checkpoint(&mut conn, NAME, last).await?;
+        Ok(handled)
+    }
+}
+
+impl Subscriber for CascadeSaga {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn poll<'a>(&'a mut self, pool: &'a PgPool) -> BoxFuture<'a, anyhow::Result<usize>> {
+        Box::pin(self.poll_once(pool))
+    }
+}

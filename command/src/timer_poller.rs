@@ -1,0 +1,77 @@
+//! Fires due timers as commands. Any number of pollers may run: claims are leased with
+//! `FOR UPDATE SKIP LOCKED`, and a timer row is deleted in the transaction that handles it.
+
+use crate::handler::{CommandError, CommandHandler};
+use futures::StreamExt;
+use hermes_domain::MessageId;
+use hermes_domain::message::{MessageCommand, TimerKind};
+use hermes_infra::event_store::EventMetadata;
+use hermes_infra::idempotency;
+use hermes_infra::timers::{self, DueTimer};
+use std::time::{Duration, Instant};
+
+const CLAIM_LIMIT: i64 = 200;
+const LEASE: Duration = Duration::from_secs(30);
+const IDLE: Duration = Duration::from_millis(50);
+const CONCURRENCY: usize = 32;
+const PURGE_EVERY: Duration = Duration::from_secs(600);
+
+pub async fn run(handler: CommandHandler) {
+    let mut last_purge: Option<Instant> = None;
+    loop {
+        if last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
+            match idempotency::purge_expired(handler.pool()).await {
+                Ok(n) if n > 0 => tracing::info!(purged = n, "expired idempotency keys deleted"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "idempotency key purge failed"),
+            }
+            last_purge = Some(Instant::now());
+        }
+        match timers::claim_due(handler.pool(), CLAIM_LIMIT, LEASE).await {
+            Ok(due) => {
+                let full = due.len() as i64 == CLAIM_LIMIT;
+                futures::stream::iter(due)
+                    .for_each_concurrent(CONCURRENCY, |t| {
+                        let handler = &handler;
+                        async move {
+                            if let Err(e) = fire(handler, &t).await {
+                                tracing::warn!(timer = t.id, error = %e, "timer failed; it fires again when its lease ends");
+                            }
+                        }
+                    })
+                    .await;
+                if full {
+                    continue;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "claiming due timers failed"),
+        }
+        tokio::time::sleep(IDLE).await;
+    }
+}
+
+async fn fire(handler: &CommandHandler, t: &DueTimer) -> Result<(), CommandError> {
+    let kind: TimerKind = serde_json::from_value(t.kind.clone())?;
+    let metadata = EventMetadata {
+        actor: Some("timer".into()),
+        ..Default::default()
+    };
+    match handler
+        .execute(
+            MessageId(t.stream_id),
+            None,
+            &MessageCommand::FireTimer(kind),
+            &metadata,
+            Some(t.id),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(CommandError::NotFound) => {
+            let mut conn = handler.pool().acquire().await?;
+            timers::delete(&mut conn, t.id).await?;
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,201 @@
+//! The Postgres event store: append with optimistic concurrency, load a stream, and the
+//! tail-safe read that subscribers use.
+//!
+//! Appends take a `&mut PgConnection` so callers can write their own rows (idempotency keys,
+//! timers) in the same transaction as the events they belong to.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+/// Where an event came from, carried on every event for tracing and audit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventMetadata {
+    /// Ties together everything done for one request (the message id for cascade work).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<Uuid>,
+    /// The event (or request) that caused this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<Uuid>,
+    /// W3C trace context of the request or job that wrote the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// Who acted: `tenant:<id>`, `saga`, `timer`, `provider:<name>`, `operator`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub payload: serde_json::Value,
+    pub metadata: EventMetadata,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredEvent {
+    pub position: i64,
+    /// The writing transaction's id (xid8 as a number).
+    pub tx_id: i64,
+    pub tenant_id: Uuid,
+    pub stream_type: String,
+    pub stream_id: Uuid,
+    pub stream_version: i64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub payload: serde_json::Value,
+    pub metadata: sqlx::types::Json<EventMetadata>,
+    pub recorded_at: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// Another writer appended to the stream first: reload and decide again.
+    #[error("the stream was changed concurrently")]
+    Conflict,
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+const STREAM_VERSION_KEY: &str = "events_stream_version_key";
+
+/// Channel on which appends wake up tailing subscribers.
+pub const NOTIFY_CHANNEL: &str = "hermes_events";
+
+/// Appends `events` to a stream whose current version is `expected_version` (0 for a new
+/// stream). A concurrent append to the same stream makes the unique (stream_id,
+/// stream_version) constraint fail, reported as [`AppendError::Conflict`].
+pub async fn append(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    stream_type: &str,
+    stream_id: Uuid,
+    expected_version: i64,
+    events: &[NewEvent],
+) -> Result<(), AppendError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let n = events.len();
+    let mut versions = Vec::with_capacity(n);
+    let mut ids = Vec::with_capacity(n);
+    let mut types = Vec::with_capacity(n);
+    let mut schemas = Vec::with_capacity(n);
+    let mut payloads = Vec::with_capacity(n);
+    let mut metas = Vec::with_capacity(n);
+    for (i, e) in events.iter().enumerate() {
+        versions.push(expected_version + 1 + i as i64);
+        ids.push(e.event_id);
+        types.push(e.event_type.as_str());
+        schemas.push(e.schema_version);
+        payloads.push(&e.payload);
+        metas.push(serde_json::to_value(&e.metadata).unwrap_or_default());
+    }
+    let result = sqlx::query(
+        "INSERT INTO events (tenant_id, stream_type, stream_id, stream_version, event_id, event_type, schema_version, payload, metadata)
+         SELECT $1, $2, $3, v, id, t, s, p, m
+         FROM UNNEST($4::bigint[], $5::uuid[], $6::text[], $7::int[], $8::jsonb[], $9::jsonb[]) AS x(v, id, t, s, p, m)",
+    )
+    .bind(tenant_id)
+    .bind(stream_type)
+    .bind(stream_id)
+    .bind(&versions)
+    .bind(&ids)
+    .bind(&types)
+    .bind(&schemas)
+    .bind(&payloads)
+    .bind(&metas)
+    .execute(&mut *conn)
+    .await;
+    match result {
+        Ok(_) => {}
+        Err(e) if is_constraint(&e, STREAM_VERSION_KEY) => return Err(AppendError::Conflict),
+        Err(e) => return Err(e.into()),
+    }
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(NOTIFY_CHANNEL)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub fn is_constraint(e: &sqlx::Error, name: &str) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.constraint())
+        .is_some_and(|c| c == name)
+}
+
+const COLUMNS: &str =
+    "position, tx_id::text::bigint AS tx_id, tenant_id, stream_type, stream_id, stream_version,
+     event_id, event_type, schema_version, payload, metadata, recorded_at";
+
+/// Every event of a stream, in version order.
+pub async fn load_stream(
+    conn: &mut PgConnection,
+    stream_id: Uuid,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM events WHERE stream_id = $1 ORDER BY stream_version"
+    )))
+    .bind(stream_id)
+    .fetch_all(conn)
+    .await
+}
+
+/// A subscriber's place in the log: the last (tx_id, position) it has processed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Checkpoint {
+    pub tx_id: i64,
+    pub position: i64,
+}
+
+impl StoredEvent {
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            tx_id: self.tx_id,
+            position: self.position,
+        }
+    }
+}
+
+/// The next events after `after`, in (tx_id, position) order, never past a transaction that
+/// could still commit: only transactions older than the oldest one running are read. Positions
+/// are handed out before commit, so reading by position alone would skip an event whose
+/// transaction commits after a later one.
+pub async fn read_after(
+    conn: &mut PgConnection,
+    after: Checkpoint,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM events
+         WHERE (tx_id, position) > ($1::bigint::text::xid8, $2)
+           AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+         ORDER BY tx_id, position
+         LIMIT $3"
+    )))
+    .bind(after.tx_id)
+    .bind(after.position)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Events of one stream for the audit trail, scoped to the tenant that owns them.
+pub async fn load_stream_for_tenant(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    stream_id: Uuid,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND tenant_id = $2 ORDER BY stream_version"
+    )))
+    .bind(stream_id)
+    .bind(tenant_id)
+    .fetch_all(pool)
+    .await
+}

@@ -1,0 +1,71 @@
+//! Durable timers: rows armed in the same transaction as the event that wants them, claimed by
+//! pollers with `FOR UPDATE SKIP LOCKED` and a lease, deleted in the transaction that handles them.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DueTimer {
+    pub id: i64,
+    pub tenant_id: Uuid,
+    pub stream_id: Uuid,
+    pub kind: serde_json::Value,
+    pub due_at: DateTime<Utc>,
+}
+
+pub async fn arm(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    stream_id: Uuid,
+    kind: &serde_json::Value,
+    due_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO timers (tenant_id, stream_id, kind, due_at) VALUES ($1, $2, $3, $4)")
+        .bind(tenant_id)
+        .bind(stream_id)
+        .bind(kind)
+        .bind(due_at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn disarm_all(conn: &mut PgConnection, stream_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM timers WHERE stream_id = $1")
+        .bind(stream_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn delete(conn: &mut PgConnection, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM timers WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Claims up to `limit` due timers for `lease`. A claimed timer that is not deleted before the
+/// lease ends (its poller died) is claimed again by the next poll, here or on another node.
+pub async fn claim_due(
+    pool: &PgPool,
+    limit: i64,
+    lease: std::time::Duration,
+) -> Result<Vec<DueTimer>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE timers SET locked_until = now() + make_interval(secs => $2)
+         WHERE id IN (
+             SELECT id FROM timers
+             WHERE due_at <= now() AND (locked_until IS NULL OR locked_until < now())
+             ORDER BY due_at
+             LIMIT $1
+             FOR UPDATE SKIP LOCKED)
+         RETURNING id, tenant_id, stream_id, kind, due_at",
+    )
+    .bind(limit)
+    .bind(lease.as_secs_f64())
+    .fetch_all(pool)
+    .await
+}

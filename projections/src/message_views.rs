@@ -1,0 +1,140 @@
+//! The `message_views` read model: one row per message with its folded state, for status
+//! queries. The fold is the domain's own `Message::apply`, so the read side can never disagree
+//! with the write side about what a message's state is.
+
+use futures::future::BoxFuture;
+use hermes_domain::MessageId;
+use hermes_domain::message::{Message, MessageEvent};
+use hermes_infra::event_store::{self, Checkpoint, StoredEvent};
+use hermes_infra::subscription::{self, Subscriber};
+use sqlx::{PgConnection, PgPool};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+pub const NAME: &str = "message-views";
+const BATCH: i64 = 1000;
+
+pub struct MessageViews;
+
+impl Subscriber for MessageViews {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn poll<'a>(&'a mut self, pool: &'a PgPool) -> BoxFuture<'a, anyhow::Result<usize>> {
+        Box::pin(project_next(pool))
+    }
+}
+
+/// Projects the next batch. The checkpoint row is locked for the transaction, so a concurrent
+/// replay (or a second projector) waits instead of interleaving.
+pub async fn project_next(pool: &PgPool) -> anyhow::Result<usize> {
+    let mut tx = pool.begin().await?;
+    let checkpoint = subscription::load_checkpoint(&mut tx, NAME, true).await?;
+    let batch = event_store::read_after(&mut tx, checkpoint, BATCH).await?;
+    let Some(last) = batch.last().map(StoredEvent::checkpoint) else {
+        tx.rollback().await?;
+        return Ok(0);
+    };
+    apply_batch(&mut tx, &batch).await?;
+    subscription::save_checkpoint(&mut tx, NAME, last).await?;
+    tx.commit().await?;
+    Ok(batch.len())
+}
+
+/// Rebuilds the read model from the first event, in one transaction: readers see the old rows
+/// until the new ones are complete. Returns how many events were projected.
+pub async fn replay(pool: &PgPool) -> anyhow::Result<usize> {
+    let mut tx = pool.begin().await?;
+    subscription::load_checkpoint(&mut tx, NAME, true).await?;
+    sqlx::query("DELETE FROM message_views")
+        .execute(&mut *tx)
+        .await?;
+    let mut checkpoint = Checkpoint::default();
+    let mut total = 0;
+    loop {
+        let batch = event_store::read_after(&mut tx, checkpoint, BATCH).await?;
+        let Some(last) = batch.last().map(StoredEvent::checkpoint) else {
+            break;
+        };
+        apply_batch(&mut tx, &batch).await?;
+        checkpoint = last;
+        total += batch.len();
+    }
+    subscription::save_checkpoint(&mut tx, NAME, checkpoint).await?;
+    tx.commit().await?;
+    Ok(total)
+}
+
+async fn apply_batch(conn: &mut PgConnection, batch: &[StoredEvent]) -> anyhow::Result<()> {
+    let events: Vec<&StoredEvent> = batch
+        .iter()
+        .filter(|e| e.stream_type == "message")
+        .collect();
+    if events.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = events.iter().map(|e| e.stream_id).collect();
+    let rows: Vec<(Uuid, sqlx::types::Json<Message>)> =
+        sqlx::query_as("SELECT message_id, state FROM message_views WHERE message_id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut states: HashMap<Uuid, Message> = rows.into_iter().map(|(id, s)| (id, s.0)).collect();
+    let mut changed: Vec<Uuid> = Vec::new();
+    for e in events {
+        let current = states.remove(&e.stream_id);
+        // Already projected (a redelivered batch): skip, so projecting is idempotent.
+        if current
+            .as_ref()
+            .is_some_and(|m| e.stream_version as u64 <= m.version)
+        {
+            states.insert(e.stream_id, current.expect("checked"));
+            continue;
+        }
+        let event = MessageEvent::from_stored(&e.event_type, e.schema_version, e.payload.clone())?;
+        if let Some(next) = Message::apply(current, MessageId(e.stream_id), &event) {
+            states.insert(e.stream_id, next);
+            if !changed.contains(&e.stream_id) {
+                changed.push(e.stream_id);
+            }
+        }
+    }
+    let mut message_ids = Vec::new();
+    let mut tenant_ids = Vec::new();
+    let mut statuses = Vec::new();
+    let mut references = Vec::new();
+    let mut versions = Vec::new();
+    let mut created = Vec::new();
+    let mut updated = Vec::new();
+    let mut docs = Vec::new();
+    for id in changed {
+        let m = &states[&id];
+        message_ids.push(id);
+        tenant_ids.push(m.tenant_id.0);
+        statuses.push(m.status.as_str());
+        references.push(m.spec.reference.clone());
+        versions.push(m.version as i64);
+        created.push(m.accepted_at);
+        updated.push(m.updated_at);
+        docs.push(serde_json::to_value(m)?);
+    }
+    sqlx::query(
+        "INSERT INTO message_views (message_id, tenant_id, status, reference, version, created_at, updated_at, state)
+         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[], $7::timestamptz[], $8::jsonb[])
+         ON CONFLICT (message_id) DO UPDATE SET
+             status = EXCLUDED.status, version = EXCLUDED.version,
+             updated_at = EXCLUDED.updated_at, state = EXCLUDED.state",
+    )
+    .bind(&message_ids)
+    .bind(&tenant_ids)
+    .bind(&statuses)
+    .bind(&references)
+    .bind(&versions)
+    .bind(&created)
+    .bind(&updated)
+    .bind(&docs)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Message status handlers.
+
+use crate::QueryState;
+use crate::cursor;
+use crate::error::QueryError;
+use crate::views::{EventList, EventView, MessageList, MessageView};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use chrono::{DateTime, Utc};
+use hermes_domain::message::{Message, MessageEvent, MessageStatus};
+use hermes_infra::event_store;
+use hermes_infra::http::{Problem, Tenant};
+use serde::Deserialize;
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 200;
+
+/// A message's status, current step and every attempt.
+#[utoipa::path(
+    get,
+    path = "/v1/messages/{id}",
+    tag = "messages",
+    params(("id" = String, Path, description = "Message id")),
+    responses(
+        (status = 200, body = MessageView),
+        (status = 404, description = "No such message for this tenant", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn get_message(
+    State(state): State<QueryState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Result<Json<MessageView>, QueryError> {
+    let id: Uuid = id.parse().map_err(|_| QueryError::NotFound)?;
+    let row: Option<(sqlx::types::Json<Message>,)> =
+        sqlx::query_as("SELECT state FROM message_views WHERE message_id = $1 AND tenant_id = $2")
+            .bind(id)
+            .bind(tenant.0)
+            .fetch_optional(&state.pool)
+            .await?;
+    row.map(|(m,)| Json(MessageView::from(m.0)))
+        .ok_or(QueryError::NotFound)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListParams {
+    /// Only messages in this status.
+    pub status: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The tenant's messages, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/messages",
+    tag = "messages",
+    params(ListParams),
+    responses(
+        (status = 200, body = MessageList),
+        (status = 400, description = "Bad filter, limit or cursor", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn list_messages(
+    State(state): State<QueryState>,
+    Tenant(tenant): Tenant,
+    Query(params): Query<ListParams>,
+) -> Result<Json<MessageList>, QueryError> {
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(QueryError::InvalidLimit(MAX_LIMIT));
+    }
+    let status = match params.status.as_deref() {
+        None => None,
+        Some(s) => {
+            Some(MessageStatus::parse(s).ok_or_else(|| QueryError::InvalidStatus(s.to_owned()))?)
+        }
+    };
+    let after: Option<(DateTime<Utc>, Uuid)> = match params.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(cursor::decode(c).ok_or(QueryError::InvalidCursor)?),
+    };
+    // One more row than asked tells whether there is a next page.
+    let rows: Vec<(DateTime<Utc>, Uuid, sqlx::types::Json<Message>)> = sqlx::query_as(
+        "SELECT created_at, message_id, state FROM message_views
+         WHERE tenant_id = $1
+           AND ($2::text IS NULL OR status = $2)
+           AND ($3::timestamptz IS NULL OR (created_at, message_id) < ($3, $4))
+         ORDER BY created_at DESC, message_id DESC
+         LIMIT $5",
+    )
+    .bind(tenant.0)
+    .bind(status.map(MessageStatus::as_str))
+    .bind(after.map(|a| a.0))
+    .bind(after.map(|a| a.1))
+    .bind(limit + 1)
+    .fetch_all(&state.pool)
+    .await?;
+    let more = rows.len() as i64 > limit;
+    let page: Vec<_> = rows.into_iter().take(limit as usize).collect();
+    let next_cursor = more
+        .then(|| page.last().map(|(at, id, _)| cursor::encode(*at, *id)))
+        .flatten();
+    Ok(Json(MessageList {
+        data: page
+            .into_iter()
+            .map(|(_, _, m)| MessageView::from(m.0))
+            .collect(),
+        next_cursor,
+    }))
+}
+
+/// The audit trail: every event the message recorded, in order.
+#[utoipa::path(
+    get,
+    path = "/v1/messages/{id}/events",
+    tag = "messages",
+    params(("id" = String, Path, description = "Message id")),
+    responses(
+        (status = 200, body = EventList),
+        (status = 404, description = "No such message for this tenant", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn message_events(
+    State(state): State<QueryState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Result<Json<EventList>, QueryError> {
+    let id: Uuid = id.parse().map_err(|_| QueryError::NotFound)?;
+    let stored = event_store::load_stream_for_tenant(&state.pool, tenant.0, id).await?;
+    if stored.is_empty() {
+        return Err(QueryError::NotFound);
+    }
+    let data = stored
+        .into_iter()
+        .map(|e| {
+            // Shown in the current shape, whatever version it was stored in.
+            let event = MessageEvent::from_stored(&e.event_type, e.schema_version, e.payload)?;
+            let mut data = serde_json::to_value(&event)?;
+            if let Some(obj) = data.as_object_mut() {
+                obj.remove("type");
+            }
+            Ok(EventView {
+                position: e.position,
+                version: e.stream_version,
+                event_type: e.event_type,
+                recorded_at: e.recorded_at,
+                data,
+                metadata: serde_json::to_value(&e.metadata.0)?,
+            })
+        })
+        .collect::<Result<Vec<_>, serde_json::Error>>()?;
+    Ok(Json(EventList { data }))
+}

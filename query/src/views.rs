@@ -1,0 +1,156 @@
+//! The API's view of a message: the shape clients code against (see ARCHITECTURE.md).
+
+use chrono::{DateTime, Utc};
+use hermes_domain::message::{
+    Attempt, AttemptError, AttemptStatus, Message, MessageStatus, Recipient,
+};
+use hermes_domain::{Channel, Until};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StepView {
+    pub channel: Channel,
+    pub timeout_seconds: u32,
+    pub until: Until,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CurrentStepView {
+    /// Index into `cascade`, from 0.
+    pub index: usize,
+    pub channel: Channel,
+    pub started_at: DateTime<Utc>,
+    pub timeout_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorView {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AttemptView {
+    pub id: Uuid,
+    pub step_index: usize,
+    pub channel: Channel,
+    pub provider: String,
+    pub provider_message_id: Option<String>,
+    pub status: AttemptStatus,
+    /// A receipt came after the cascade had moved on from this attempt: it may have been
+    /// delivered (and charged) although another step was tried.
+    pub late: bool,
+    pub error: Option<ErrorView>,
+    pub dispatched_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub read_at: Option<DateTime<Utc>>,
+    pub failed_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MessageView {
+    pub id: Uuid,
+    pub status: MessageStatus,
+    /// Why the message failed, expired or was cancelled (`exhausted`, `ttl_expired`, `cancelled`).
+    pub reason: Option<String>,
+    pub reference: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    pub to: Recipient,
+    pub cascade: Vec<StepView>,
+    pub current_step: Option<CurrentStepView>,
+    /// Every attempt, in the order they were made.
+    pub attempts: Vec<AttemptView>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl From<Message> for MessageView {
+    fn from(m: Message) -> Self {
+        let current_step = m.current_step.as_ref().map(|s| CurrentStepView {
+            index: s.index,
+            channel: m.spec.cascade[s.index].channel,
+            started_at: s.started_at,
+            timeout_at: s.timeout_at,
+        });
+        MessageView {
+            id: m.id.0,
+            status: m.status,
+            reason: m.reason,
+            reference: m.spec.reference,
+            metadata: m.spec.metadata,
+            to: m.spec.to,
+            cascade: m
+                .spec
+                .cascade
+                .iter()
+                .map(|s| StepView {
+                    channel: s.channel,
+                    timeout_seconds: s.timeout_seconds,
+                    until: s.until,
+                })
+                .collect(),
+            current_step,
+            attempts: m.attempts.into_iter().map(AttemptView::from).collect(),
+            created_at: m.accepted_at,
+            updated_at: m.updated_at,
+            expires_at: m.expires_at,
+        }
+    }
+}
+
+impl From<Attempt> for AttemptView {
+    fn from(a: Attempt) -> Self {
+        AttemptView {
+            id: a.id.0,
+            step_index: a.step_index,
+            channel: a.channel,
+            provider: a.provider,
+            provider_message_id: a.provider_message_id,
+            status: a.status,
+            late: a.late,
+            error: a
+                .error
+                .map(|AttemptError { code, message }| ErrorView { code, message }),
+            dispatched_at: a.dispatched_at,
+            sent_at: a.sent_at,
+            delivered_at: a.delivered_at,
+            read_at: a.read_at,
+            failed_at: a.failed_at,
+            updated_at: a.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MessageList {
+    pub data: Vec<MessageView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EventView {
+    /// Global position in the event log.
+    pub position: i64,
+    /// 1 for the message's first event, then 2, 3...
+    pub version: i64,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub recorded_at: DateTime<Utc>,
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+    /// correlation_id, causation_id, traceparent, actor.
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EventList {
+    pub data: Vec<EventView>,
+}
