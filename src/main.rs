@@ -1,1 +1,240 @@
-fn main() {}
+//! The `hermes` command line.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use hermes::app::{self, Roles};
+use hermes::config::{DatabaseArgs, ServerArgs};
+use hermes_domain::MessageId;
+use hermes_infra::{db, tenants};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "hermes",
+    version,
+    about = "Multi-channel message delivery with durable cascades"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Everything in one process with the built-in mock provider and a demo tenant: try it here.
+    Dev {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Production: the roles given, against the configured database and providers.
+    Serve {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Comma-separated: api, saga, projector, timers.
+        #[arg(
+            long,
+            env = "HERMES_ROLES",
+            default_value = "api,saga,projector,timers"
+        )]
+        roles: String,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Tenant administration.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Print a message's history from the event log.
+    Audit {
+        message_id: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Rebuild a projection from the start of the log (projections: message-views).
+    Replay {
+        projection: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Run the built-in mock provider on its own (for `serve` and for tests).
+    MockProvider {
+        #[arg(long, env = "HERMES_MOCK_LISTEN", default_value = "127.0.0.1:8090")]
+        listen: SocketAddr,
+        #[arg(long, env = "HERMES_MOCK_PROVIDER_SECRET", hide_env_values = true)]
+        secret: String,
+        #[arg(long, env = "HERMES_MOCK_RECEIPT_DELAY_MS", default_value_t = 200)]
+        receipt_delay_ms: u64,
+    },
+    /// Load generator against a running Hermes.
+    Bench(hermes::bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant and print its id and API key (shown only once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Print `{"tenant_id": ..., "api_key": ...}`.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Dev { server } => dev(server).await,
+        Command::Serve { server, roles } => {
+            let roles = Roles::parse(&roles)?;
+            let running = app::start(&server, roles).await?;
+            tracing::info!(addr = %running.addr, ?roles, "hermes is serving");
+            run_until_signal(running).await
+        }
+        Command::Migrate { database } => {
+            db::ensure_database(&database.url()).await?;
+            let pool = db::connect(&database.url(), 2).await?;
+            db::migrate(&pool).await?;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::Tenant {
+            command:
+                TenantCommand::Create {
+                    name,
+                    json,
+                    database,
+                },
+        } => {
+            let pool = db::connect(&database.url(), 2).await?;
+            db::migrate(&pool).await?;
+            let created = tenants::create_tenant(&pool, &name).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"tenant_id": created.tenant_id, "api_key": created.api_key})
+                );
+            } else {
+                println!(
+                    "tenant_id: {}\napi_key:   {}",
+                    created.tenant_id, created.api_key
+                );
+                eprintln!("(the API key is shown only this once)");
+            }
+            Ok(())
+        }
+        Command::Audit {
+            message_id,
+            database,
+        } => {
+            let id: MessageId = message_id.parse().context("the message id is not a UUID")?;
+            let pool = db::connect(&database.url(), 2).await?;
+            match hermes::audit::timeline(&pool, id).await? {
+                Some(text) => {
+                    print!("{text}");
+                    Ok(())
+                }
+                None => anyhow::bail!("no message {id}"),
+            }
+        }
+        Command::Replay {
+            projection,
+            database,
+        } => {
+            let pool = db::connect(&database.url(), 2).await?;
+            match projection.as_str() {
+                hermes_projections::message_views::NAME => {
+                    let n = hermes_projections::message_views::replay(&pool).await?;
+                    eprintln!("{projection} rebuilt from {n} events");
+                    Ok(())
+                }
+                other => anyhow::bail!("unknown projection '{other}' (projections: message-views)"),
+            }
+        }
+        Command::MockProvider {
+            listen,
+            secret,
+            receipt_delay_ms,
+        } => {
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            let handle = hermes_adapters::mock::start(
+                listener,
+                hermes_adapters::mock::MockProviderConfig {
+                    receipt_delay: Duration::from_millis(receipt_delay_ms),
+                    secret,
+                },
+            )
+            .await;
+            eprintln!("mock provider listening on {}", handle.base_url());
+            tokio::signal::ctrl_c().await?;
+            Ok(())
+        }
+        Command::Bench(args) => hermes::bench::run(args).await,
+    }
+}
+
+async fn run_until_signal(running: app::RunningApp) -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        _ = running.wait() => anyhow::bail!("the HTTP server stopped"),
+    }
+    Ok(())
+}
+
+const DEMO_TENANT: &str = "demo";
+
+async fn dev(server: ServerArgs) -> anyhow::Result<()> {
+    db::ensure_database(&server.database.url()).await?;
+    let running = app::start(&server, Roles::all()).await?;
+    let tenant = match tenants::find_by_name(&running.pool, DEMO_TENANT).await? {
+        Some(id) => id,
+        None => {
+            tenants::create_tenant(&running.pool, DEMO_TENANT)
+                .await?
+                .tenant_id
+        }
+    };
+    let key = tenants::issue_key(&running.pool, tenant).await?;
+    let url = &running.base_url;
+    println!(
+        r#"
+Hermes (dev) is running on {url}
+  demo tenant  {tenant}
+  API key      {key}
+  API docs     {url}/docs
+  mock provider {mock}  (phone ending 0001: rejected, 0009: undelivered, 0008: no receipt)
+
+Send a message that falls back from SMS (undelivered) to email:
+
+  curl -s {url}/v1/messages -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \
+    -d '{{"to": {{"phone": "+15005550009", "email": "ada@example.com"}}, "content": {{"text": "Your code is 1234", "email": {{"subject": "Your code"}}}}, "cascade": [{{"channel": "sms", "timeout_seconds": 30}}, {{"channel": "email", "timeout_seconds": 60}}]}}'
+
+Then follow it (use the id it printed):
+
+  curl -s {url}/v1/messages/ID -H 'Authorization: Bearer {key}'
+  hermes audit ID
+"#,
+        mock = running
+            .mock
+            .as_ref()
+            .map(|m| m.base_url())
+            .unwrap_or_default(),
+    );
+    run_until_signal(running).await
+}

@@ -9,10 +9,31 @@ use std::time::Duration;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
+/// Parses a database URL. A URL that names no user connects as `PGUSER`, else the login user
+/// (`USER`), else `postgres`, as psql does; sqlx alone would use a placeholder name.
+pub fn options(url: &Secret<String>) -> anyhow::Result<PgConnectOptions> {
+    let raw = url.expose();
+    let options =
+        PgConnectOptions::from_str(raw).context("DATABASE_URL is not a valid Postgres URL")?;
+    if names_user(raw) {
+        return Ok(options);
+    }
+    let user = ["PGUSER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "postgres".to_owned());
+    Ok(options.username(&user))
+}
+
+fn names_user(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    authority.contains('@') || url.contains("user=")
+}
+
 pub async fn connect(url: &Secret<String>, max_connections: u32) -> anyhow::Result<PgPool> {
-    let options = PgConnectOptions::from_str(url.expose())
-        .context("DATABASE_URL is not a valid Postgres URL")?
-        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+    let options =
+        options(url)?.log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
@@ -23,7 +44,7 @@ pub async fn connect(url: &Secret<String>, max_connections: u32) -> anyhow::Resu
 
 /// Creates the database named in `url` if it does not exist (for `hermes dev` and tests).
 pub async fn ensure_database(url: &Secret<String>) -> anyhow::Result<()> {
-    let options = PgConnectOptions::from_str(url.expose()).context("DATABASE_URL is not valid")?;
+    let options = options(url)?;
     let Some(name) = options.get_database().map(str::to_owned) else {
         return Ok(());
     };
@@ -63,4 +84,20 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
         .run(pool)
         .await
         .context("database migration failed")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tells_whether_a_url_names_its_user() {
+        assert!(super::names_user("postgres://ada@localhost/db"));
+        assert!(super::names_user("postgres://ada:pw@localhost:5432/db"));
+        assert!(super::names_user(
+            "postgres:///db?host=/run/postgresql&user=ada"
+        ));
+        assert!(!super::names_user(
+            "postgres:///hermes?host=/var/run/postgresql"
+        ));
+        assert!(!super::names_user("postgres://localhost/db"));
+    }
 }

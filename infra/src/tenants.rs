@@ -59,3 +59,17 @@ pub async fn authenticate(pool: &PgPool, key: &str) -> Result<Option<Uuid>, sqlx
         .fetch_optional(pool)
         .await
 }
+
+/// Issues another key for an existing tenant (the old ones stay valid).
+pub async fn issue_key(pool: &PgPool, tenant_id: Uuid) -> Result<String, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    insert_key(&mut conn, tenant_id).await
+}
+
+/// The oldest tenant with this name, if any.
+pub async fn find_by_name(pool: &PgPool, name: &str) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM tenants WHERE name = $1 ORDER BY created_at LIMIT 1")
+        .bind(name)
+        .fetch_optional(pool)
+        .await
+}

@@ -1,0 +1,174 @@
+//! Starts Hermes: database, providers, background roles and the HTTP API, in one process.
+
+use crate::config::ServerArgs;
+use crate::http::{AppState, router};
+use anyhow::Context;
+use hermes_adapters::ProviderRegistry;
+use hermes_adapters::mock::{self, MockProvider, MockProviderConfig, MockProviderHandle};
+use hermes_command::CommandHandler;
+use hermes_command::api::CommandState;
+use hermes_command::saga::CascadeSaga;
+use hermes_infra::http::Authenticator;
+use hermes_infra::{db, subscription};
+use hermes_projections::message_views::MessageViews;
+use hermes_query::QueryState;
+use rand::RngCore;
+use sqlx::PgPool;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// Which parts of Hermes this process runs (`hermes serve --roles ...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub api: bool,
+    pub saga: bool,
+    pub projector: bool,
+    pub timers: bool,
+}
+
+impl Roles {
+    pub const NAMES: [&str; 4] = ["api", "saga", "projector", "timers"];
+
+    pub fn all() -> Self {
+        Self {
+            api: true,
+            saga: true,
+            projector: true,
+            timers: true,
+        }
+    }
+
+    pub fn parse(list: &str) -> anyhow::Result<Self> {
+        let mut roles = Roles {
+            api: false,
+            saga: false,
+            projector: false,
+            timers: false,
+        };
+        for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match name {
+                "api" => roles.api = true,
+                "saga" => roles.saga = true,
+                "projector" => roles.projector = true,
+                "timers" => roles.timers = true,
+                "relay" | "webhooks" => {
+                    anyhow::bail!("role '{name}' is not available yet in this version of Hermes")
+                }
+                other => {
+                    anyhow::bail!("unknown role '{other}' (roles: {})", Self::NAMES.join(", "))
+                }
+            }
+        }
+        Ok(roles)
+    }
+}
+
+/// A running Hermes. Dropping it stops its background tasks.
+pub struct RunningApp {
+    pub addr: SocketAddr,
+    pub base_url: String,
+    pub pool: PgPool,
+    /// The embedded mock provider, when no external one was configured.
+    pub mock: Option<MockProviderHandle>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningApp {
+    /// Waits until the HTTP server stops (it does not, unless it fails).
+    pub async fn wait(mut self) {
+        if let Some(server) = self.tasks.pop() {
+            let _ = server.await;
+        }
+    }
+}
+
+impl Drop for RunningApp {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// Connects, migrates, and starts the given roles.
+pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp> {
+    let pool = db::connect(&args.database.url(), args.database.db_pool_size).await?;
+    db::migrate(&pool).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let base_url = format!("http://{addr}");
+    let public_url = args.public_url.clone().unwrap_or_else(|| base_url.clone());
+
+    let secret = args
+        .mock_provider_secret
+        .clone()
+        .unwrap_or_else(random_secret);
+    let (mock_url, mock) = match &args.mock_provider_url {
+        Some(url) => (url.clone(), None),
+        None => {
+            let handle = mock::start(
+                tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+                MockProviderConfig {
+                    receipt_delay: Duration::from_millis(args.mock_receipt_delay_ms),
+                    secret: secret.clone(),
+                },
+            )
+            .await;
+            (handle.base_url(), Some(handle))
+        }
+    };
+    let providers = ProviderRegistry::new(vec![Arc::new(MockProvider::new(mock_url, secret))]);
+    let handler = CommandHandler::new(pool.clone());
+
+    let mut tasks = Vec::new();
+    if roles.projector {
+        tasks.push(tokio::spawn(subscription::run(pool.clone(), MessageViews)));
+    }
+    if roles.saga {
+        let saga = CascadeSaga::new(handler.clone(), providers.clone(), public_url.clone());
+        tasks.push(tokio::spawn(subscription::run(pool.clone(), saga)));
+    }
+    if roles.timers {
+        tasks.push(tokio::spawn(hermes_command::timer_poller::run(
+            handler.clone(),
+        )));
+    }
+    // The API is started whatever the roles, for health checks; its routes need the api role.
+    let state = AppState {
+        command: CommandState {
+            handler,
+            providers,
+            public_url,
+        },
+        query: QueryState { pool: pool.clone() },
+        auth: Authenticator::new(pool.clone()),
+        pool: pool.clone(),
+    };
+    let app = if roles.api {
+        router(state)
+    } else {
+        crate::http::health_only(state)
+    };
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    }));
+    Ok(RunningApp {
+        addr,
+        base_url,
+        pool,
+        mock,
+        tasks,
+    })
+}

@@ -1,0 +1,164 @@
+//! `hermes audit <message-id>`: a message's history from the event log, as a readable timeline.
+
+use hermes_domain::MessageId;
+use hermes_domain::message::{Message, MessageEvent};
+use hermes_infra::event_store;
+use sqlx::PgPool;
+use std::fmt::Write;
+
+/// The timeline as text; `None` when the message does not exist.
+pub async fn timeline(pool: &PgPool, id: MessageId) -> anyhow::Result<Option<String>> {
+    let mut conn = pool.acquire().await?;
+    let stored = event_store::load_stream(&mut conn, id.0).await?;
+    let Some(first) = stored.first() else {
+        return Ok(None);
+    };
+    let mut out = String::new();
+    writeln!(out, "message {id} (tenant {})", first.tenant_id)?;
+    let mut state: Option<Message> = None;
+    for e in &stored {
+        let event = MessageEvent::from_stored(&e.event_type, e.schema_version, e.payload.clone())?;
+        let actor = e.metadata.0.actor.as_deref().unwrap_or("-");
+        writeln!(
+            out,
+            "{}  #{:<3} {:<18} {}  [{actor}]",
+            e.recorded_at.format("%Y-%m-%d %H:%M:%S%.3f"),
+            e.stream_version,
+            e.event_type,
+            describe(&event, state.as_ref())
+        )?;
+        state = Message::apply(state, id, &event);
+    }
+    if let Some(m) = state {
+        writeln!(out, "status: {}", m.status.as_str())?;
+    }
+    Ok(Some(out))
+}
+
+/// The last 8 characters: UUIDv7s share their leading (timestamp) characters.
+fn short(id: impl std::fmt::Display) -> String {
+    let s = id.to_string();
+    s[s.len() - 8..].to_owned()
+}
+
+fn describe(event: &MessageEvent, state: Option<&Message>) -> String {
+    let provider_of = |a| {
+        state
+            .and_then(|m| m.attempt(a))
+            .map(|a| format!("{} via {}", a.channel, a.provider))
+            .unwrap_or_default()
+    };
+    match event {
+        MessageEvent::MessageAccepted {
+            spec, expires_at, ..
+        } => {
+            let steps: Vec<String> = spec
+                .cascade
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} ({}s, until {})",
+                        s.channel,
+                        s.timeout_seconds,
+                        s.until.as_str()
+                    )
+                })
+                .collect();
+            let ttl = expires_at
+                .map(|e| format!(", expires {}", e.format("%H:%M:%S")))
+                .unwrap_or_default();
+            format!("cascade {}{ttl}", steps.join(" -> "))
+        }
+        MessageEvent::StepStarted {
+            step_index,
+            channel,
+            timeout_at,
+            ..
+        } => format!(
+            "step {} ({channel}) started, times out {}",
+            step_index + 1,
+            timeout_at.format("%H:%M:%S%.3f")
+        ),
+        MessageEvent::AttemptDispatched {
+            attempt_id,
+            channel,
+            provider,
+            ..
+        } => format!(
+            "attempt {} dispatched: {channel} via {provider}",
+            short(attempt_id)
+        ),
+        MessageEvent::AttemptInDoubt {
+            attempt_id, reason, ..
+        } => {
+            format!(
+                "attempt {} in doubt ({}): {reason}",
+                short(attempt_id),
+                provider_of(*attempt_id)
+            )
+        }
+        MessageEvent::AttemptSent {
+            attempt_id,
+            provider_message_id,
+            ..
+        } => format!(
+            "attempt {} accepted by the provider (id {})",
+            short(attempt_id),
+            provider_message_id.as_deref().unwrap_or("-")
+        ),
+        MessageEvent::AttemptRejected {
+            attempt_id,
+            error,
+            retryable,
+            failover,
+            ..
+        } => format!(
+            "attempt {} rejected: {} {}{}{}",
+            short(attempt_id),
+            error.code,
+            error.message,
+            if *retryable { " (retryable)" } else { "" },
+            if *failover { ", failing over" } else { "" }
+        ),
+        MessageEvent::ReceiptRecorded {
+            attempt_id,
+            status,
+            error,
+            late,
+            ..
+        } => format!(
+            "receipt for attempt {}: {}{}{}",
+            short(attempt_id),
+            serde_json::to_value(status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            error
+                .as_ref()
+                .map(|e| format!(" ({})", e.code))
+                .unwrap_or_default(),
+            if *late {
+                " — LATE: the cascade had moved on"
+            } else {
+                ""
+            }
+        ),
+        MessageEvent::StepTimedOut {
+            step_index,
+            attempt_id,
+            ..
+        } => format!(
+            "step {} timed out{}",
+            step_index + 1,
+            attempt_id
+                .map(|a| format!(" waiting on attempt {}", short(a)))
+                .unwrap_or_default()
+        ),
+        MessageEvent::MessageCompleted {
+            status, attempt_id, ..
+        } => format!("message {status:?} by attempt {}", short(attempt_id)).to_lowercase(),
+        MessageEvent::MessageFailed { reason, .. } => format!("message failed: {reason}"),
+        MessageEvent::MessageExpired { .. } => "message expired (ttl)".into(),
+        MessageEvent::MessageCancelled { .. } => "message cancelled".into(),
+    }
+}

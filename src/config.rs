@@ -1,0 +1,44 @@
+//! Configuration, from command-line flags or the environment (flags win).
+
+use clap::Args;
+use hermes_infra::Secret;
+use std::net::SocketAddr;
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres:///hermes?host=/var/run/postgresql";
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Postgres URL. The default is a local socket and a database named `hermes`.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
+    pub database_url: String,
+    /// Most connections Hermes opens.
+    #[arg(long, env = "HERMES_DB_POOL_SIZE", default_value_t = 32)]
+    pub db_pool_size: u32,
+}
+
+impl DatabaseArgs {
+    pub fn url(&self) -> Secret<String> {
+        Secret::new(self.database_url.clone())
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "HERMES_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// URL providers reach this Hermes at, for receipt callbacks (default: http://LISTEN).
+    #[arg(long, env = "HERMES_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// URL of a running mock provider (`hermes mock-provider`); without it an embedded one starts.
+    #[arg(long, env = "HERMES_MOCK_PROVIDER_URL")]
+    pub mock_provider_url: Option<String>,
+    /// Secret the mock provider signs its receipts with (default: a random one, for the embedded mock).
+    #[arg(long, env = "HERMES_MOCK_PROVIDER_SECRET", hide_env_values = true)]
+    pub mock_provider_secret: Option<String>,
+    /// Delay before the embedded mock provider sends a delivery receipt.
+    #[arg(long, env = "HERMES_MOCK_RECEIPT_DELAY_MS", default_value_t = 200)]
+    pub mock_receipt_delay_ms: u64,
+}

@@ -1,0 +1,108 @@
+//! The HTTP surface: the command and query routers, OpenAPI and Swagger UI, health checks.
+
+use axum::Router;
+use axum::extract::{FromRef, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use hermes_command::api::CommandState;
+use hermes_infra::http::{Authenticator, Problem};
+use hermes_query::QueryState;
+use sqlx::PgPool;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub command: CommandState,
+    pub query: QueryState,
+    pub auth: Authenticator,
+    pub pool: PgPool,
+}
+
+impl FromRef<AppState> for CommandState {
+    fn from_ref(s: &AppState) -> Self {
+        s.command.clone()
+    }
+}
+impl FromRef<AppState> for QueryState {
+    fn from_ref(s: &AppState) -> Self {
+        s.query.clone()
+    }
+}
+impl FromRef<AppState> for Authenticator {
+    fn from_ref(s: &AppState) -> Self {
+        s.auth.clone()
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Hermes",
+        description = "Multi-channel message delivery with durable cascades. Send one request; Hermes tries each channel of the cascade until one meets its `until`, and shows every attempt.",
+        version = "1"
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "messages", description = "Send messages and follow their cascades"),
+        (name = "provider callbacks", description = "Called by providers, verified by signature"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A tenant API key (`hermes tenant create`)"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let (api_router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(hermes_command::api::router())
+        .merge(hermes_query::router())
+        .split_for_parts();
+    api_router
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .with_state(state)
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+}
+
+/// Ready when the database answers.
+async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    match sqlx::query("SELECT 1").execute(&state.pool).await {
+        Ok(_) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: the database does not answer");
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "the database does not answer",
+            )
+            .into_response()
+        }
+    }
+}
+
+/// For processes without the api role: only the health checks.
+pub fn health_only(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .with_state(state)
+}
