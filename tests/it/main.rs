@@ -1,1 +1,9 @@
-fn main() {}
+//! Hermes's integration tests: one binary, each test against its own fresh Postgres database
+//! and its own Hermes on port 0 (see `harness`).
+
+mod harness;
+
+mod api;
+mod cascade;
+mod crash;
+mod event_store;

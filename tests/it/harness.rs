@@ -1,0 +1,229 @@
+//! `TestApp`: a whole Hermes (API, saga, projector, timers, embedded mock provider) started
+//! in-process on port 0 against a fresh database, plus helpers that speak its public API.
+
+use hermes::app::{self, Roles, RunningApp};
+use hermes::config::{DatabaseArgs, ServerArgs};
+use hermes_infra::{Secret, db, tenants};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use tokio::sync::OnceCell;
+use uuid::Uuid;
+
+/// Where test databases are created; override with `HERMES_TEST_PG` (no database name).
+fn pg_base() -> String {
+    std::env::var("HERMES_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+pub fn database_url(name: &str) -> String {
+    format!("{}/{name}", pg_base())
+}
+
+static CLEANED: OnceCell<()> = OnceCell::const_new();
+
+/// Drops the databases earlier runs left behind (once per test process).
+async fn drop_stale_databases() {
+    CLEANED
+        .get_or_init(|| async {
+            let Ok(pool) = db::connect(&Secret::new(database_url("postgres")), 1).await else {
+                return;
+            };
+            let names: Vec<String> = sqlx::query_scalar(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'hermes\\_test\\_%'",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default();
+            for name in names {
+                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                )))
+                .execute(&pool)
+                .await;
+            }
+        })
+        .await;
+}
+
+/// A fresh, migrated, empty database; returns its URL.
+pub async fn fresh_database() -> String {
+    drop_stale_databases().await;
+    let url = database_url(&format!("hermes_test_{}", Uuid::new_v4().simple()));
+    db::ensure_database(&Secret::new(url.clone()))
+        .await
+        .expect("create test database");
+    url
+}
+
+pub fn server_args(database_url: &str) -> ServerArgs {
+    ServerArgs {
+        database: DatabaseArgs {
+            database_url: database_url.to_owned(),
+            db_pool_size: 20,
+        },
+        listen: "127.0.0.1:0".parse().unwrap(),
+        public_url: None,
+        mock_provider_url: None,
+        mock_provider_secret: None,
+        mock_receipt_delay_ms: 20,
+    }
+}
+
+pub struct TestApp {
+    pub app: RunningApp,
+    pub database_url: String,
+    pub client: reqwest::Client,
+    pub api_key: String,
+    pub tenant_id: Uuid,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(configure: impl FnOnce(&mut ServerArgs)) -> Self {
+        let database_url = fresh_database().await;
+        let mut args = server_args(&database_url);
+        configure(&mut args);
+        let app = app::start(&args, Roles::all())
+            .await
+            .expect("hermes starts");
+        let created = tenants::create_tenant(&app.pool, "test")
+            .await
+            .expect("tenant");
+        TestApp {
+            app,
+            database_url,
+            client: reqwest::Client::new(),
+            api_key: created.api_key,
+            tenant_id: created.tenant_id,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.app.base_url)
+    }
+
+    /// Another tenant of the same Hermes: (tenant id, API key).
+    pub async fn new_tenant(&self, name: &str) -> (Uuid, String) {
+        let t = tenants::create_tenant(&self.app.pool, name)
+            .await
+            .expect("tenant");
+        (t.tenant_id, t.api_key)
+    }
+
+    pub async fn post_message_as(&self, key: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/messages"))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn post_message(&self, body: &Value) -> reqwest::Response {
+        self.post_message_as(&self.api_key, body).await
+    }
+
+    /// Sends a message and returns its id, asserting it was accepted.
+    pub async fn send(&self, body: &Value) -> String {
+        let r = self.post_message(body).await;
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, 202, "not accepted: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["status"], "accepted");
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn get_as(&self, key: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// `GET /v1/messages/{id}`; `None` while the read model has not caught up (404).
+    pub async fn message(&self, id: &str) -> Option<Value> {
+        let r = self
+            .get_as(&self.api_key, &format!("/v1/messages/{id}"))
+            .await;
+        match r.status().as_u16() {
+            200 => Some(r.json().await.unwrap()),
+            404 => None,
+            s => panic!("GET message answered {s}: {}", r.text().await.unwrap()),
+        }
+    }
+
+    /// Polls the message until `done` holds (the cascade runs in the background).
+    pub async fn wait_for(
+        &self,
+        id: &str,
+        within: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + within;
+        let mut last = None;
+        while Instant::now() < deadline {
+            if let Some(m) = self.message(id).await {
+                if done(&m) {
+                    return m;
+                }
+                last = Some(m);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("message {id} did not get there within {within:?}; last seen: {last:#?}");
+    }
+
+    pub async fn wait_for_status(&self, id: &str, status: &str, within: Duration) -> Value {
+        self.wait_for(id, within, |m| m["status"] == status).await
+    }
+
+    pub async fn events(&self, id: &str) -> Vec<Value> {
+        let r = self
+            .get_as(&self.api_key, &format!("/v1/messages/{id}/events"))
+            .await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        v["data"].as_array().unwrap().clone()
+    }
+
+    pub fn mock_stats(&self) -> hermes_adapters::mock::MockProviderStats {
+        self.app
+            .mock
+            .as_ref()
+            .expect("embedded mock provider")
+            .stats()
+    }
+}
+
+/// A message body: `to`, a cascade of (channel, timeout seconds) steps, plain text content.
+pub fn message(to: Value, steps: &[(&str, u32)]) -> Value {
+    let cascade: Vec<Value> = steps
+        .iter()
+        .map(|(channel, timeout)| json!({"channel": channel, "timeout_seconds": timeout}))
+        .collect();
+    json!({
+        "to": to,
+        "content": {"text": "Your code is 1234", "email": {"subject": "Your code"}},
+        "cascade": cascade,
+    })
+}
+
+pub fn statuses(m: &Value) -> Vec<(String, String)> {
+    m["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["channel"].as_str().unwrap().to_owned(),
+                a["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
