@@ -6,6 +6,7 @@ use anyhow::Context;
 use hermes_adapters::ProviderRegistry;
 use hermes_adapters::mock::{self, MockProvider, MockProviderConfig, MockProviderHandle};
 use hermes_command::CommandHandler;
+use hermes_command::accept_batcher::AcceptBatcher;
 use hermes_command::api::CommandState;
 use hermes_command::saga::CascadeSaga;
 use hermes_infra::http::Authenticator;
@@ -18,6 +19,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
+
+/// Writer tasks of the accept path's group commit, and the most messages one transaction takes.
+const ACCEPT_WRITERS: usize = 4;
+const ACCEPT_BATCH: usize = 256;
 
 /// Which parts of Hermes this process runs (`hermes serve --roles ...`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +151,7 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
     // The API is started whatever the roles, for health checks; its routes need the api role.
     let state = AppState {
         command: CommandState {
+            accepts: AcceptBatcher::start(handler.clone(), ACCEPT_WRITERS, ACCEPT_BATCH),
             handler,
             providers,
             public_url,

@@ -7,10 +7,11 @@ use hermes_domain::message::events::SCHEMA_VERSION;
 use hermes_domain::message::{DomainError, Message, MessageCommand, MessageEvent, MessageSpec};
 use hermes_domain::timers::{TimerEffect, timer_effect};
 use hermes_domain::{MessageId, TenantId};
-use hermes_infra::event_store::{self, AppendError, EventMetadata, NewEvent};
-use hermes_infra::idempotency::{self, Claim};
-use hermes_infra::timers;
+use hermes_infra::event_store::{self, AppendError, EventMetadata, NewEvent, StreamAppend};
+use hermes_infra::idempotency::{self, Claim, KeyClaim};
+use hermes_infra::timers::{self, NewTimer};
 use sqlx::{Acquire, PgConnection, PgPool};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 pub const STREAM_TYPE: &str = "message";
@@ -27,6 +28,8 @@ pub enum CommandError {
     IdempotencyKeyReused,
     #[error("gave up after repeated concurrent changes to the message")]
     Contended,
+    #[error("the command pipeline is shutting down")]
+    Unavailable,
     #[error("a stored event could not be decoded: {0}")]
     Corrupt(#[from] serde_json::Error),
     #[error(transparent)]
@@ -47,6 +50,15 @@ impl From<AppendError> for CommandError {
 pub struct IdempotencyKey {
     pub key: String,
     pub request_hash: Vec<u8>,
+}
+
+/// One message to accept.
+#[derive(Debug, Clone)]
+pub struct AcceptRequest {
+    pub tenant_id: TenantId,
+    pub spec: MessageSpec,
+    pub idempotency: Option<IdempotencyKey>,
+    pub metadata: EventMetadata,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,48 +90,157 @@ impl CommandHandler {
         &self.pool
     }
 
-    /// Stores a new message (and its idempotency key) in one transaction.
+    /// Stores one new message (and its idempotency key).
     pub async fn accept(
         &self,
         tenant_id: TenantId,
         spec: MessageSpec,
-        idempotency: Option<&IdempotencyKey>,
+        idempotency: Option<IdempotencyKey>,
         metadata: EventMetadata,
     ) -> Result<Accepted, CommandError> {
-        let message_id = MessageId::new();
-        let events = accept(tenant_id, spec, Utc::now());
+        let request = AcceptRequest {
+            tenant_id,
+            spec,
+            idempotency,
+            metadata,
+        };
+        self.accept_many(vec![request])
+            .await
+            .pop()
+            .expect("one answer per request")
+    }
+
+    /// Stores new messages in one transaction (group commit), answering each in order. If the
+    /// transaction fails, each request is tried on its own so one bad request cannot fail others.
+    pub async fn accept_many(
+        &self,
+        requests: Vec<AcceptRequest>,
+    ) -> Vec<Result<Accepted, CommandError>> {
+        let now = Utc::now();
+        let prepared: Vec<(MessageId, &AcceptRequest)> =
+            requests.iter().map(|r| (MessageId::new(), r)).collect();
+        match self.try_accept(&prepared, now).await {
+            Ok(answers) => answers,
+            Err(e) if prepared.len() == 1 => vec![Err(e)],
+            Err(e) => {
+                tracing::warn!(error = %e, batch = prepared.len(), "batched accept failed; accepting one by one");
+                let mut answers = Vec::with_capacity(prepared.len());
+                for one in &prepared {
+                    answers.push(
+                        match self.try_accept(std::slice::from_ref(one), now).await {
+                            Ok(mut a) => a.pop().expect("one answer"),
+                            Err(e) => Err(e),
+                        },
+                    );
+                }
+                answers
+            }
+        }
+    }
+
+    async fn try_accept(
+        &self,
+        requests: &[(MessageId, &AcceptRequest)],
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Vec<Result<Accepted, CommandError>>, CommandError> {
         let mut tx = self.pool.begin().await?;
-        if let Some(k) = idempotency {
-            match idempotency::claim(&mut tx, tenant_id.0, &k.key, &k.request_hash, message_id.0)
-                .await?
+
+        // Idempotency keys: the first request of a batch with a given key claims it; later ones
+        // with the same key are answered like a retry of the first.
+        let mut first_with_key: HashMap<(TenantId, &str), usize> = HashMap::new();
+        let mut claims = Vec::new();
+        let mut claim_of = Vec::new();
+        for (i, (id, r)) in requests.iter().enumerate() {
+            if let Some(k) = &r.idempotency
+                && let std::collections::hash_map::Entry::Vacant(v) =
+                    first_with_key.entry((r.tenant_id, k.key.as_str()))
             {
-                Claim::Claimed => {}
-                Claim::Existing {
-                    request_hash,
-                    message_id,
-                } => {
-                    tx.rollback().await?;
-                    return if request_hash == k.request_hash {
+                v.insert(i);
+                claim_of.push(i);
+                claims.push(KeyClaim {
+                    tenant_id: r.tenant_id.0,
+                    key: &k.key,
+                    request_hash: &k.request_hash,
+                    message_id: id.0,
+                });
+            }
+        }
+        let claimed = idempotency::claim_many(&mut tx, &claims).await?;
+        // For each request holding a key: what that key already names, if anything.
+        let mut existing: HashMap<usize, (Vec<u8>, MessageId)> = HashMap::new();
+        for (i, claim) in claim_of.into_iter().zip(claimed) {
+            if let Claim::Existing {
+                request_hash,
+                message_id,
+            } = claim
+            {
+                existing.insert(i, (request_hash, MessageId(message_id)));
+            }
+        }
+
+        let mut answers: Vec<Option<Result<Accepted, CommandError>>> =
+            Vec::with_capacity(requests.len());
+        let mut events_by_stream: Vec<(usize, Vec<NewEvent>)> = Vec::new();
+        let mut new_timers = Vec::new();
+        for (i, (id, r)) in requests.iter().enumerate() {
+            if let Some(k) = &r.idempotency {
+                let first = first_with_key[&(r.tenant_id, k.key.as_str())];
+                // What the key already names: a stored message, or an earlier request of this batch.
+                let named = existing.get(&first).cloned().or_else(|| {
+                    (first != i).then(|| {
+                        let (first_id, first_request) = requests[first];
+                        let hash = &first_request
+                            .idempotency
+                            .as_ref()
+                            .expect("has the key")
+                            .request_hash;
+                        (hash.clone(), first_id)
+                    })
+                });
+                if let Some((hash, message_id)) = named {
+                    answers.push(Some(if hash == k.request_hash {
                         Ok(Accepted {
-                            message_id: MessageId(message_id),
+                            message_id,
                             replayed: true,
                         })
                     } else {
                         Err(CommandError::IdempotencyKeyReused)
-                    };
+                    }));
+                    continue;
                 }
             }
+            let events = accept(r.tenant_id, r.spec.clone(), now);
+            let metadata = EventMetadata {
+                correlation_id: Some(id.0),
+                ..r.metadata.clone()
+            };
+            new_timers.extend(timers_for(r.tenant_id, *id, &events));
+            events_by_stream.push((i, to_new_events(&events, &metadata)));
+            answers.push(None);
         }
-        let metadata = EventMetadata {
-            correlation_id: Some(message_id.0),
-            ..metadata
-        };
-        write(&mut tx, tenant_id, message_id, 0, &events, &metadata, None).await?;
+        let appends: Vec<StreamAppend> = events_by_stream
+            .iter()
+            .map(|(i, events)| StreamAppend {
+                tenant_id: requests[*i].1.tenant_id.0,
+                stream_type: STREAM_TYPE,
+                stream_id: requests[*i].0.0,
+                expected_version: 0,
+                events,
+            })
+            .collect();
+        event_store::append_many(&mut tx, &appends).await?;
+        timers::arm_many(&mut tx, &new_timers).await?;
         tx.commit().await?;
-        Ok(Accepted {
-            message_id,
-            replayed: false,
-        })
+        Ok(answers
+            .into_iter()
+            .zip(requests)
+            .map(|(answer, (id, _))| {
+                answer.unwrap_or(Ok(Accepted {
+                    message_id: *id,
+                    replayed: false,
+                }))
+            })
+            .collect())
     }
 
     /// Loads a message; `None` if it does not exist (or belongs to another tenant, when `tenant`
@@ -241,16 +362,7 @@ async fn write(
     metadata: &EventMetadata,
     delete_timer: Option<i64>,
 ) -> Result<(), AppendError> {
-    let new: Vec<NewEvent> = events
-        .iter()
-        .map(|e| NewEvent {
-            event_id: Uuid::now_v7(),
-            event_type: e.event_type().to_owned(),
-            schema_version: SCHEMA_VERSION,
-            payload: serde_json::to_value(e).expect("events serialize"),
-            metadata: metadata.clone(),
-        })
-        .collect();
+    let new = to_new_events(events, metadata);
     event_store::append(
         conn,
         tenant_id.0,
@@ -260,18 +372,52 @@ async fn write(
         &new,
     )
     .await?;
-    for e in events {
-        match timer_effect(e) {
-            Some(TimerEffect::Arm { kind, due_at }) => {
-                let kind = serde_json::to_value(kind).expect("timer kinds serialize");
-                timers::arm(conn, tenant_id.0, message_id.0, &kind, due_at).await?;
-            }
-            Some(TimerEffect::DisarmAll) => timers::disarm_all(conn, message_id.0).await?,
-            None => {}
-        }
+    timers::arm_many(conn, &timers_for(tenant_id, message_id, events)).await?;
+    if events
+        .iter()
+        .any(|e| timer_effect(e) == Some(TimerEffect::DisarmAll))
+    {
+        timers::disarm_all(conn, message_id.0).await?;
     }
     if let Some(id) = delete_timer {
         timers::delete(conn, id).await?;
     }
     Ok(())
+}
+
+fn to_new_events(events: &[MessageEvent], metadata: &EventMetadata) -> Vec<NewEvent> {
+    events
+        .iter()
+        .map(|e| NewEvent {
+            event_id: Uuid::now_v7(),
+            event_type: e.event_type().to_owned(),
+            schema_version: SCHEMA_VERSION,
+            payload: serde_json::to_value(e).expect("events serialize"),
+            metadata: metadata.clone(),
+        })
+        .collect()
+}
+
+/// The timers `events` arm. A batch that also ends the message arms nothing: the message's
+/// timers are all disarmed in the same transaction.
+fn timers_for(
+    tenant_id: TenantId,
+    message_id: MessageId,
+    events: &[MessageEvent],
+) -> Vec<NewTimer> {
+    if events.iter().any(MessageEvent::is_terminal) {
+        return vec![];
+    }
+    events
+        .iter()
+        .filter_map(|e| match timer_effect(e) {
+            Some(TimerEffect::Arm { kind, due_at }) => Some(NewTimer {
+                tenant_id: tenant_id.0,
+                stream_id: message_id.0,
+                kind: serde_json::to_value(kind).expect("timer kinds serialize"),
+                due_at,
+            }),
+            _ => None,
+        })
+        .collect()
 }

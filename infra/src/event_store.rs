@@ -66,6 +66,16 @@ const STREAM_VERSION_KEY: &str = "events_stream_version_key";
 /// Channel on which appends wake up tailing subscribers.
 pub const NOTIFY_CHANNEL: &str = "hermes_events";
 
+/// New events for one stream, expected to be at `expected_version` (0 for a new stream).
+#[derive(Debug, Clone)]
+pub struct StreamAppend<'a> {
+    pub tenant_id: Uuid,
+    pub stream_type: &'a str,
+    pub stream_id: Uuid,
+    pub expected_version: i64,
+    pub events: &'a [NewEvent],
+}
+
 /// Appends `events` to a stream whose current version is `expected_version` (0 for a new
 /// stream). A concurrent append to the same stream makes the unique (stream_id,
 /// stream_version) constraint fail, reported as [`AppendError::Conflict`].
@@ -77,32 +87,58 @@ pub async fn append(
     expected_version: i64,
     events: &[NewEvent],
 ) -> Result<(), AppendError> {
-    if events.is_empty() {
+    append_many(
+        conn,
+        &[StreamAppend {
+            tenant_id,
+            stream_type,
+            stream_id,
+            expected_version,
+            events,
+        }],
+    )
+    .await
+}
+
+/// Appends to several streams with one statement (group commit). A conflict on any stream
+/// fails them all: callers batch only appends that cannot conflict (new streams) or retry singly.
+pub async fn append_many(
+    conn: &mut PgConnection,
+    appends: &[StreamAppend<'_>],
+) -> Result<(), AppendError> {
+    let n: usize = appends.iter().map(|a| a.events.len()).sum();
+    if n == 0 {
         return Ok(());
     }
-    let n = events.len();
+    let mut tenants = Vec::with_capacity(n);
+    let mut stream_types = Vec::with_capacity(n);
+    let mut streams = Vec::with_capacity(n);
     let mut versions = Vec::with_capacity(n);
     let mut ids = Vec::with_capacity(n);
     let mut types = Vec::with_capacity(n);
     let mut schemas = Vec::with_capacity(n);
     let mut payloads = Vec::with_capacity(n);
     let mut metas = Vec::with_capacity(n);
-    for (i, e) in events.iter().enumerate() {
-        versions.push(expected_version + 1 + i as i64);
-        ids.push(e.event_id);
-        types.push(e.event_type.as_str());
-        schemas.push(e.schema_version);
-        payloads.push(&e.payload);
-        metas.push(serde_json::to_value(&e.metadata).unwrap_or_default());
+    for a in appends {
+        for (i, e) in a.events.iter().enumerate() {
+            tenants.push(a.tenant_id);
+            stream_types.push(a.stream_type);
+            streams.push(a.stream_id);
+            versions.push(a.expected_version + 1 + i as i64);
+            ids.push(e.event_id);
+            types.push(e.event_type.as_str());
+            schemas.push(e.schema_version);
+            payloads.push(&e.payload);
+            metas.push(serde_json::to_value(&e.metadata).unwrap_or_default());
+        }
     }
     let result = sqlx::query(
         "INSERT INTO events (tenant_id, stream_type, stream_id, stream_version, event_id, event_type, schema_version, payload, metadata)
-         SELECT $1, $2, $3, v, id, t, s, p, m
-         FROM UNNEST($4::bigint[], $5::uuid[], $6::text[], $7::int[], $8::jsonb[], $9::jsonb[]) AS x(v, id, t, s, p, m)",
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::bigint[], $5::uuid[], $6::text[], $7::int[], $8::jsonb[], $9::jsonb[])",
     )
-    .bind(tenant_id)
-    .bind(stream_type)
-    .bind(stream_id)
+    .bind(&tenants)
+    .bind(&stream_types)
+    .bind(&streams)
     .bind(&versions)
     .bind(&ids)
     .bind(&types)

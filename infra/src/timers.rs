@@ -31,6 +31,37 @@ pub async fn arm(
     Ok(())
 }
 
+/// One timer to arm.
+#[derive(Debug, Clone)]
+pub struct NewTimer {
+    pub tenant_id: Uuid,
+    pub stream_id: Uuid,
+    pub kind: serde_json::Value,
+    pub due_at: DateTime<Utc>,
+}
+
+/// Arms many timers with one statement.
+pub async fn arm_many(conn: &mut PgConnection, timers: &[NewTimer]) -> Result<(), sqlx::Error> {
+    if timers.is_empty() {
+        return Ok(());
+    }
+    let tenants: Vec<Uuid> = timers.iter().map(|t| t.tenant_id).collect();
+    let streams: Vec<Uuid> = timers.iter().map(|t| t.stream_id).collect();
+    let kinds: Vec<&serde_json::Value> = timers.iter().map(|t| &t.kind).collect();
+    let due: Vec<DateTime<Utc>> = timers.iter().map(|t| t.due_at).collect();
+    sqlx::query(
+        "INSERT INTO timers (tenant_id, stream_id, kind, due_at)
+         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::jsonb[], $4::timestamptz[])",
+    )
+    .bind(&tenants)
+    .bind(&streams)
+    .bind(&kinds)
+    .bind(&due)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 pub async fn disarm_all(conn: &mut PgConnection, stream_id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM timers WHERE stream_id = $1")
         .bind(stream_id)

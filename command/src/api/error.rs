@@ -91,6 +91,11 @@ impl IntoResponse for ApiError {
                     "unknown_attempt",
                     format!("attempt {id} does not belong to this message"),
                 ),
+                CommandError::Unavailable => Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "Hermes is shutting down; retry (with the same Idempotency-Key)",
+                ),
                 CommandError::Contended => Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "contended",

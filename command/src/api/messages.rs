@@ -3,7 +3,7 @@
 use super::CommandState;
 use super::body::JsonBody;
 use super::error::ApiError;
-use crate::handler::IdempotencyKey;
+use crate::handler::{AcceptRequest, IdempotencyKey};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -135,13 +135,13 @@ pub async fn send_message(
         return Err(ApiError::ChannelUnavailable(step.channel.to_string()));
     }
     let accepted = state
-        .handler
-        .accept(
-            tenant.0,
+        .accepts
+        .accept(AcceptRequest {
+            tenant_id: tenant.0,
             spec,
-            idempotency.as_ref(),
-            trace_metadata(&headers, &tenant),
-        )
+            idempotency,
+            metadata: trace_metadata(&headers, &tenant),
+        })
         .await?;
     let mut response = (
         StatusCode::ACCEPTED,

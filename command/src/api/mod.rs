@@ -6,6 +6,7 @@ pub mod error;
 pub mod messages;
 pub mod receipts;
 
+use crate::accept_batcher::AcceptBatcher;
 use crate::handler::CommandHandler;
 use axum::extract::FromRef;
 use hermes_adapters::ProviderRegistry;
@@ -17,6 +18,8 @@ use utoipa_axum::routes;
 #[derive(Clone)]
 pub struct CommandState {
     pub handler: CommandHandler,
+    /// Group commit for new messages.
+    pub accepts: AcceptBatcher,
     pub providers: ProviderRegistry,
     /// The base URL providers reach this Hermes at (receipts are verified against it).
     pub public_url: String,
