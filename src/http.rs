@@ -78,6 +78,13 @@ pub fn router(state: AppState) -> Router {
     api_router
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method (see the Allow header)",
+            )
+        })
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))

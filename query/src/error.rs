@@ -14,6 +14,8 @@ pub enum QueryError {
         "unknown status '{0}' (expected accepted, sending, delivered, read, failed, expired, cancelled)"
     )]
     InvalidStatus(String),
+    #[error("the query string could not be read: {0}")]
+    InvalidQuery(String),
     #[error("limit must be between 1 and {0}")]
     InvalidLimit(i64),
     #[error(transparent)]
@@ -32,6 +34,9 @@ impl IntoResponse for QueryError {
             }
             QueryError::InvalidStatus(_) => {
                 Problem::new(StatusCode::BAD_REQUEST, "invalid_status", detail)
+            }
+            QueryError::InvalidQuery(_) => {
+                Problem::new(StatusCode::BAD_REQUEST, "invalid_query", detail)
             }
             QueryError::InvalidLimit(_) => {
                 Problem::new(StatusCode::BAD_REQUEST, "invalid_limit", detail)

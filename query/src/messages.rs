@@ -5,6 +5,7 @@ use crate::cursor;
 use crate::error::QueryError;
 use crate::views::{EventList, EventView, MessageList, MessageView};
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use chrono::{DateTime, Utc};
 use hermes_domain::message::{Message, MessageEvent, MessageStatus};
@@ -46,11 +47,14 @@ pub async fn get_message(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Only messages in this status.
     pub status: Option<String>,
     /// Page size, 1 to 200 (default 50).
-    pub limit: Option<i64>,
+    // Taken as text so that a non-number is an `invalid_limit` problem, not a plain-text 400.
+    #[param(value_type = Option<i64>)]
+    pub limit: Option<String>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
@@ -70,9 +74,13 @@ pub struct ListParams {
 pub async fn list_messages(
     State(state): State<QueryState>,
     Tenant(tenant): Tenant,
-    Query(params): Query<ListParams>,
+    params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<MessageList>, QueryError> {
-    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    let Query(params) = params.map_err(|e| QueryError::InvalidQuery(e.body_text()))?;
+    let limit = match params.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(l) => l.parse().map_err(|_| QueryError::InvalidLimit(MAX_LIMIT))?,
+    };
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(QueryError::InvalidLimit(MAX_LIMIT));
     }

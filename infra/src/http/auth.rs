@@ -15,11 +15,14 @@ use std::time::{Duration, Instant};
 const CACHE_TTL: Duration = Duration::from_secs(60);
 const CACHE_MAX: usize = 10_000;
 
+/// SHA-256 of a key -> its tenant and when that was last checked against the database.
+type KeyCache = Arc<Mutex<HashMap<Vec<u8>, (TenantId, Instant)>>>;
+
 #[derive(Clone)]
 pub struct Authenticator {
     pool: PgPool,
     /// SHA-256 of the key -> tenant, so a busy client costs no query per request.
-    cache: Arc<Mutex<HashMap<Vec<u8>, (TenantId, Instant)>>>,
+    cache: KeyCache,
 }
 
 impl Authenticator {
@@ -64,11 +67,13 @@ where
         let value = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
             Problem::unauthorized("send your API key as `Authorization: Bearer <key>`")
         })?;
+        // The scheme is case-insensitive (RFC 9110, section 11.1): `bearer <key>` is fine too.
         let key = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| key.trim())
             .ok_or_else(|| {
                 Problem::unauthorized("the Authorization header must be `Bearer <key>`")
             })?;
