@@ -284,14 +284,48 @@ impl CommandHandler {
     where
         F: Fn(&Message) -> Result<Option<MessageCommand>, CommandError>,
     {
+        self.run(message_id, tenant, None, metadata, delete_timer, build)
+            .await
+    }
+
+    /// Runs a command against a state the caller already holds (the saga, right after its own
+    /// write), saving a load; if the stream moved on meanwhile, it reloads and decides again.
+    pub async fn execute_from(
+        &self,
+        state: Message,
+        command: &MessageCommand,
+        metadata: &EventMetadata,
+    ) -> Result<Executed, CommandError> {
+        self.run(state.id, None, Some(state), metadata, None, |_| {
+            Ok(Some(command.clone()))
+        })
+        .await
+        .map(|e| e.expect("a command was given"))
+    }
+
+    async fn run<F>(
+        &self,
+        message_id: MessageId,
+        tenant: Option<TenantId>,
+        mut known: Option<Message>,
+        metadata: &EventMetadata,
+        delete_timer: Option<i64>,
+        build: F,
+    ) -> Result<Option<Executed>, CommandError>
+    where
+        F: Fn(&Message) -> Result<Option<MessageCommand>, CommandError>,
+    {
         let metadata = EventMetadata {
             correlation_id: metadata.correlation_id.or(Some(message_id.0)),
             ..metadata.clone()
         };
         for _ in 0..MAX_CONFLICT_RETRIES {
             let mut conn = self.pool.acquire().await?;
-            let Some(state) = load(&mut conn, message_id, tenant).await? else {
-                return Err(CommandError::NotFound);
+            let state = match known.take() {
+                Some(state) => state,
+                None => load(&mut conn, message_id, tenant)
+                    .await?
+                    .ok_or(CommandError::NotFound)?,
             };
             let Some(command) = build(&state)? else {
                 return Ok(None);
@@ -320,7 +354,7 @@ impl CommandHandler {
                     tx.commit().await?;
                     let state = events
                         .iter()
-                        .fold(Some(state), |s, e| Message::apply(s, message_id, e))
+                        .try_fold(state, |s, e| Message::apply(Some(s), message_id, e))
                         .expect("applying to an existing message keeps it");
                     return Ok(Some(Executed { events, state }));
                 }

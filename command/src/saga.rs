@@ -96,6 +96,16 @@ impl CascadeSaga {
                     }
                 };
                 let Some(step) = m.step(step_index) else { return Ok(None) };
+                // Read again after a restart: this dispatch was made already. The aggregate
+                // decides (an attempt left unanswered goes in doubt); no provider is picked.
+                if let Some(made) = m.step_attempts(step_index).nth(attempt_seq) {
+                    return Ok(Some(MessageCommand::DispatchAttempt {
+                        step_index,
+                        attempt_seq,
+                        attempt_id,
+                        provider: made.provider.clone(),
+                    }));
+                }
                 let tried: Vec<&str> = m.step_attempts(step_index).map(|a| a.provider.as_str()).collect();
                 let Some(provider) = pick_provider(step.channel, &candidates, &tried) else {
                     // Nothing can serve the step now; its timeout moves the cascade on.
@@ -121,18 +131,13 @@ impl CascadeSaga {
         }
         let outcome = self.call_provider(&state, attempt_id).await;
         self.handler
-            .execute(
-                message_id,
-                None,
+            .execute_from(
+                state,
                 &MessageCommand::RecordSendOutcome {
                     attempt_id,
                     outcome,
                 },
-                &EventMetadata {
-                    actor: Some("saga".into()),
-                    ..metadata
-                },
-                None,
+                &metadata,
             )
             .await?;
         Ok(())

@@ -11,7 +11,9 @@ use hermes_infra::timers::{self, DueTimer};
 use std::time::{Duration, Instant};
 
 const CLAIM_LIMIT: i64 = 200;
-const LEASE: Duration = Duration::from_secs(30);
+/// How long a claimed timer is ours. Short, so a timer claimed by a process that died fires
+/// soon elsewhere; firing twice is harmless (the aggregate ignores a timer that no longer applies).
+const LEASE: Duration = Duration::from_secs(5);
 const IDLE: Duration = Duration::from_millis(50);
 const CONCURRENCY: usize = 32;
 const PURGE_EVERY: Duration = Duration::from_secs(600);
