@@ -20,7 +20,8 @@ pub fn database_url(name: &str) -> String {
 
 static CLEANED: OnceCell<()> = OnceCell::const_new();
 
-/// Drops the databases earlier runs left behind (once per test process).
+/// Drops the databases earlier runs left behind (once per test process). Only databases nobody
+/// is connected to: another test process running alongside keeps its own.
 async fn drop_stale_databases() {
     CLEANED
         .get_or_init(|| async {
@@ -28,14 +29,16 @@ async fn drop_stale_databases() {
                 return;
             };
             let names: Vec<String> = sqlx::query_scalar(
-                "SELECT datname FROM pg_database WHERE datname LIKE 'hermes\\_test\\_%'",
+                "SELECT datname FROM pg_database d WHERE datname LIKE 'hermes\\_test\\_%'
+                   AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datid = d.oid)",
             )
             .fetch_all(&pool)
             .await
             .unwrap_or_default();
             for name in names {
+                // Fails harmlessly if someone connected meanwhile.
                 let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    "DROP DATABASE IF EXISTS \"{name}\""
                 )))
                 .execute(&pool)
                 .await;
@@ -44,7 +47,7 @@ async fn drop_stale_databases() {
         .await;
 }
 
-/// A fresh, migrated, empty database; returns its URL.
+/// A fresh, empty database (Hermes migrates it when it starts); returns its URL.
 pub async fn fresh_database() -> String {
     drop_stale_databases().await;
     let url = database_url(&format!("hermes_test_{}", Uuid::new_v4().simple()));
