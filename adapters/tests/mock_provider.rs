@@ -532,8 +532,13 @@ async fn receipt_answered_503_is_retried_and_arrives() {
         hits[0].body, hits[1].body,
         "a retry re-sends the same signed receipt"
     );
-    let stats = f.server.stats();
-    assert_eq!((stats.receipts_delivered, stats.receipts_abandoned), (1, 0));
+    // The receiver answered before the mock counted the answer: wait for the count.
+    let stats = wait_for("the receipt to count as delivered", || {
+        let s = f.server.stats();
+        (s.receipts_delivered == 1).then_some(s)
+    })
+    .await;
+    assert_eq!(stats.receipts_abandoned, 0);
 }
 
 #[tokio::test]

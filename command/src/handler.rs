@@ -231,6 +231,7 @@ impl CommandHandler {
         event_store::append_many(&mut tx, &appends).await?;
         timers::arm_many(&mut tx, &new_timers).await?;
         tx.commit().await?;
+        event_store::announce_appended();
         Ok(answers
             .into_iter()
             .zip(requests)
@@ -352,6 +353,7 @@ impl CommandHandler {
             {
                 Ok(()) => {
                     tx.commit().await?;
+                    event_store::announce_appended();
                     let state = events
                         .iter()
                         .try_fold(state, |s, e| Message::apply(Some(s), message_id, e))

@@ -1,17 +1,15 @@
 //! Subscriptions over the Postgres log: a checkpoint per subscriber name, one active consumer
-//! per name (the others stand by), woken by NOTIFY and by a short poll.
-//!
-//! The poll matters: an event whose transaction committed while an older transaction was still
-//! open is held back by the tail-safe read, and no second NOTIFY comes when that older one ends.
+//! per name (the others stand by), woken at once by commits in this process and otherwise by a
+//! short poll (see `event_store::appended` for why not NOTIFY).
 
-use crate::event_store::{Checkpoint, NOTIFY_CHANNEL};
+use crate::event_store::{self, Checkpoint};
 use futures::future::BoxFuture;
-use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
 use std::time::{Duration, Instant};
 
-/// How long an idle subscriber waits for a NOTIFY before it looks at the log anyway.
-const IDLE_POLL: Duration = Duration::from_millis(100);
+/// How long an idle subscriber waits for a local commit before it looks at the log anyway
+/// (events written by other processes are seen within this).
+const IDLE_POLL: Duration = Duration::from_millis(50);
 /// How often a leader checks that the connection holding its lock is alive.
 const LEADERSHIP_CHECK: Duration = Duration::from_secs(1);
 /// How often a standby tries to become the leader.
@@ -32,20 +30,29 @@ pub async fn load_checkpoint(
     name: &str,
     for_update: bool,
 ) -> Result<Checkpoint, sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO subscription_checkpoints (name, tx_id, position) VALUES ($1, '0', 0)
-         ON CONFLICT (name) DO NOTHING",
-    )
-    .bind(name)
-    .execute(&mut *conn)
-    .await?;
     let sql = if for_update {
         "SELECT tx_id::text::bigint, position FROM subscription_checkpoints WHERE name = $1 FOR UPDATE"
     } else {
         "SELECT tx_id::text::bigint, position FROM subscription_checkpoints WHERE name = $1"
     };
-    let (tx_id, position): (i64, i64) = sqlx::query_as(sql).bind(name).fetch_one(conn).await?;
-    Ok(Checkpoint { tx_id, position })
+    loop {
+        let found: Option<(i64, i64)> = sqlx::query_as(sql)
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if let Some((tx_id, position)) = found {
+            return Ok(Checkpoint { tx_id, position });
+        }
+        // First run of this subscriber: start at the beginning of the log. Inserting only when
+        // missing keeps polls read-only (a conflicting insert would still take a transaction id).
+        sqlx::query(
+            "INSERT INTO subscription_checkpoints (name, tx_id, position) VALUES ($1, '0', 0)
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .execute(&mut *conn)
+        .await?;
+    }
 }
 
 pub async fn save_checkpoint(
@@ -92,18 +99,18 @@ async fn lead(pool: &PgPool, subscriber: &mut impl Subscriber) -> anyhow::Result
         tokio::time::sleep(STANDBY_RETRY).await;
     }
     tracing::info!(subscriber = %name, "became the active consumer");
-    let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(NOTIFY_CHANNEL).await?;
+    let mut appended = event_store::appended();
     let mut last_check = Instant::now();
     loop {
         if last_check.elapsed() >= LEADERSHIP_CHECK {
             sqlx::query("SELECT 1").execute(&mut lock_conn).await?;
             last_check = Instant::now();
         }
+        // Marked seen before polling: a commit during the poll makes the wait below return at once.
+        appended.borrow_and_update();
         let handled = subscriber.poll(pool).await?;
         if handled == 0 {
-            // A NOTIFY that came while we were busy is buffered and returns at once.
-            let _ = tokio::time::timeout(IDLE_POLL, listener.try_recv()).await;
+            let _ = tokio::time::timeout(IDLE_POLL, appended.changed()).await;
         }
     }
 }

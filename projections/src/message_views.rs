@@ -7,7 +7,7 @@ use hermes_domain::MessageId;
 use hermes_domain::message::{Message, MessageEvent};
 use hermes_infra::event_store::{self, Checkpoint, StoredEvent};
 use hermes_infra::subscription::{self, Subscriber};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Acquire, PgConnection, PgPool};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -26,16 +26,21 @@ impl Subscriber for MessageViews {
     }
 }
 
-/// Projects the next batch. The checkpoint row is locked for the transaction, so a concurrent
-/// replay (or a second projector) waits instead of interleaving.
+/// Projects the next batch. Looking costs no transaction; writing locks the checkpoint row, so
+/// a concurrent replay (or a second projector) waits instead of interleaving, and a checkpoint
+/// moved meanwhile (by a replay) sends us back to look again.
 pub async fn project_next(pool: &PgPool) -> anyhow::Result<usize> {
-    let mut tx = pool.begin().await?;
-    let checkpoint = subscription::load_checkpoint(&mut tx, NAME, true).await?;
-    let batch = event_store::read_after(&mut tx, checkpoint, BATCH).await?;
+    let mut conn = pool.acquire().await?;
+    let seen = subscription::load_checkpoint(&mut conn, NAME, false).await?;
+    let batch = event_store::read_after(&mut conn, seen, BATCH).await?;
     let Some(last) = batch.last().map(StoredEvent::checkpoint) else {
-        tx.rollback().await?;
         return Ok(0);
     };
+    let mut tx = conn.begin().await?;
+    if subscription::load_checkpoint(&mut tx, NAME, true).await? != seen {
+        tx.rollback().await?;
+        return Ok(batch.len());
+    }
     apply_batch(&mut tx, &batch).await?;
     subscription::save_checkpoint(&mut tx, NAME, last).await?;
     tx.commit().await?;
