@@ -1,6 +1,7 @@
 //! Command handling: load a message's stream, let the aggregate decide, append what it decided
 //! together with the timers it arms, retrying from a fresh load when another writer got there first.
 
+use crate::command_batcher::{CommandBatcher, Job};
 use chrono::Utc;
 use hermes_domain::message::decide::accept;
 use hermes_domain::message::events::SCHEMA_VERSION;
@@ -10,13 +11,12 @@ use hermes_domain::{MessageId, TenantId};
 use hermes_infra::event_store::{self, AppendError, EventMetadata, NewEvent, StreamAppend};
 use hermes_infra::idempotency::{self, Claim, KeyClaim};
 use hermes_infra::timers::{self, NewTimer};
-use sqlx::{Acquire, PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool};
 use std::collections::HashMap;
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 pub const STREAM_TYPE: &str = "message";
-/// Concurrent writers to one message (a receipt racing the saga) rarely collide twice in a row.
-const MAX_CONFLICT_RETRIES: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -76,14 +76,21 @@ pub struct Executed {
     pub state: Message,
 }
 
+/// Writer tasks of the command group commit, and the most commands one transaction takes.
+const COMMAND_WRITERS: usize = 2;
+const COMMAND_BATCH: usize = 256;
+
 #[derive(Clone)]
 pub struct CommandHandler {
     pool: PgPool,
+    commands: CommandBatcher,
 }
 
 impl CommandHandler {
+    /// Starts the command writers; call within a Tokio runtime.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        let commands = CommandBatcher::start(pool.clone(), COMMAND_WRITERS, COMMAND_BATCH);
+        Self { pool, commands }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -265,15 +272,17 @@ impl CommandHandler {
         metadata: &EventMetadata,
         delete_timer: Option<i64>,
     ) -> Result<Executed, CommandError> {
-        self.execute_with(message_id, tenant, metadata, delete_timer, |_| {
+        let command = command.clone();
+        self.execute_with(message_id, tenant, metadata, delete_timer, move |_| {
             Ok(Some(command.clone()))
         })
         .await
         .map(|e| e.expect("a command was given"))
     }
 
-    /// Like [`Self::execute`], but the command is built from the freshly loaded state (the saga
-    /// needs the state to pick a provider). `build` returning `None` means nothing to do.
+    /// Like [`Self::execute`], but the command is built from the message's current state (the
+    /// saga needs the state to pick a provider). `build` returning `None` means nothing to do.
+    /// Commands are group-committed (see [`crate::command_batcher`]).
     pub async fn execute_with<F>(
         &self,
         message_id: MessageId,
@@ -283,88 +292,20 @@ impl CommandHandler {
         build: F,
     ) -> Result<Option<Executed>, CommandError>
     where
-        F: Fn(&Message) -> Result<Option<MessageCommand>, CommandError>,
+        F: Fn(&Message) -> Result<Option<MessageCommand>, CommandError> + Send + Sync + 'static,
     {
-        self.run(message_id, tenant, None, metadata, delete_timer, build)
-            .await
-    }
-
-    /// Runs a command against a state the caller already holds (the saga, right after its own
-    /// write), saving a load; if the stream moved on meanwhile, it reloads and decides again.
-    pub async fn execute_from(
-        &self,
-        state: Message,
-        command: &MessageCommand,
-        metadata: &EventMetadata,
-    ) -> Result<Executed, CommandError> {
-        self.run(state.id, None, Some(state), metadata, None, |_| {
-            Ok(Some(command.clone()))
-        })
-        .await
-        .map(|e| e.expect("a command was given"))
-    }
-
-    async fn run<F>(
-        &self,
-        message_id: MessageId,
-        tenant: Option<TenantId>,
-        mut known: Option<Message>,
-        metadata: &EventMetadata,
-        delete_timer: Option<i64>,
-        build: F,
-    ) -> Result<Option<Executed>, CommandError>
-    where
-        F: Fn(&Message) -> Result<Option<MessageCommand>, CommandError>,
-    {
-        let metadata = EventMetadata {
-            correlation_id: metadata.correlation_id.or(Some(message_id.0)),
-            ..metadata.clone()
-        };
-        for _ in 0..MAX_CONFLICT_RETRIES {
-            let mut conn = self.pool.acquire().await?;
-            let state = match known.take() {
-                Some(state) => state,
-                None => load(&mut conn, message_id, tenant)
-                    .await?
-                    .ok_or(CommandError::NotFound)?,
-            };
-            let Some(command) = build(&state)? else {
-                return Ok(None);
-            };
-            let events = state.decide(&command, Utc::now())?;
-            if events.is_empty() {
-                if let Some(id) = delete_timer {
-                    timers::delete(&mut conn, id).await?;
-                }
-                return Ok(Some(Executed { events, state }));
-            }
-            let mut tx = conn.begin().await?;
-            let version = state.version as i64;
-            match write(
-                &mut tx,
-                state.tenant_id,
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .submit(Job {
                 message_id,
-                version,
-                &events,
-                &metadata,
+                tenant,
+                metadata: metadata.clone(),
                 delete_timer,
-            )
-            .await
-            {
-                Ok(()) => {
-                    tx.commit().await?;
-                    event_store::announce_appended();
-                    let state = events
-                        .iter()
-                        .try_fold(state, |s, e| Message::apply(Some(s), message_id, e))
-                        .expect("applying to an existing message keeps it");
-                    return Ok(Some(Executed { events, state }));
-                }
-                Err(AppendError::Conflict) => continue,
-                Err(AppendError::Db(e)) => return Err(e.into()),
-            }
-        }
-        Err(CommandError::Contended)
+                build: Box::new(build),
+                reply,
+            })
+            .await?;
+        answer.await.map_err(|_| CommandError::Unavailable)?
     }
 }
 
@@ -388,40 +329,7 @@ async fn load(
     Ok(state)
 }
 
-/// Appends events and applies their timer effects in the caller's transaction.
-async fn write(
-    conn: &mut PgConnection,
-    tenant_id: TenantId,
-    message_id: MessageId,
-    expected_version: i64,
-    events: &[MessageEvent],
-    metadata: &EventMetadata,
-    delete_timer: Option<i64>,
-) -> Result<(), AppendError> {
-    let new = to_new_events(events, metadata);
-    event_store::append(
-        conn,
-        tenant_id.0,
-        STREAM_TYPE,
-        message_id.0,
-        expected_version,
-        &new,
-    )
-    .await?;
-    timers::arm_many(conn, &timers_for(tenant_id, message_id, events)).await?;
-    if events
-        .iter()
-        .any(|e| timer_effect(e) == Some(TimerEffect::DisarmAll))
-    {
-        timers::disarm_all(conn, message_id.0).await?;
-    }
-    if let Some(id) = delete_timer {
-        timers::delete(conn, id).await?;
-    }
-    Ok(())
-}
-
-fn to_new_events(events: &[MessageEvent], metadata: &EventMetadata) -> Vec<NewEvent> {
+pub(crate) fn to_new_events(events: &[MessageEvent], metadata: &EventMetadata) -> Vec<NewEvent> {
     events
         .iter()
         .map(|e| NewEvent {
@@ -436,7 +344,7 @@ fn to_new_events(events: &[MessageEvent], metadata: &EventMetadata) -> Vec<NewEv
 
 /// The timers `events` arm. A batch that also ends the message arms nothing: the message's
 /// timers are all disarmed in the same transaction.
-fn timers_for(
+pub(crate) fn timers_for(
     tenant_id: TenantId,
     message_id: MessageId,
     events: &[MessageEvent],

@@ -3,6 +3,7 @@
 
 pub mod accept_batcher;
 pub mod api;
+pub mod command_batcher;
 pub mod handler;
 pub mod saga;
 pub mod timer_poller;

@@ -86,7 +86,7 @@ impl CascadeSaga {
         let attempt_id = AttemptId::new();
         let executed = self
             .handler
-            .execute_with(message_id, None, &metadata, None, |m| {
+            .execute_with(message_id, None, &metadata, None, move |m| {
                 let (step_index, attempt_seq) = match trigger {
                     Trigger::StepStarted { step_index } => (step_index, 0),
                     Trigger::Failover { after } => {
@@ -131,13 +131,15 @@ impl CascadeSaga {
         }
         let outcome = self.call_provider(&state, attempt_id).await;
         self.handler
-            .execute_from(
-                state,
+            .execute(
+                message_id,
+                None,
                 &MessageCommand::RecordSendOutcome {
                     attempt_id,
                     outcome,
                 },
                 &metadata,
+                None,
             )
             .await?;
         Ok(())

@@ -194,6 +194,19 @@ pub async fn load_stream(
     .await
 }
 
+/// Every event of several streams, each stream in version order.
+pub async fn load_streams(
+    conn: &mut PgConnection,
+    stream_ids: &[Uuid],
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM events WHERE stream_id = ANY($1) ORDER BY stream_id, stream_version"
+    )))
+    .bind(stream_ids)
+    .fetch_all(conn)
+    .await
+}
+
 /// A subscriber's place in the log: the last (tx_id, position) it has processed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Checkpoint {

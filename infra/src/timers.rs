@@ -70,6 +70,32 @@ pub async fn disarm_all(conn: &mut PgConnection, stream_id: Uuid) -> Result<(), 
     Ok(())
 }
 
+/// Deletes every timer of these streams (their messages ended).
+pub async fn disarm_streams(
+    conn: &mut PgConnection,
+    stream_ids: &[Uuid],
+) -> Result<(), sqlx::Error> {
+    if stream_ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("DELETE FROM timers WHERE stream_id = ANY($1)")
+        .bind(stream_ids)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn delete_many(conn: &mut PgConnection, ids: &[i64]) -> Result<(), sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("DELETE FROM timers WHERE id = ANY($1)")
+        .bind(ids)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn delete(conn: &mut PgConnection, id: i64) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM timers WHERE id = $1")
         .bind(id)
