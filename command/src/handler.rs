@@ -11,7 +11,7 @@ use hermes_domain::{MessageId, TenantId};
 use hermes_infra::event_store::{self, AppendError, EventMetadata, NewEvent, StreamAppend};
 use hermes_infra::idempotency::{self, Claim, KeyClaim};
 use hermes_infra::timers::{self, NewTimer};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use std::collections::HashMap;
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -95,26 +95,6 @@ impl CommandHandler {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
-    }
-
-    /// Stores one new message (and its idempotency key).
-    pub async fn accept(
-        &self,
-        tenant_id: TenantId,
-        spec: MessageSpec,
-        idempotency: Option<IdempotencyKey>,
-        metadata: EventMetadata,
-    ) -> Result<Accepted, CommandError> {
-        let request = AcceptRequest {
-            tenant_id,
-            spec,
-            idempotency,
-            metadata,
-        };
-        self.accept_many(vec![request])
-            .await
-            .pop()
-            .expect("one answer per request")
     }
 
     /// Stores new messages in one transaction (group commit), answering each in order. If the
@@ -251,17 +231,6 @@ impl CommandHandler {
             .collect())
     }
 
-    /// Loads a message; `None` if it does not exist (or belongs to another tenant, when `tenant`
-    /// is given: a tenant can never tell another tenant's message from a missing one).
-    pub async fn load(
-        &self,
-        message_id: MessageId,
-        tenant: Option<TenantId>,
-    ) -> Result<Option<Message>, CommandError> {
-        let mut conn = self.pool.acquire().await?;
-        load(&mut conn, message_id, tenant).await
-    }
-
     /// Runs one command against a message. `delete_timer`: the timer row that fired it, deleted
     /// in the same transaction as the events so that it fires exactly until it has been handled.
     pub async fn execute(
@@ -307,26 +276,6 @@ impl CommandHandler {
             .await?;
         answer.await.map_err(|_| CommandError::Unavailable)?
     }
-}
-
-async fn load(
-    conn: &mut PgConnection,
-    message_id: MessageId,
-    tenant: Option<TenantId>,
-) -> Result<Option<Message>, CommandError> {
-    let stored = event_store::load_stream(conn, message_id.0).await?;
-    if stored
-        .first()
-        .is_none_or(|e| tenant.is_some_and(|t| t.0 != e.tenant_id))
-    {
-        return Ok(None);
-    }
-    let mut state = None;
-    for e in stored {
-        let event = MessageEvent::from_stored(&e.event_type, e.schema_version, e.payload)?;
-        state = Message::apply(state, message_id, &event);
-    }
-    Ok(state)
 }
 
 pub(crate) fn to_new_events(events: &[MessageEvent], metadata: &EventMetadata) -> Vec<NewEvent> {

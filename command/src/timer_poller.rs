@@ -68,12 +68,8 @@ async fn fire(handler: &CommandHandler, t: &DueTimer) -> Result<(), CommandError
         )
         .await
     {
-        Ok(_) => Ok(()),
-        Err(CommandError::NotFound) => {
-            let mut conn = handler.pool().acquire().await?;
-            timers::delete(&mut conn, t.id).await?;
-            Ok(())
-        }
+        // A timer of a message that does not exist is deleted with the batch all the same.
+        Ok(_) | Err(CommandError::NotFound) => Ok(()),
         Err(e) => Err(e),
     }
 }

@@ -14,23 +14,6 @@ pub struct DueTimer {
     pub due_at: DateTime<Utc>,
 }
 
-pub async fn arm(
-    conn: &mut PgConnection,
-    tenant_id: Uuid,
-    stream_id: Uuid,
-    kind: &serde_json::Value,
-    due_at: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO timers (tenant_id, stream_id, kind, due_at) VALUES ($1, $2, $3, $4)")
-        .bind(tenant_id)
-        .bind(stream_id)
-        .bind(kind)
-        .bind(due_at)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 /// One timer to arm.
 #[derive(Debug, Clone)]
 pub struct NewTimer {
@@ -62,14 +45,6 @@ pub async fn arm_many(conn: &mut PgConnection, timers: &[NewTimer]) -> Result<()
     Ok(())
 }
 
-pub async fn disarm_all(conn: &mut PgConnection, stream_id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM timers WHERE stream_id = $1")
-        .bind(stream_id)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 /// Deletes every timer of these streams (their messages ended).
 pub async fn disarm_streams(
     conn: &mut PgConnection,
@@ -91,14 +66,6 @@ pub async fn delete_many(conn: &mut PgConnection, ids: &[i64]) -> Result<(), sql
     }
     sqlx::query("DELETE FROM timers WHERE id = ANY($1)")
         .bind(ids)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-pub async fn delete(conn: &mut PgConnection, id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM timers WHERE id = $1")
-        .bind(id)
         .execute(conn)
         .await?;
     Ok(())
