@@ -105,6 +105,7 @@ fn random_secret() -> String {
 
 /// Connects, migrates, and starts the given roles.
 pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp> {
+    crate::telemetry::prometheus();
     let pool = db::connect(&args.database.url(), args.database.db_pool_size).await?;
     db::migrate(&pool).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -1,4 +1,4 @@
-//! The HTTP surface: the command and query routers, OpenAPI and Swagger UI, health checks.
+//! The HTTP surface: the command and query routers, OpenAPI and Swagger UI, health checks, metrics.
 
 use axum::Router;
 use axum::extract::{FromRef, State};
@@ -78,6 +78,7 @@ pub fn router(state: AppState) -> Router {
     api_router
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
         .method_not_allowed_fallback(|| async {
             Problem::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -88,6 +89,17 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+}
+
+/// Prometheus text format.
+async fn metrics() -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        crate::telemetry::prometheus().render(),
+    )
 }
 
 /// Ready when the database answers.
@@ -106,10 +118,11 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// For processes without the api role: only the health checks.
+/// For processes without the api role: only the health checks and metrics.
 pub fn health_only(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
         .with_state(state)
 }

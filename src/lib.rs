@@ -6,3 +6,4 @@ pub mod audit;
 pub mod bench;
 pub mod config;
 pub mod http;
+pub mod telemetry;

@@ -53,6 +53,7 @@ async fn write_batches(
             }
         }
         let (requests, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
+        metrics::histogram!("hermes_accept_batch_size").record(requests.len() as f64);
         let answers = handler.accept_many(requests).await;
         for (reply, answer) in replies.into_iter().zip(answers) {
             // The client may have gone away; its message is stored all the same.

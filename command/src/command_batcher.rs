@@ -7,7 +7,9 @@
 //! Jobs are sharded by message id, so two writers never race on one message; a conflict can
 //! only come from another process, and then the whole batch is reloaded and decided again.
 
-use crate::handler::{CommandError, Executed, STREAM_TYPE, timers_for, to_new_events};
+use crate::handler::{
+    CommandError, Executed, STREAM_TYPE, count_events, timers_for, to_new_events,
+};
 use chrono::Utc;
 use hermes_domain::message::{Message, MessageCommand, MessageEvent};
 use hermes_domain::{MessageId, TenantId};
@@ -67,6 +69,7 @@ async fn write_batches(pool: PgPool, mut rx: mpsc::Receiver<Job>, max_batch: usi
     let mut batch = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut batch, max_batch).await > 0 {
         let jobs: Vec<Job> = std::mem::take(&mut batch);
+        metrics::histogram!("hermes_command_batch_size").record(jobs.len() as f64);
         let answers = run_batch(&pool, &jobs).await;
         for (job, answer) in jobs.into_iter().zip(answers) {
             let _ = job.reply.send(answer);
@@ -227,6 +230,9 @@ async fn try_batch(pool: &PgPool, jobs: &[Job]) -> Result<Vec<Answer>, BatchErro
     tx.commit().await?;
     if !pending.is_empty() {
         event_store::announce_appended();
+    }
+    for (_, p) in &pending {
+        count_events(&p.events);
     }
     Ok(answers)
 }

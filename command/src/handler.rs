@@ -169,6 +169,7 @@ impl CommandHandler {
             Vec::with_capacity(requests.len());
         let mut events_by_stream: Vec<(usize, Vec<NewEvent>)> = Vec::new();
         let mut new_timers = Vec::new();
+        let mut accepted_events = Vec::new();
         for (i, (id, r)) in requests.iter().enumerate() {
             if let Some(k) = &r.idempotency {
                 let first = first_with_key[&(r.tenant_id, k.key.as_str())];
@@ -197,6 +198,7 @@ impl CommandHandler {
                 }
             }
             let events = accept(r.tenant_id, r.spec.clone(), now);
+            accepted_events.extend(events.iter().cloned());
             let metadata = EventMetadata {
                 correlation_id: Some(id.0),
                 ..r.metadata.clone()
@@ -219,6 +221,7 @@ impl CommandHandler {
         timers::arm_many(&mut tx, &new_timers).await?;
         tx.commit().await?;
         event_store::announce_appended();
+        count_events(&accepted_events);
         Ok(answers
             .into_iter()
             .zip(requests)
@@ -275,6 +278,16 @@ impl CommandHandler {
             })
             .await?;
         answer.await.map_err(|_| CommandError::Unavailable)?
+    }
+}
+
+/// Counts appended events by type (`hermes_events_total`) and late receipts, for `/metrics`.
+pub(crate) fn count_events(events: &[MessageEvent]) {
+    for e in events {
+        metrics::counter!("hermes_events_total", "type" => e.event_type()).increment(1);
+        if let MessageEvent::ReceiptRecorded { late: true, .. } = e {
+            metrics::counter!("hermes_late_receipts_total").increment(1);
+        }
     }
 }
 

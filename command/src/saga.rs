@@ -176,7 +176,22 @@ impl CascadeSaga {
                 self.callback_base, attempt.provider, m.id, attempt_id
             ),
         };
-        match provider.send(&request).await {
+        let started = std::time::Instant::now();
+        let result = provider.send(&request).await;
+        let outcome = match &result {
+            Ok(_) => "sent",
+            Err(SendError::Rejected {
+                retryable: true, ..
+            }) => "retryable_error",
+            Err(SendError::Rejected { .. }) => "rejected",
+            Err(SendError::InDoubt(_)) => "in_doubt",
+        };
+        let provider_name = attempt.provider.clone();
+        metrics::counter!("hermes_provider_sends_total", "provider" => provider_name.clone(), "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("hermes_provider_send_seconds", "provider" => provider_name)
+            .record(started.elapsed().as_secs_f64());
+        match result {
             Ok(accepted) => SendOutcome::Sent {
                 provider_message_id: accepted.provider_message_id,
             },

@@ -103,12 +103,23 @@ async fn lead(pool: &PgPool, subscriber: &mut impl Subscriber) -> anyhow::Result
     let mut last_check = Instant::now();
     loop {
         if last_check.elapsed() >= LEADERSHIP_CHECK {
-            sqlx::query("SELECT 1").execute(&mut lock_conn).await?;
+            // Also proves the connection holding the lock is alive.
+            let lag: Option<i64> = sqlx::query_scalar(
+                "SELECT (SELECT coalesce(max(position), 0) FROM events) - position
+                 FROM subscription_checkpoints WHERE name = $1",
+            )
+            .bind(&name)
+            .fetch_optional(&mut lock_conn)
+            .await?;
+            metrics::gauge!("hermes_subscriber_lag_events", "subscriber" => name.clone())
+                .set(lag.unwrap_or(0) as f64);
             last_check = Instant::now();
         }
         // Marked seen before polling: a commit during the poll makes the wait below return at once.
         appended.borrow_and_update();
         let handled = subscriber.poll(pool).await?;
+        metrics::counter!("hermes_subscriber_events_total", "subscriber" => name.clone())
+            .increment(handled as u64);
         if handled == 0 {
             let _ = tokio::time::timeout(IDLE_POLL, appended.changed()).await;
         }

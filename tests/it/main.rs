@@ -7,3 +7,4 @@ mod api;
 mod cascade;
 mod crash;
 mod event_store;
+mod metrics;

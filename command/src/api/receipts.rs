@@ -7,7 +7,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::HeaderMap;
-use hermes_adapters::{CallbackRequest, Receipt};
+use hermes_adapters::{CallbackError, CallbackRequest, Receipt};
 use hermes_domain::message::MessageCommand;
 use hermes_domain::{AttemptId, MessageId};
 use hermes_infra::event_store::EventMetadata;
@@ -96,7 +96,14 @@ async fn intake(
         headers,
         body,
     };
-    let receipts = provider.parse_callback(&request)?;
+    let receipts = provider.parse_callback(&request).inspect_err(|e| {
+        let reason = match e {
+            CallbackError::InvalidSignature => "invalid_signature",
+            CallbackError::Malformed(_) => "malformed",
+        };
+        metrics::counter!("hermes_callbacks_refused_total", "provider" => provider_name.to_owned(), "reason" => reason)
+            .increment(1);
+    })?;
     let metadata = EventMetadata {
         actor: Some(format!("provider:{provider_name}")),
         ..Default::default()

@@ -1,0 +1,52 @@
+//! `/metrics`: what an operator scrapes to see the cascade at work.
+
+use crate::harness::{TestApp, message};
+use serde_json::json;
+use std::time::Duration;
+
+/// The value of the first sample line starting with `series` (counters are per process, so
+/// other tests' messages may add to them: only "at least" can be asserted).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_events_provider_sends_and_subscriber_lag() {
+    let app = TestApp::spawn().await;
+    let id = app
+        .send(&message(json!({"phone": "+14155550100"}), &[("sms", 30)]))
+        .await;
+    app.wait_for_status(&id, "delivered", Duration::from_secs(15))
+        .await;
+    // The lag gauge is refreshed every second by each active subscriber.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    let r = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = r.text().await.unwrap();
+    for series in [
+        "hermes_events_total{type=\"MessageAccepted\"}",
+        "hermes_events_total{type=\"AttemptDispatched\"}",
+        "hermes_events_total{type=\"MessageCompleted\"}",
+        "hermes_provider_sends_total{provider=\"mock\",outcome=\"sent\"}",
+    ] {
+        assert!(
+            sample(&text, series).is_some_and(|v| v >= 1.0),
+            "{series} missing in:\n{text}"
+        );
+    }
+    for subscriber in ["cascade-saga", "message-views"] {
+        let series = format!("hermes_subscriber_lag_events{{subscriber=\"{subscriber}\"}}");
+        assert!(sample(&text, &series).is_some(), "{series} missing");
+    }
+    assert!(text.contains("hermes_accept_batch_size"));
+}
