@@ -2,6 +2,8 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
+# adapters/build.rs builds the provider plugins for this target.
+RUN rustup target add wasm32-unknown-unknown
 RUN cargo build --release --locked --bin hermes
 
 FROM debian:bookworm-slim

@@ -1,0 +1,289 @@
+//! The `http-client.fetch` import: outbound HTTP on a plugin's behalf, policed by its account.
+//!
+//! Order of checks: the URL parses and is `http` (HTTPS is not built in yet); its host is on the
+//! account's allow-list; every address the name resolves to is public (unless the account allows
+//! private ones); then the request goes out with the resolved addresses pinned (no second lookup a
+//! DNS rebinding could exploit), no proxy, no redirects followed, within the fetch timeout and the
+//! call's deadline, reading at most the response size cap.
+
+use super::AccountConfig;
+use super::host::bindings::hermes::provider::http_client::{FetchError, Request, Response};
+use super::limits::PluginLimits;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// What one fetch did, for the host's bookkeeping.
+pub(crate) struct FetchOutcome {
+    pub(crate) result: Result<Response, FetchError>,
+    /// The request may have reached the server (it was sent and did not fail to connect).
+    pub(crate) left: bool,
+}
+
+impl FetchOutcome {
+    fn refused(reason: String) -> Self {
+        Self {
+            result: Err(FetchError::Denied(reason)),
+            left: false,
+        }
+    }
+}
+
+/// Whether `ip` is a public unicast address: not loopback, private, link-local, shared (CGNAT),
+/// unspecified, broadcast, multicast, documentation, benchmarking or reserved; IPv4-mapped IPv6
+/// addresses are judged as IPv4.
+pub fn is_public_address(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_public_v4(v4),
+            None => is_public_v6(v6),
+        },
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    !(ip.is_private()
+        || ip.is_loopback()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || a == 0
+        || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
+        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
+        || (a == 198 && (b == 18 || b == 19)) // benchmarking
+        || a >= 240) // reserved
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    !(ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || (first & 0xfe00) == 0xfc00 // unique local
+        || (first & 0xffc0) == 0xfe80 // link-local
+        || (first == 0x2001 && ip.segments()[1] == 0x0db8)) // documentation
+}
+
+fn host_allowed(account: &AccountConfig, host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    account.allowed_hosts.iter().any(|allowed| {
+        let allowed = allowed.trim_end_matches('.').to_ascii_lowercase();
+        match allowed.strip_prefix("*.") {
+            Some(domain) => host
+                .strip_suffix(domain)
+                .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
+            None => host == allowed,
+        }
+    })
+}
+
+pub(crate) async fn fetch(
+    account: &AccountConfig,
+    limits: &PluginLimits,
+    request: Request,
+    deadline: Instant,
+) -> FetchOutcome {
+    let url = match reqwest::Url::parse(&request.url) {
+        Ok(url) => url,
+        Err(err) => return FetchOutcome::refused(format!("invalid URL: {err}")),
+    };
+    if url.scheme() != "http" {
+        return FetchOutcome::refused(format!(
+            "scheme {:?} is not supported (only http for now)",
+            url.scheme()
+        ));
+    }
+    let Some(host) = url.host_str().map(str::to_owned) else {
+        return FetchOutcome::refused("the URL has no host".to_owned());
+    };
+    // `host_str` keeps IPv6 literals bracketed.
+    let bare_host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    if !host_allowed(account, &bare_host) {
+        return FetchOutcome::refused(format!(
+            "host {bare_host} is not allowed for account {}",
+            account.name
+        ));
+    }
+    let port = url.port_or_known_default().unwrap_or(80);
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let timeout = limits.fetch_timeout.min(remaining);
+
+    let addrs: Vec<SocketAddr> = match bare_host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => {
+            match tokio::time::timeout(timeout, tokio::net::lookup_host((bare_host.as_str(), port)))
+                .await
+            {
+                Ok(Ok(addrs)) => addrs.collect(),
+                Ok(Err(err)) => {
+                    return FetchOutcome {
+                        result: Err(FetchError::Connect(format!(
+                            "could not resolve {bare_host}: {err}"
+                        ))),
+                        left: false,
+                    };
+                }
+                Err(_) => {
+                    return FetchOutcome {
+                        result: Err(FetchError::Connect(format!(
+                            "resolving {bare_host} took too long"
+                        ))),
+                        left: false,
+                    };
+                }
+            }
+        }
+    };
+    if addrs.is_empty() {
+        return FetchOutcome {
+            result: Err(FetchError::Connect(format!("{bare_host} has no address"))),
+            left: false,
+        };
+    }
+    if !account.allow_private
+        && let Some(private) = addrs.iter().find(|a| !is_public_address(a.ip()))
+    {
+        return FetchOutcome::refused(format!(
+            "{bare_host} resolves to the non-public address {}, which account {} may not reach",
+            private.ip(),
+            account.name
+        ));
+    }
+
+    let method = match reqwest::Method::from_bytes(request.method.as_bytes()) {
+        Ok(method) => method,
+        Err(_) => return FetchOutcome::refused(format!("invalid method {:?}", request.method)),
+    };
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (name, value) in &request.headers {
+        let (Ok(name), Ok(value)) = (
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+            reqwest::header::HeaderValue::from_str(value),
+        ) else {
+            return FetchOutcome::refused(format!("invalid header {name:?}"));
+        };
+        headers.append(name, value);
+    }
+    // One client per fetch, so the addresses checked above are the ones connected to.
+    let client = match reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .resolve_to_addrs(&bare_host, &addrs)
+        .build()
+    {
+        Ok(client) => client,
+        Err(err) => return FetchOutcome::refused(format!("could not build the request: {err}")),
+    };
+    let call = client
+        .request(method, url)
+        .headers(headers)
+        .body(request.body)
+        .send();
+    let cap = limits.max_response_bytes;
+    let exchange = async {
+        let mut response = call.await?;
+        let status = response.status().as_u16();
+        let headers: Vec<(String, String)> = response
+            .headers()
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        if response
+            .content_length()
+            .is_some_and(|len| len > cap as u64)
+        {
+            return Ok(Err(FetchError::TooLarge));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            if body.len() + chunk.len() > cap {
+                return Ok(Err(FetchError::TooLarge));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok::<_, reqwest::Error>(Ok(Response {
+            status,
+            headers,
+            body,
+        }))
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(Ok(result)) => FetchOutcome { result, left: true },
+        Ok(Err(err)) if err.is_connect() => FetchOutcome {
+            result: Err(FetchError::Connect(err.to_string())),
+            left: false,
+        },
+        Ok(Err(err)) if err.is_builder() => {
+            FetchOutcome::refused(format!("could not build the request: {err}"))
+        }
+        Ok(Err(err)) if err.is_timeout() => FetchOutcome {
+            result: Err(FetchError::Timeout),
+            left: true,
+        },
+        Ok(Err(err)) => FetchOutcome {
+            result: Err(FetchError::Transport(err.to_string())),
+            left: true,
+        },
+        Err(_) => FetchOutcome {
+            result: Err(FetchError::Timeout),
+            left: true,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_and_special_addresses_are_not_public() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!is_public_address(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["1.1.1.1", "93.184.216.34", "2606:4700:4700::1111"] {
+            assert!(is_public_address(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn allow_list_matches_exact_names_and_subdomain_wildcards() {
+        let account = AccountConfig {
+            allowed_hosts: vec!["api.example.com".into(), "*.sms.test".into()],
+            ..AccountConfig::default()
+        };
+        assert!(host_allowed(&account, "API.example.com"));
+        assert!(host_allowed(&account, "eu.sms.test"));
+        assert!(!host_allowed(&account, "sms.test"));
+        assert!(!host_allowed(&account, "evilsms.test"));
+        assert!(!host_allowed(&account, "example.com"));
+        assert!(!host_allowed(&account, "api.example.com.evil.test"));
+    }
+}
