@@ -106,8 +106,7 @@ impl CascadeSaga {
                         provider: made.provider.clone(),
                     }));
                 }
-                let tried: Vec<&str> = m.step_attempts(step_index).map(|a| a.provider.as_str()).collect();
-                let Some(provider) = pick_provider(step.channel, &candidates, &tried) else {
+                let Some(provider) = pick_provider(step.channel, &candidates, &m.providers_tried(step_index)) else {
                     // Nothing can serve the step now; its timeout moves the cascade on.
                     tracing::warn!(%message_id, channel = %step.channel, "no provider left for the step");
                     return Ok(None);
@@ -196,11 +195,8 @@ impl CascadeSaga {
                 provider_message_id: accepted.provider_message_id,
             },
             Err(SendError::Rejected { error, retryable }) => {
-                let mut tried: Vec<&str> = m
-                    .step_attempts(attempt.step_index)
-                    .map(|a| a.provider.as_str())
-                    .collect();
-                tried.push(&attempt.provider);
+                // `m` already holds this attempt, so its provider counts as tried.
+                let tried = m.providers_tried(attempt.step_index);
                 let failover = retryable
                     && pick_provider(attempt.channel, &self.providers.candidates(), &tried)
                         .is_some();

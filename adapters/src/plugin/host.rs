@@ -379,7 +379,12 @@ impl PluginProvider {
             .clone()
     }
 
-    fn describe(&self) -> Result<PluginInfo, PluginError> {
+    /// Runs one synchronous export (`describe`, `parse-callback`) in a fresh store under the
+    /// callback deadline. `fetch` always refuses there, and a call that tried one is `Denied`.
+    fn call_sync<T>(
+        &self,
+        call: impl FnOnce(&sync_bindings::Provider, &mut Store<PluginState>) -> wasmtime::Result<T>,
+    ) -> Result<T, PluginError> {
         let timeout = self.engine.limits.callback_timeout;
         let mut store = self
             .engine
@@ -389,10 +394,17 @@ impl PluginProvider {
             .instantiate(&mut store)
             .map_err(|err| PluginError::Instantiate(format!("{err:#}")))
             .and_then(|instance| {
-                instance
-                    .call_describe(&mut store)
+                call(&instance, &mut store)
                     .map_err(|err| self.engine.classify(&err, store.data(), timeout))
             })?;
+        if let Some(reason) = &store.data().denied {
+            return Err(PluginError::Denied(reason.clone()));
+        }
+        Ok(result)
+    }
+
+    fn describe(&self) -> Result<PluginInfo, PluginError> {
+        let result = self.call_sync(|instance, store| instance.call_describe(store))?;
         let mut channels: Vec<Channel> = result
             .channels
             .iter()
@@ -489,22 +501,8 @@ impl PluginProvider {
             message_id: request.ids.map(|(m, _)| m.to_string()),
             attempt_id: request.ids.map(|(_, a)| a.to_string()),
         };
-        let timeout = self.engine.limits.callback_timeout;
-        let mut store = self
-            .engine
-            .store(&self.account, &self.metrics, timeout, false);
-        let result = self
-            .sync_pre
-            .instantiate(&mut store)
-            .map_err(|err| PluginError::Instantiate(format!("{err:#}")))
-            .and_then(|instance| {
-                instance
-                    .call_parse_callback(&mut store, &wit_request)
-                    .map_err(|err| self.engine.classify(&err, store.data(), timeout))
-            })?;
-        if let Some(reason) = &store.data().denied {
-            return Err(PluginError::Denied(reason.clone()));
-        }
+        let result =
+            self.call_sync(|instance, store| instance.call_parse_callback(store, &wit_request))?;
         match result {
             Ok(receipts) => Ok(Ok(receipts
                 .into_iter()

@@ -386,6 +386,13 @@ impl Message {
             .filter(move |a| a.step_index == step_index)
     }
 
+    /// Providers already tried on a step, for routing its next attempt.
+    pub fn providers_tried(&self, step_index: usize) -> Vec<&str> {
+        self.step_attempts(step_index)
+            .map(|a| a.provider.as_str())
+            .collect()
+    }
+
     /// The attempt the current step is waiting on, if any. At most one exists at any time.
     pub fn active_attempt(&self) -> Option<&Attempt> {
         if self.is_terminal() {
