@@ -1,31 +1,47 @@
 //! Builds the provider plugins under `plugins/` for `wasm32-unknown-unknown`, wraps each core module
-//! into a component (no WASI) and leaves `$OUT_DIR/<name>.wasm` for `include_bytes!`.
+//! into a component (no WASI), leaves `$OUT_DIR/<name>.wasm` and writes `$OUT_DIR/builtin.rs`, which
+//! `plugin::builtin` includes.
 //!
-//! The plugins are separate Cargo projects (each has its own `[workspace]`), built by a nested
-//! `cargo` with its own target directory: the outer build holds the lock on the main one.
+//! The plugins are one Cargo workspace of their own (`plugins/Cargo.toml`; every subdirectory with a
+//! `Cargo.toml` is a plugin), built by a nested `cargo` with its own target directory: the outer
+//! build holds the lock on the main one.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::{env, fs};
 
-const PLUGINS: &[&str] = &["mock", "evil"];
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
+    let plugins_dir = manifest_dir.join("plugins");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=wit");
+    println!("cargo:rerun-if-changed={}", plugins_dir.display());
     println!("cargo:rerun-if-env-changed=HERMES_PLUGINS_TARGET_DIR");
+    for watched in ["Cargo.toml", "Cargo.lock"] {
+        println!(
+            "cargo:rerun-if-changed={}",
+            plugins_dir.join(watched).display()
+        );
+    }
 
     check_wasm_target();
-    let target_dir = plugins_target_dir(&out_dir);
-    for name in PLUGINS {
-        let dir = manifest_dir.join("plugins").join(name);
-        for watched in ["src", "Cargo.toml", "Cargo.lock"] {
+    let names = plugin_names(&plugins_dir);
+    for name in &names {
+        let dir = plugins_dir.join(name);
+        for watched in ["src", "Cargo.toml"] {
             println!("cargo:rerun-if-changed={}", dir.join(watched).display());
         }
-        let core = build_plugin(&dir, &target_dir);
+    }
+    let target_dir = plugins_target_dir(&out_dir);
+    build_workspace(&plugins_dir, &target_dir);
+
+    // `builtin.rs`: one `pub const NAME: &[u8]` per plugin, and `ALL` with every (name, bytes).
+    let mut builtin = String::new();
+    for name in &names {
+        let core = read_core_module(&target_dir, name);
         let component = wit_component::ComponentEncoder::default()
             .module(&core)
             .and_then(|encoder| encoder.validate(true).encode())
@@ -33,7 +49,32 @@ fn main() {
         let dest = out_dir.join(format!("{name}.wasm"));
         fs::write(&dest, component)
             .unwrap_or_else(|err| panic!("writing {}: {err}", dest.display()));
+        builtin.push_str(&format!(
+            "/// The `{name}` plugin (`adapters/plugins/{name}`), as a component.\n\
+             pub const {}: &[u8] = include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{name}.wasm\"));\n",
+            name.to_uppercase()
+        ));
     }
+    builtin.push_str(
+        "/// Every built-in plugin, by directory name.\npub const ALL: &[(&str, &[u8])] = &[\n",
+    );
+    for name in &names {
+        builtin.push_str(&format!("    (\"{name}\", {}),\n", name.to_uppercase()));
+    }
+    builtin.push_str("];\n");
+    fs::write(out_dir.join("builtin.rs"), builtin).expect("writing builtin.rs");
+}
+
+/// Every directory under `plugins/` with a `Cargo.toml`, sorted.
+fn plugin_names(plugins_dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(plugins_dir)
+        .unwrap_or_else(|err| panic!("reading {}: {err}", plugins_dir.display()))
+        .filter_map(Result::ok)
+        .filter(|entry| entry.path().join("Cargo.toml").is_file())
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    names
 }
 
 /// `target/plugins` next to the profile directories (`OUT_DIR` is
@@ -64,21 +105,23 @@ fn check_wasm_target() {
     }
 }
 
-/// Builds one plugin in release mode and returns its core module.
-fn build_plugin(dir: &Path, target_dir: &Path) -> Vec<u8> {
+/// Builds every plugin of the workspace in `plugins_dir` in release mode.
+fn build_workspace(plugins_dir: &Path, target_dir: &Path) {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command
-        .current_dir(dir)
+        .current_dir(plugins_dir)
         .args([
             "build",
+            "--workspace",
             "--release",
             "--target",
             WASM_TARGET,
             "--target-dir",
         ])
         .arg(target_dir);
-    if dir.join("Cargo.lock").exists() {
+    // CI builds with --locked: the plugins' lock file must be committed and current too.
+    if env::var_os("CI").is_some() {
         command.arg("--locked");
     }
     // What the outer build set for its own crates must not leak into the guest build (flags for the
@@ -99,22 +142,20 @@ fn build_plugin(dir: &Path, target_dir: &Path) -> Vec<u8> {
     }
     let output = command
         .output()
-        .unwrap_or_else(|err| panic!("running cargo for {}: {err}", dir.display()));
+        .unwrap_or_else(|err| panic!("running cargo in {}: {err}", plugins_dir.display()));
     if !output.status.success() {
         panic!(
-            "building the plugin in {} failed:\n{}",
-            dir.display(),
+            "building the plugins in {} failed:\n{}",
+            plugins_dir.display(),
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let crate_name = dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .map(|n| format!("hermes_plugin_{n}.wasm"))
-        .expect("plugin directories have UTF-8 names");
+}
+
+fn read_core_module(target_dir: &Path, name: &str) -> Vec<u8> {
     let module = target_dir
         .join(WASM_TARGET)
         .join("release")
-        .join(crate_name);
+        .join(format!("hermes_plugin_{name}.wasm"));
     fs::read(&module).unwrap_or_else(|err| panic!("reading {}: {err}", module.display()))
 }

@@ -2,21 +2,23 @@
 
 use crate::config::ServerArgs;
 use crate::http::{AppState, router};
+use crate::providers::ProviderSource;
 use anyhow::Context;
 use hermes_adapters::ProviderRegistry;
-use hermes_adapters::mock::{self, MockProvider, MockProviderConfig, MockProviderHandle};
+use hermes_adapters::mock::{self, MockProviderConfig, MockProviderHandle};
+use hermes_adapters::plugin::{AccountConfig, Secret};
 use hermes_command::CommandHandler;
 use hermes_command::accept_batcher::AcceptBatcher;
 use hermes_command::api::CommandState;
 use hermes_command::saga::CascadeSaga;
 use hermes_infra::http::Authenticator;
+use hermes_infra::provider_accounts::SealingKey;
 use hermes_infra::{db, subscription};
 use hermes_projections::message_views::MessageViews;
 use hermes_query::QueryState;
 use rand::RngCore;
 use sqlx::PgPool;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
@@ -133,10 +135,35 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
             (handle.base_url(), Some(handle))
         }
     };
-    let providers = ProviderRegistry::new(vec![Arc::new(MockProvider::new(mock_url, secret))]);
+    let mock_host = reqwest::Url::parse(&mock_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .context("the mock provider URL has no host")?;
+    let fallback = AccountConfig {
+        name: "mock".to_owned(),
+        allowed_hosts: vec![mock_host],
+        allow_private: true,
+        config: [
+            ("base_url".to_owned(), Secret::new(mock_url)),
+            ("secret".to_owned(), Secret::new(secret)),
+        ]
+        .into(),
+    };
+    let key = args
+        .secret_key
+        .as_deref()
+        .map(SealingKey::from_hex)
+        .transpose()?;
+    let mut source = ProviderSource::new(pool.clone(), key, args.plugins_dir.clone(), fallback)?;
+    let providers = ProviderRegistry::default();
+    source
+        .sync(&providers)
+        .await
+        .context("loading the provider accounts")?;
+    tracing::info!(accounts = ?providers.names(), "providers ready");
     let handler = CommandHandler::new(pool.clone());
 
-    let mut tasks = Vec::new();
+    let mut tasks = vec![tokio::spawn(source.run(providers.clone()))];
     if roles.projector {
         tasks.push(tokio::spawn(subscription::run(pool.clone(), MessageViews)));
     }

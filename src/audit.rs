@@ -83,10 +83,15 @@ fn describe(event: &MessageEvent, state: Option<&Message>) -> String {
             attempt_id,
             channel,
             provider,
+            served_by,
             ..
         } => format!(
-            "attempt {} dispatched: {channel} via {provider}",
-            short(attempt_id)
+            "attempt {} dispatched: {channel} via {provider}{}",
+            short(attempt_id),
+            served_by
+                .as_ref()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default()
         ),
         MessageEvent::AttemptInDoubt {
             attempt_id, reason, ..

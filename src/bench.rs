@@ -243,6 +243,8 @@ async fn spawn(args: &BenchArgs) -> anyhow::Result<(RunningApp, String)> {
         mock_provider_url: None,
         mock_provider_secret: None,
         mock_receipt_delay_ms: args.receipt_delay_ms,
+        secret_key: None,
+        plugins_dir: None,
     };
     let app = app::start(&server, Roles::all()).await?;
     let tenant = hermes_infra::tenants::create_tenant(&app.pool, "bench")

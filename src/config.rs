@@ -38,6 +38,14 @@ pub struct ServerArgs {
     /// Secret the mock provider signs its receipts with (default: a random one, for the embedded mock).
     #[arg(long, env = "HERMES_MOCK_PROVIDER_SECRET", hide_env_values = true)]
     pub mock_provider_secret: Option<String>,
+    /// The key provider account configurations are sealed with (64 hex characters). Needed once
+    /// any account is configured (`hermes provider set`).
+    #[arg(long, env = "HERMES_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// A directory of provider plugins (`<plugin>.wasm`) that override the built-in ones; changes
+    /// are validated and swapped in while Hermes runs.
+    #[arg(long, env = "HERMES_PLUGINS_DIR")]
+    pub plugins_dir: Option<std::path::PathBuf>,
     /// Delay before the embedded mock provider sends a delivery receipt.
     #[arg(long, env = "HERMES_MOCK_RECEIPT_DELAY_MS", default_value_t = 200)]
     pub mock_receipt_delay_ms: u64,

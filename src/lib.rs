@@ -6,4 +6,5 @@ pub mod audit;
 pub mod bench;
 pub mod config;
 pub mod http;
+pub mod providers;
 pub mod telemetry;

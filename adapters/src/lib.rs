@@ -1,15 +1,18 @@
 //! Provider adapters.
 //!
-//! [`provider::Provider`] is the one interface every provider implements (the built-in mock, and
-//! [`plugin::PluginProvider`] for providers running as WebAssembly plugins). [`mock`] is the
-//! built-in mock provider: a real HTTP server that decides outcomes by recipient and sends signed
-//! receipts back, plus the client that talks to it. [`plugin`] is the plugin host.
+//! [`provider::Provider`] is the one interface every provider account implements; providers run
+//! as WebAssembly plugins ([`plugin::PluginProvider`], the host in [`plugin`]). [`registry`] holds
+//! the accounts Hermes routes to, swappable at run time, with their health. [`mock`] is the
+//! built-in mock provider's server: a real HTTP service that decides outcomes by recipient and
+//! sends signed receipts back; Hermes talks to it through the `mock` plugin.
 
 pub mod mock;
 pub mod plugin;
 pub mod provider;
+pub mod registry;
 
 pub use provider::{
-    CallbackError, CallbackRequest, Provider, ProviderRegistry, Receipt, SendAccepted, SendError,
-    SendRequest,
+    CallbackError, CallbackOutcome, CallbackReply, CallbackRequest, Provider, Receipt,
+    SendAccepted, SendError, SendRequest,
 };
+pub use registry::ProviderRegistry;

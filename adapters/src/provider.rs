@@ -1,11 +1,11 @@
 //! The provider interface: send one attempt, and turn a provider callback into receipts.
+//! [`crate::registry`] holds the accounts that implement it.
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use hermes_domain::message::{AttemptError, ChannelContent, ReceiptStatus};
-use hermes_domain::routing::ProviderCandidate;
 use hermes_domain::{AttemptId, Channel, MessageId, TenantId};
-use std::sync::Arc;
+use std::time::Duration;
 
 /// One attempt, as handed to a provider.
 #[derive(Debug, Clone)]
@@ -35,18 +35,33 @@ pub enum SendError {
     Rejected {
         error: AttemptError,
         retryable: bool,
+        /// The provider asked to be left alone this long (`Retry-After`).
+        retry_after: Option<Duration>,
     },
     /// The request left and no answer came: the provider may have sent the message.
     #[error("in doubt: {0}")]
     InDoubt(String),
 }
 
-/// A provider-facing HTTP request to `/v1/webhooks/{provider}/...`.
+impl SendError {
+    /// A rejection with no `Retry-After`.
+    pub fn rejected(error: AttemptError, retryable: bool) -> Self {
+        SendError::Rejected {
+            error,
+            retryable,
+            retry_after: None,
+        }
+    }
+}
+
+/// A provider-facing HTTP request to `/v1/webhooks/{account}[/{message_id}/{attempt_id}]`.
 #[derive(Debug, Clone)]
 pub struct CallbackRequest {
     /// Message and attempt ids from the callback URL, when the URL carries them.
     pub ids: Option<(MessageId, AttemptId)>,
-    /// The full URL the provider called (some providers sign it).
+    /// `POST`, or `GET` for subscription checks.
+    pub method: http::Method,
+    /// The full URL the provider called, query included (some providers sign it).
     pub url: String,
     pub headers: http::HeaderMap,
     pub body: Bytes,
@@ -62,6 +77,21 @@ pub struct Receipt {
     pub error: Option<AttemptError>,
 }
 
+/// What a callback meant: receipts to record, and what to answer the provider.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallbackOutcome {
+    pub receipts: Vec<Receipt>,
+    /// An answer other than Hermes's default JSON count (a subscription check's echo).
+    pub reply: Option<CallbackReply>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackReply {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Bytes,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallbackError {
     #[error("the callback's signature is missing or wrong")]
@@ -71,41 +101,18 @@ pub enum CallbackError {
 }
 
 pub trait Provider: Send + Sync {
-    /// Stable name: used in routing, in `/v1/webhooks/{name}` and in attempt events.
+    /// The account's name: used in routing, in `/v1/webhooks/{name}` and in attempt events.
     fn name(&self) -> &str;
+    /// What serves this account, `plugin@version`; recorded on every attempt.
+    fn served_by(&self) -> String;
     fn channels(&self) -> &[Channel];
     fn send<'a>(
         &'a self,
         request: &'a SendRequest,
     ) -> BoxFuture<'a, Result<SendAccepted, SendError>>;
     /// Verifies the callback's signature (in constant time) and normalizes it.
-    fn parse_callback(&self, request: &CallbackRequest) -> Result<Vec<Receipt>, CallbackError>;
-}
-
-/// The provider accounts Hermes can route to, in priority order.
-#[derive(Clone, Default)]
-pub struct ProviderRegistry {
-    providers: Vec<Arc<dyn Provider>>,
-}
-
-impl ProviderRegistry {
-    pub fn new(providers: Vec<Arc<dyn Provider>>) -> Self {
-        Self { providers }
-    }
-
-    pub fn get(&self, name: &str) -> Option<&Arc<dyn Provider>> {
-        self.providers.iter().find(|p| p.name() == name)
-    }
-
-    /// What the router sees. Health tracking arrives with the plugin host; all are healthy now.
-    pub fn candidates(&self) -> Vec<ProviderCandidate> {
-        self.providers
-            .iter()
-            .map(|p| ProviderCandidate {
-                name: p.name().to_owned(),
-                channels: p.channels().to_vec(),
-                healthy: true,
-            })
-            .collect()
-    }
+    fn parse_callback<'a>(
+        &'a self,
+        request: &'a CallbackRequest,
+    ) -> BoxFuture<'a, Result<CallbackOutcome, CallbackError>>;
 }

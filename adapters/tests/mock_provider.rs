@@ -1,5 +1,5 @@
-//! The mock provider end to end: a real mock server on 127.0.0.1, the `MockProvider` client talking
-//! to it, and a small receiver standing in for Hermes's webhook endpoint that records receipts.
+//! The mock provider end to end: a real mock server on 127.0.0.1, the `mock` plugin talking to it
+//! (as Hermes does), and a small receiver standing in for Hermes's webhook endpoint that records receipts.
 //!
 //! Nothing here sleeps and hopes: every wait polls a condition with a deadline. Where a test shows
 //! that a receipt never comes, it checks the server planned none and then sends a normal message
@@ -11,8 +11,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use bytes::Bytes;
 use hermes_adapters::mock::{
-    MockProvider, MockProviderConfig, MockProviderHandle, SIGNATURE_HEADER, sign, start,
+    MockProviderConfig, MockProviderHandle, SIGNATURE_HEADER, sign, start,
 };
+use hermes_adapters::plugin::{AccountConfig, PluginEngine, PluginLimits, PluginProvider, builtin};
 use hermes_adapters::{
     CallbackError, CallbackRequest, Provider, Receipt, SendAccepted, SendError, SendRequest,
 };
@@ -103,7 +104,7 @@ async fn record(
 struct Fixture {
     server: MockProviderHandle,
     receiver: Receiver,
-    provider: MockProvider,
+    provider: PluginProvider,
 }
 
 async fn fixture() -> Fixture {
@@ -116,7 +117,7 @@ async fn fixture() -> Fixture {
         },
     )
     .await;
-    let provider = MockProvider::new(server.base_url(), SECRET.to_owned());
+    let provider = mock_plugin(&server.base_url(), SECRET).await;
     Fixture {
         server,
         receiver: Receiver::start().await,
@@ -192,16 +193,18 @@ impl Fixture {
             "more receipts than expected for {}",
             request.to
         );
-        hits.iter()
-            .map(|hit| {
-                let mut receipts = self
-                    .provider
-                    .parse_callback(&callback(request, hit))
-                    .unwrap();
-                assert_eq!(receipts.len(), 1);
-                receipts.remove(0)
-            })
-            .collect()
+        let mut parsed = Vec::new();
+        for hit in &hits {
+            let mut receipts = self
+                .provider
+                .parse_callback(&callback(request, hit))
+                .await
+                .unwrap()
+                .receipts;
+            assert_eq!(receipts.len(), 1);
+            parsed.push(receipts.remove(0));
+        }
+        parsed
     }
 
     /// Shows that `silent` never gets a receipt: the server planned none, and a normal message sent
@@ -225,9 +228,26 @@ impl Fixture {
     }
 }
 
+/// The `mock` plugin for an account pointed at `base_url`.
+async fn mock_plugin(base_url: &str, secret: &str) -> PluginProvider {
+    let engine = PluginEngine::new(PluginLimits::default()).unwrap();
+    let account = AccountConfig {
+        name: "mock".to_owned(),
+        allowed_hosts: vec!["127.0.0.1".to_owned()],
+        allow_private: true,
+        config: [
+            ("base_url".to_owned(), base_url.into()),
+            ("secret".to_owned(), secret.into()),
+        ]
+        .into(),
+    };
+    engine.load(builtin::MOCK, account).await.unwrap()
+}
+
 fn callback(request: &SendRequest, hit: &Hit) -> CallbackRequest {
     CallbackRequest {
         ids: Some((request.message_id, request.attempt_id)),
+        method: http::Method::POST,
         url: request.callback_url.clone(),
         headers: hit.headers.clone(),
         body: hit.body.clone(),
@@ -252,7 +272,9 @@ async fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
 
 fn rejected(result: Result<SendAccepted, SendError>) -> (AttemptError, bool) {
     match result {
-        Err(SendError::Rejected { error, retryable }) => (error, retryable),
+        Err(SendError::Rejected {
+            error, retryable, ..
+        }) => (error, retryable),
         other => panic!("expected a rejection, got {other:?}"),
     }
 }
@@ -586,6 +608,8 @@ async fn receipt_whose_connection_fails_is_retried_and_arrives() {
     let receipts = f
         .provider
         .parse_callback(&callback(&request, &hit))
+        .await
+        .map(|outcome| outcome.receipts)
         .unwrap();
     assert_eq!(receipts[0].status, ReceiptStatus::Delivered);
     wait_for("the receipt to count as delivered", || {
@@ -603,7 +627,13 @@ async fn tampered_or_unsigned_receipts_are_refused() {
     f.receipts(&request, 1).await;
     let hit = f.receiver.taken(request.attempt_id)[0].clone();
     let genuine = callback(&request, &hit);
-    assert!(f.provider.parse_callback(&genuine).is_ok());
+    assert!(
+        f.provider
+            .parse_callback(&genuine)
+            .await
+            .map(|outcome| outcome.receipts)
+            .is_ok()
+    );
 
     // Body changed after signing.
     let mut tampered = genuine.clone();
@@ -613,14 +643,20 @@ async fn tampered_or_unsigned_receipts_are_refused() {
             .replace("delivered", "failed"),
     );
     assert_eq!(
-        f.provider.parse_callback(&tampered),
+        f.provider
+            .parse_callback(&tampered)
+            .await
+            .map(|outcome| outcome.receipts),
         Err(CallbackError::InvalidSignature)
     );
 
     // A provider configured with another secret refuses the genuine receipt.
-    let other = MockProvider::new(f.server.base_url(), "another-secret".into());
+    let other = mock_plugin(&f.server.base_url(), "another-secret").await;
     assert_eq!(
-        other.parse_callback(&genuine),
+        other
+            .parse_callback(&genuine)
+            .await
+            .map(|outcome| outcome.receipts),
         Err(CallbackError::InvalidSignature)
     );
 
@@ -628,7 +664,10 @@ async fn tampered_or_unsigned_receipts_are_refused() {
     let mut unsigned = genuine.clone();
     unsigned.headers.remove(SIGNATURE_HEADER);
     assert_eq!(
-        f.provider.parse_callback(&unsigned),
+        f.provider
+            .parse_callback(&unsigned)
+            .await
+            .map(|outcome| outcome.receipts),
         Err(CallbackError::InvalidSignature)
     );
     for bad in [
@@ -642,7 +681,10 @@ async fn tampered_or_unsigned_receipts_are_refused() {
             .headers
             .insert(SIGNATURE_HEADER, bad.parse().unwrap());
         assert_eq!(
-            f.provider.parse_callback(&garbled),
+            f.provider
+                .parse_callback(&garbled)
+                .await
+                .map(|outcome| outcome.receipts),
             Err(CallbackError::InvalidSignature),
             "{bad}"
         );
@@ -656,6 +698,7 @@ fn crafted(request: &SendRequest, body: Value) -> CallbackRequest {
     headers.insert(SIGNATURE_HEADER, sign(SECRET, &body).parse().unwrap());
     CallbackRequest {
         ids: Some((request.message_id, request.attempt_id)),
+        method: http::Method::POST,
         url: request.callback_url.clone(),
         headers,
         body: body.into(),
@@ -674,6 +717,8 @@ async fn signed_but_malformed_receipts_are_refused() {
     assert!(
         f.provider
             .parse_callback(&crafted(&request, base.clone()))
+            .await
+            .map(|outcome| outcome.receipts)
             .is_ok()
     );
 
@@ -694,7 +739,10 @@ async fn signed_but_malformed_receipts_are_refused() {
     ] {
         assert!(
             matches!(
-                f.provider.parse_callback(&crafted(&request, body.clone())),
+                f.provider
+                    .parse_callback(&crafted(&request, body.clone()))
+                    .await
+                    .map(|outcome| outcome.receipts),
                 Err(CallbackError::Malformed(_))
             ),
             "{body}"
@@ -704,7 +752,12 @@ async fn signed_but_malformed_receipts_are_refused() {
     // Without ids in the URL the body's ids are taken as they are.
     let mut no_ids = crafted(&request, base.clone());
     no_ids.ids = None;
-    let receipts = f.provider.parse_callback(&no_ids).unwrap();
+    let receipts = f
+        .provider
+        .parse_callback(&no_ids)
+        .await
+        .map(|outcome| outcome.receipts)
+        .unwrap();
     assert_eq!(
         (receipts[0].message_id, receipts[0].attempt_id),
         (request.message_id, request.attempt_id)
@@ -725,6 +778,8 @@ async fn failed_receipt_without_details_gets_defaults() {
     let failed = f
         .provider
         .parse_callback(&crafted(&request, receipt("failed")))
+        .await
+        .map(|outcome| outcome.receipts)
         .unwrap();
     assert_eq!(failed[0].status, ReceiptStatus::Failed);
     assert_eq!(failed[0].error, Some(AttemptError::new("failed", "")));
@@ -732,6 +787,8 @@ async fn failed_receipt_without_details_gets_defaults() {
     let sent = f
         .provider
         .parse_callback(&crafted(&request, receipt("sent")))
+        .await
+        .map(|outcome| outcome.receipts)
         .unwrap();
     assert_eq!(
         (sent[0].status, sent[0].error.clone()),
@@ -771,7 +828,7 @@ async fn client_classifies_provider_errors() {
         ),
     ];
     for (status, body, code, retryable) in cases {
-        let provider = MockProvider::new(fixed_answer(status, body).await, SECRET.into());
+        let provider = mock_plugin(&fixed_answer(status, body).await, SECRET).await;
         let (error, got_retryable) = rejected(provider.send(&request).await);
         assert_eq!(
             (error.code.as_str(), got_retryable),
@@ -781,7 +838,7 @@ async fn client_classifies_provider_errors() {
     }
 
     // 2xx without a readable id is still accepted: the status decides.
-    let provider = MockProvider::new(fixed_answer(StatusCode::ACCEPTED, "").await, SECRET.into());
+    let provider = mock_plugin(&fixed_answer(StatusCode::ACCEPTED, "").await, SECRET).await;
     assert_eq!(
         provider.send(&request).await,
         Ok(SendAccepted {
@@ -796,7 +853,7 @@ async fn connect_failure_is_a_retryable_rejection() {
     let request = f.request(Channel::Sms, "+15551234567", "ok");
     let base_url = f.server.base_url();
     f.server.shutdown().await;
-    let provider = MockProvider::new(base_url, SECRET.into());
+    let provider = mock_plugin(&base_url, SECRET).await;
     let (error, retryable) = rejected(provider.send(&request).await);
     assert_eq!(error.code, "connect_failed");
     assert!(retryable);
@@ -825,7 +882,7 @@ async fn connection_dropped_after_the_request_left_is_in_doubt() {
     });
     let f = fixture().await;
     let request = f.request(Channel::Sms, "+15551234567", "ok");
-    let provider = MockProvider::new(base, SECRET.into());
+    let provider = mock_plugin(&base, SECRET).await;
     match provider.send(&request).await {
         Err(SendError::InDoubt(reason)) => assert!(!reason.is_empty()),
         other => panic!("expected in doubt, got {other:?}"),

@@ -9,7 +9,7 @@
 use crate::handler::{CommandError, CommandHandler, Executed};
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use hermes_adapters::{ProviderRegistry, SendError, SendRequest};
+use hermes_adapters::{Provider, ProviderRegistry, SendError, SendRequest};
 use hermes_domain::message::{AttemptError, Message, MessageCommand, MessageEvent, SendOutcome};
 use hermes_domain::routing::pick_provider;
 use hermes_domain::{AttemptId, MessageId};
@@ -17,6 +17,7 @@ use hermes_infra::event_store::{self, EventMetadata, StoredEvent};
 use hermes_infra::subscription::{self, Subscriber};
 use sqlx::PgPool;
 use std::collections::HashMap;
+use std::sync::Arc;
 use uuid::Uuid;
 
 pub const NAME: &str = "cascade-saga";
@@ -83,6 +84,9 @@ impl CascadeSaga {
             ..Default::default()
         };
         let candidates = self.providers.candidates();
+        // One version of each account for this dispatch: the one recorded is the one that sends.
+        let snapshot = self.providers.snapshot();
+        let providers = snapshot.clone();
         let attempt_id = AttemptId::new();
         let executed = self
             .handler
@@ -104,6 +108,7 @@ impl CascadeSaga {
                         attempt_seq,
                         attempt_id,
                         provider: made.provider.clone(),
+                        served_by: None,
                     }));
                 }
                 let Some(provider) = pick_provider(step.channel, &candidates, &m.providers_tried(step_index)) else {
@@ -116,6 +121,7 @@ impl CascadeSaga {
                     attempt_seq,
                     attempt_id,
                     provider: provider.to_owned(),
+                    served_by: providers.iter().find(|p| p.name() == provider).map(|p| p.served_by()),
                 }))
             })
             .await?;
@@ -128,7 +134,7 @@ impl CascadeSaga {
         {
             return Ok(()); // already dispatched earlier (now in doubt) or no longer needed
         }
-        let outcome = self.call_provider(&state, attempt_id).await;
+        let outcome = self.call_provider(&state, attempt_id, &snapshot).await;
         self.handler
             .execute(
                 message_id,
@@ -144,19 +150,27 @@ impl CascadeSaga {
         Ok(())
     }
 
-    async fn call_provider(&self, m: &Message, attempt_id: AttemptId) -> SendOutcome {
+    /// Sends the attempt through `providers`, the snapshot its dispatch recorded `served_by` from,
+    /// so the version on the event is the version that sent, even if a swap landed in between.
+    async fn call_provider(
+        &self,
+        m: &Message,
+        attempt_id: AttemptId,
+        providers: &[Arc<dyn Provider>],
+    ) -> SendOutcome {
         let attempt = m.attempt(attempt_id).expect("just dispatched");
         let rejected = |code: &str, message: &str| SendOutcome::Rejected {
             error: AttemptError::new(code, message),
             retryable: false,
             failover: false,
         };
-        let Some(provider) = self.providers.get(&attempt.provider) else {
+        let Some(provider) = providers.iter().find(|p| p.name() == attempt.provider) else {
             return rejected(
                 "provider_unavailable",
                 "the provider is no longer configured",
             );
         };
+
         let (Some(to), Some(content)) = (
             m.spec.to.address_for(attempt.channel),
             m.spec.content.render(attempt.channel),
@@ -177,6 +191,7 @@ impl CascadeSaga {
         };
         let started = std::time::Instant::now();
         let result = provider.send(&request).await;
+        self.providers.record_send(&attempt.provider, &result);
         let outcome = match &result {
             Ok(_) => "sent",
             Err(SendError::Rejected {
@@ -194,7 +209,9 @@ impl CascadeSaga {
             Ok(accepted) => SendOutcome::Sent {
                 provider_message_id: accepted.provider_message_id,
             },
-            Err(SendError::Rejected { error, retryable }) => {
+            Err(SendError::Rejected {
+                error, retryable, ..
+            }) => {
                 // `m` already holds this attempt, so its provider counts as tried.
                 let tried = m.providers_tried(attempt.step_index);
                 let failover = retryable

@@ -68,6 +68,8 @@ pub fn server_args(database_url: &str) -> ServerArgs {
         mock_provider_url: None,
         mock_provider_secret: None,
         mock_receipt_delay_ms: 20,
+        secret_key: None,
+        plugins_dir: None,
     }
 }
 

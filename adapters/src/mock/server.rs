@@ -24,7 +24,7 @@
 //! Email local parts may carry a `+label` (`bounce+42@example.com`), as SES's simulator allows, so
 //! concurrent tests can use distinct addresses with the same outcome.
 
-use crate::mock::client::{SIGNATURE_HEADER, sign};
+use crate::mock::signature::{SIGNATURE_HEADER, sign};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;

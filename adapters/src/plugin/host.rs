@@ -4,7 +4,8 @@ use super::fetch;
 use super::limits::{CallLimiter, EPOCH_TICK, PluginLimits};
 use super::{AccountConfig, PluginError};
 use crate::provider::{
-    CallbackError, CallbackRequest, Provider, Receipt, SendAccepted, SendError, SendRequest,
+    CallbackError, CallbackOutcome, CallbackReply, CallbackRequest, Provider, Receipt,
+    SendAccepted, SendError, SendRequest,
 };
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -20,33 +21,19 @@ use wasmtime::{
     UpdateDeadline,
 };
 
-/// Bindings for `send`: `fetch` is async on the host, so the call is too.
+/// `fetch` is async on the host, so every export is called asynchronously.
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         path: "wit/provider.wit",
         world: "provider",
         imports: { "hermes:provider/http-client.fetch": async },
-        exports: { "send": async },
-    });
-}
-
-/// Bindings for `describe` and `parse-callback`, which run synchronously on the caller's thread
-/// (`Provider::parse_callback` is sync): the same world with a `fetch` that always refuses.
-mod sync_bindings {
-    wasmtime::component::bindgen!({
-        path: "wit/provider.wit",
-        world: "provider",
-        with: {
-            "hermes:provider/types": super::bindings::hermes::provider::types,
-            "hermes:provider/host": super::bindings::hermes::provider::host,
-        },
+        exports: { default: async },
     });
 }
 
 use bindings::hermes::provider::host::Level;
 use bindings::hermes::provider::http_client as async_http;
 use bindings::hermes::provider::types as wit;
-use sync_bindings::hermes::provider::http_client as sync_http;
 
 /// Longest log line kept from a plugin.
 const MAX_LOG_LINE: usize = 2048;
@@ -54,6 +41,13 @@ const MAX_LOG_LINE: usize = 2048;
 const MAX_METRICS: usize = 64;
 /// Secrets shorter than this are not redacted from log lines (they would redact everything).
 const MIN_REDACTED_SECRET: usize = 4;
+/// Entries one account's cache holds, and the largest key and value it takes.
+const MAX_CACHE_ENTRIES: usize = 64;
+const MAX_CACHE_KEY: usize = 128;
+const MAX_CACHE_VALUE: usize = 64 * 1024;
+
+/// An account's `cache-get`/`cache-set` store: survives calls, not restarts or swaps.
+type AccountCache = Arc<Mutex<HashMap<String, (String, Instant)>>>;
 
 /// What a plugin says about itself (`describe`), checked at load.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +70,7 @@ pub(crate) struct PluginState {
     account: Arc<AccountConfig>,
     limits: Arc<PluginLimits>,
     metrics: Arc<Mutex<HashMap<String, f64>>>,
+    cache: AccountCache,
     limiter: CallLimiter,
     deadline: Instant,
     timed_out: bool,
@@ -89,8 +84,14 @@ pub(crate) struct PluginState {
 impl PluginState {
     fn redact(&self, message: &str) -> String {
         let mut message: String = message.chars().take(MAX_LOG_LINE).collect();
-        for secret in self.account.config.values() {
-            let secret = secret.expose();
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let secrets = self
+            .account
+            .config
+            .values()
+            .map(|s| s.expose())
+            .chain(cache.values().map(|(value, _)| value.as_str()));
+        for secret in secrets {
             if secret.len() >= MIN_REDACTED_SECRET && message.contains(secret) {
                 message = message.replace(secret, "<redacted>");
             }
@@ -138,6 +139,36 @@ impl bindings::hermes::provider::host::Host for PluginState {
     fn now_millis(&mut self) -> u64 {
         u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or_default()
     }
+
+    fn cache_get(&mut self, key: String) -> Option<String> {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        match cache.get(&key) {
+            Some((value, until)) if Instant::now() < *until => Some(value.clone()),
+            Some(_) => {
+                cache.remove(&key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn cache_set(&mut self, key: String, value: String, ttl_seconds: u32) {
+        if key.len() > MAX_CACHE_KEY || value.len() > MAX_CACHE_VALUE {
+            return;
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        cache.retain(|_, (_, until)| now < *until);
+        if ttl_seconds == 0 {
+            cache.remove(&key);
+            return;
+        }
+        if cache.len() >= MAX_CACHE_ENTRIES && !cache.contains_key(&key) {
+            return;
+        }
+        let until = now + Duration::from_secs(u64::from(ttl_seconds));
+        cache.insert(key, (value, until));
+    }
 }
 
 impl async_http::Host for PluginState {
@@ -156,24 +187,12 @@ impl async_http::Host for PluginState {
     }
 }
 
-impl sync_http::Host for PluginState {
-    fn fetch(
-        &mut self,
-        _request: sync_http::Request,
-    ) -> Result<sync_http::Response, sync_http::FetchError> {
-        let reason = "no network outside send".to_owned();
-        self.denied.get_or_insert_with(|| reason.clone());
-        Err(sync_http::FetchError::Denied(reason))
-    }
-}
-
 /// A wasmtime engine set up for provider plugins, shared by every plugin loaded from it. Cheap to
 /// clone. Its epoch ticker thread stops once the engine and every plugin from it are dropped.
 #[derive(Clone)]
 pub struct PluginEngine {
     engine: Engine,
-    async_linker: Arc<Linker<PluginState>>,
-    sync_linker: Arc<Linker<PluginState>>,
+    linker: Arc<Linker<PluginState>>,
     limits: Arc<PluginLimits>,
 }
 
@@ -195,15 +214,9 @@ impl PluginEngine {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(load_err)?;
 
-        let mut async_linker = Linker::new(&engine);
+        let mut linker = Linker::new(&engine);
         bindings::Provider::add_to_linker::<PluginState, HasSelf<PluginState>>(
-            &mut async_linker,
-            |state| state,
-        )
-        .map_err(load_err)?;
-        let mut sync_linker = Linker::new(&engine);
-        sync_bindings::Provider::add_to_linker::<PluginState, HasSelf<PluginState>>(
-            &mut sync_linker,
+            &mut linker,
             |state| state,
         )
         .map_err(load_err)?;
@@ -224,8 +237,7 @@ impl PluginEngine {
 
         Ok(Self {
             engine,
-            async_linker: Arc::new(async_linker),
-            sync_linker: Arc::new(sync_linker),
+            linker: Arc::new(linker),
             limits: Arc::new(limits),
         })
     }
@@ -236,7 +248,7 @@ impl PluginEngine {
 
     /// Compiles and pre-instantiates a plugin for one provider account, then calls `describe` to
     /// validate it.
-    pub fn load(
+    pub async fn load(
         &self,
         bytes: &[u8],
         account: AccountConfig,
@@ -246,24 +258,15 @@ impl PluginEngine {
             return Err(PluginError::Load("the account has no name".to_owned()));
         }
         let component = Component::new(&self.engine, bytes).map_err(load_err)?;
-        let async_pre = bindings::ProviderPre::new(
-            self.async_linker
-                .instantiate_pre(&component)
-                .map_err(load_err)?,
-        )
-        .map_err(load_err)?;
-        let sync_pre = sync_bindings::ProviderPre::new(
-            self.sync_linker
-                .instantiate_pre(&component)
-                .map_err(load_err)?,
-        )
-        .map_err(load_err)?;
+        let pre =
+            bindings::ProviderPre::new(self.linker.instantiate_pre(&component).map_err(load_err)?)
+                .map_err(load_err)?;
         let mut provider = PluginProvider {
             engine: self.clone(),
             account: Arc::new(account),
             metrics: Arc::default(),
-            async_pre,
-            sync_pre,
+            cache: Arc::default(),
+            pre,
             info: PluginInfo {
                 name: String::new(),
                 version: String::new(),
@@ -273,6 +276,7 @@ impl PluginEngine {
         };
         let info = provider
             .describe()
+            .await
             .map_err(|err| PluginError::Load(format!("describe failed: {err}")))?;
         if info.name.trim().is_empty() || info.version.trim().is_empty() {
             return Err(PluginError::Load(
@@ -288,20 +292,15 @@ impl PluginEngine {
         Ok(provider)
     }
 
-    fn store(
-        &self,
-        account: &Arc<AccountConfig>,
-        metrics: &Arc<Mutex<HashMap<String, f64>>>,
-        timeout: Duration,
-        can_yield: bool,
-    ) -> Store<PluginState> {
+    fn store(&self, provider: &PluginProvider, timeout: Duration) -> Store<PluginState> {
         let deadline = Instant::now() + timeout;
         let mut store = Store::new(
             &self.engine,
             PluginState {
-                account: account.clone(),
+                account: provider.account.clone(),
                 limits: self.limits.clone(),
-                metrics: metrics.clone(),
+                metrics: provider.metrics.clone(),
+                cache: provider.cache.clone(),
                 limiter: CallLimiter::new(self.limits.max_memory_bytes),
                 deadline,
                 timed_out: false,
@@ -316,11 +315,9 @@ impl PluginEngine {
             if Instant::now() >= deadline {
                 ctx.data_mut().timed_out = true;
                 Ok(UpdateDeadline::Interrupt)
-            } else if can_yield {
+            } else {
                 // A busy guest gives the executor back at every tick.
                 Ok(UpdateDeadline::Yield(1))
-            } else {
-                Ok(UpdateDeadline::Continue(1))
             }
         });
         store
@@ -352,8 +349,8 @@ pub struct PluginProvider {
     engine: PluginEngine,
     account: Arc<AccountConfig>,
     metrics: Arc<Mutex<HashMap<String, f64>>>,
-    async_pre: bindings::ProviderPre<PluginState>,
-    sync_pre: sync_bindings::ProviderPre<PluginState>,
+    cache: AccountCache,
+    pre: bindings::ProviderPre<PluginState>,
     info: PluginInfo,
 }
 
@@ -379,32 +376,49 @@ impl PluginProvider {
             .clone()
     }
 
-    /// Runs one synchronous export (`describe`, `parse-callback`) in a fresh store under the
-    /// callback deadline. `fetch` always refuses there, and a call that tried one is `Denied`.
-    fn call_sync<T>(
-        &self,
-        call: impl FnOnce(&sync_bindings::Provider, &mut Store<PluginState>) -> wasmtime::Result<T>,
-    ) -> Result<T, PluginError> {
-        let timeout = self.engine.limits.callback_timeout;
-        let mut store = self
-            .engine
-            .store(&self.account, &self.metrics, timeout, false);
-        let result = self
-            .sync_pre
-            .instantiate(&mut store)
-            .map_err(|err| PluginError::Instantiate(format!("{err:#}")))
-            .and_then(|instance| {
-                call(&instance, &mut store)
-                    .map_err(|err| self.engine.classify(&err, store.data(), timeout))
-            })?;
-        if let Some(reason) = &store.data().denied {
-            return Err(PluginError::Denied(reason.clone()));
-        }
-        Ok(result)
+    /// `plugin@version`, as recorded on the attempts it serves.
+    pub fn served_by(&self) -> String {
+        format!("{}@{}", self.info.name, self.info.version)
     }
 
-    fn describe(&self) -> Result<PluginInfo, PluginError> {
-        let result = self.call_sync(|instance, store| instance.call_describe(store))?;
+    /// Runs one export in a fresh store under `timeout`. Returns whether a `fetch` of the call may
+    /// have reached the provider, with the result: a call that made a request the host refused
+    /// fails with `Denied`, whatever the plugin made of the refusal.
+    async fn call<T>(
+        &self,
+        timeout: Duration,
+        call: impl AsyncFnOnce(&bindings::Provider, &mut Store<PluginState>) -> wasmtime::Result<T>,
+    ) -> (Result<T, PluginError>, bool) {
+        let run = async {
+            let mut store = self.engine.store(self, timeout);
+            let result = match self.pre.instantiate_async(&mut store).await {
+                Ok(instance) => call(&instance, &mut store)
+                    .await
+                    .map_err(|err| self.engine.classify(&err, store.data(), timeout)),
+                Err(err) => Err(PluginError::Instantiate(format!("{err:#}"))),
+            };
+            let state = store.data();
+            let result = match (result, &state.denied) {
+                (Ok(_), Some(reason)) => Err(PluginError::Denied(reason.clone())),
+                (result, _) => result,
+            };
+            (result, state.request_left)
+        };
+        // Backstop only: the epoch deadline and the fetch timeouts end the call before this.
+        match tokio::time::timeout(timeout + Duration::from_secs(1), run).await {
+            Ok(outcome) => outcome,
+            Err(_) => (Err(PluginError::Timeout(timeout)), true),
+        }
+    }
+
+    async fn describe(&self) -> Result<PluginInfo, PluginError> {
+        let timeout = self.engine.limits.callback_timeout;
+        let (result, _) = self
+            .call(timeout, async |instance, store| {
+                instance.call_describe(store).await
+            })
+            .await;
+        let result = result?;
         let mut channels: Vec<Channel> = result
             .channels
             .iter()
@@ -424,11 +438,9 @@ impl PluginProvider {
     }
 
     async fn send_inner(&self, request: &SendRequest) -> Result<SendAccepted, SendError> {
-        let content =
-            serde_json::to_string(&request.content).map_err(|err| SendError::Rejected {
-                error: AttemptError::new("invalid_content", err.to_string()),
-                retryable: false,
-            })?;
+        let content = serde_json::to_string(&request.content).map_err(|err| {
+            SendError::rejected(AttemptError::new("invalid_content", err.to_string()), false)
+        })?;
         let wit_request = wit::SendRequest {
             tenant_id: request.tenant_id.to_string(),
             message_id: request.message_id.to_string(),
@@ -439,30 +451,11 @@ impl PluginProvider {
             callback_url: request.callback_url.clone(),
         };
         let timeout = self.engine.limits.send_timeout;
-        let call = async {
-            let mut store = self
-                .engine
-                .store(&self.account, &self.metrics, timeout, true);
-            let result = match self.async_pre.instantiate_async(&mut store).await {
-                Ok(instance) => instance
-                    .call_send(&mut store, &wit_request)
-                    .await
-                    .map_err(|err| self.engine.classify(&err, store.data(), timeout)),
-                Err(err) => Err(PluginError::Instantiate(format!("{err:#}"))),
-            };
-            let state = store.data();
-            let result = match (result, &state.denied) {
-                (Ok(_), Some(reason)) => Err(PluginError::Denied(reason.clone())),
-                (result, _) => result,
-            };
-            (result, state.request_left)
-        };
-        // Backstop only: the epoch deadline and the fetch timeouts end the call before this.
-        let (result, request_left) =
-            match tokio::time::timeout(timeout + Duration::from_secs(1), call).await {
-                Ok(outcome) => outcome,
-                Err(_) => (Err(PluginError::Timeout(timeout)), true),
-            };
+        let (result, request_left) = self
+            .call(timeout, async |instance, store| {
+                instance.call_send(store, &wit_request).await
+            })
+            .await;
         match result {
             Ok(wit::SendResult::Accepted(accepted)) => Ok(SendAccepted {
                 provider_message_id: accepted.provider_message_id,
@@ -470,6 +463,9 @@ impl PluginProvider {
             Ok(wit::SendResult::Rejected(rejection)) => Err(SendError::Rejected {
                 error: AttemptError::new(rejection.code, rejection.message),
                 retryable: rejection.retryable,
+                retry_after: rejection
+                    .retry_after_seconds
+                    .map(|s| Duration::from_secs(u64::from(s))),
             }),
             Ok(wit::SendResult::InDoubt(reason)) => Err(SendError::InDoubt(reason)),
             Err(err) => {
@@ -480,12 +476,12 @@ impl PluginProvider {
         }
     }
 
-    /// `Err`: the plugin failed; `Ok(Err)`: the plugin refused the callback.
-    fn parse_callback_inner(
+    async fn parse_callback_inner(
         &self,
         request: &CallbackRequest,
-    ) -> Result<Result<Vec<Receipt>, CallbackError>, PluginError> {
+    ) -> Result<CallbackOutcome, CallbackError> {
         let wit_request = wit::CallbackRequest {
+            method: request.method.as_str().to_owned(),
             url: request.url.clone(),
             headers: request
                 .headers
@@ -501,15 +497,33 @@ impl PluginProvider {
             message_id: request.ids.map(|(m, _)| m.to_string()),
             attempt_id: request.ids.map(|(_, a)| a.to_string()),
         };
-        let result =
-            self.call_sync(|instance, store| instance.call_parse_callback(store, &wit_request))?;
-        match result {
-            Ok(receipts) => Ok(Ok(receipts
-                .into_iter()
-                .map(receipt_from_wit)
-                .collect::<Result<Vec<_>, _>>()?)),
-            Err(wit::CallbackError::InvalidSignature) => Ok(Err(CallbackError::InvalidSignature)),
-            Err(wit::CallbackError::Malformed(reason)) => Ok(Err(CallbackError::Malformed(reason))),
+        let timeout = self.engine.limits.callback_timeout;
+        let (result, _) = self
+            .call(timeout, async |instance, store| {
+                instance.call_parse_callback(store, &wit_request).await
+            })
+            .await;
+        let failed = |err: PluginError| {
+            tracing::warn!(provider = %self.account.name, plugin = %self.info.name,
+                error = %err, "plugin parse-callback failed");
+            CallbackError::from(err)
+        };
+        match result.map_err(failed)? {
+            Ok(outcome) => Ok(CallbackOutcome {
+                receipts: outcome
+                    .receipts
+                    .into_iter()
+                    .map(receipt_from_wit)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(failed)?,
+                reply: outcome.reply.map(|reply| CallbackReply {
+                    status: reply.status,
+                    content_type: reply.content_type,
+                    body: reply.body.into(),
+                }),
+            }),
+            Err(wit::CallbackError::InvalidSignature) => Err(CallbackError::InvalidSignature),
+            Err(wit::CallbackError::Malformed(reason)) => Err(CallbackError::Malformed(reason)),
         }
     }
 }
@@ -566,6 +580,10 @@ impl Provider for PluginProvider {
         &self.account.name
     }
 
+    fn served_by(&self) -> String {
+        PluginProvider::served_by(self)
+    }
+
     fn channels(&self) -> &[Channel] {
         &self.info.channels
     }
@@ -577,11 +595,10 @@ impl Provider for PluginProvider {
         self.send_inner(request).boxed()
     }
 
-    fn parse_callback(&self, request: &CallbackRequest) -> Result<Vec<Receipt>, CallbackError> {
-        self.parse_callback_inner(request).unwrap_or_else(|err| {
-            tracing::warn!(provider = %self.account.name, plugin = %self.info.name,
-                error = %err, "plugin parse-callback failed");
-            Err(err.into())
-        })
+    fn parse_callback<'a>(
+        &'a self,
+        request: &'a CallbackRequest,
+    ) -> BoxFuture<'a, Result<CallbackOutcome, CallbackError>> {
+        self.parse_callback_inner(request).boxed()
     }
 }

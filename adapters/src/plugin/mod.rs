@@ -21,8 +21,8 @@
 //! A misbehaving plugin (endless loop, memory bomb, panic, a request the host refuses) yields a
 //! typed [`PluginError`], which [`PluginProvider`] reports as a provider failure.
 //!
-//! Not here yet: hot swap of plugin versions and the admin upload API (plugins are built in),
-//! HTTPS for `fetch`, health tracking from plugin failures.
+//! A plugin failure in `send` is a retryable rejection (or in doubt, once a request may have left),
+//! which the [`ProviderRegistry`](crate::ProviderRegistry) counts against the account's health.
 
 mod fetch;
 mod host;
@@ -39,13 +39,17 @@ use std::time::Duration;
 
 use crate::provider::{CallbackError, SendError};
 
-/// The plugins built with Hermes (`adapters/plugins/*`), as components.
+/// The plugins built with Hermes (`adapters/plugins/*`), as components: one constant per plugin
+/// (`MOCK`, `TWILIO`...) and [`builtin::ALL`]. `EVIL` misbehaves on purpose, for the host's tests.
 pub mod builtin {
-    /// The built-in mock provider as a plugin (`adapters/plugins/mock`).
-    pub const MOCK: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mock.wasm"));
-    /// A deliberately misbehaving plugin, for the host's tests (`adapters/plugins/evil`).
-    #[doc(hidden)]
-    pub const EVIL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/evil.wasm"));
+    include!(concat!(env!("OUT_DIR"), "/builtin.rs"));
+
+    /// The built-in plugin of that name (`mock`, `twilio`...). `evil` is not offered.
+    pub fn by_name(name: &str) -> Option<&'static [u8]> {
+        ALL.iter()
+            .find(|(n, _)| *n == name && *n != "evil")
+            .map(|(_, bytes)| *bytes)
+    }
 }
 
 /// A configuration value. It never prints (`Debug` and `Display` show `<redacted>`): credentials
@@ -155,10 +159,10 @@ impl PluginError {
                 self.kind()
             ))
         } else {
-            SendError::Rejected {
-                error: AttemptError::new(format!("plugin_{}", self.kind()), self.to_string()),
-                retryable: true,
-            }
+            SendError::rejected(
+                AttemptError::new(format!("plugin_{}", self.kind()), self.to_string()),
+                true,
+            )
         }
     }
 }

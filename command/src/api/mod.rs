@@ -35,5 +35,8 @@ where
         .routes(routes!(messages::send_message))
         .routes(routes!(messages::cancel_message))
         .routes(routes!(receipts::receive_attempt_callback))
-        .routes(routes!(receipts::receive_callback))
+        .routes(routes!(
+            receipts::receive_callback,
+            receipts::verify_callback
+        ))
 }

@@ -1,13 +1,16 @@
-//! Provider-facing receipt intake: `POST /v1/webhooks/{provider}[/{message_id}/{attempt_id}]`.
-//! The provider's adapter verifies the signature; nothing is recorded from an unverified call.
+//! Provider-facing receipt intake: `POST /v1/webhooks/{account}[/{message_id}/{attempt_id}]`, and
+//! `GET` on the same paths for subscription checks (WhatsApp's `hub.challenge`). The account's
+//! plugin verifies the signature; nothing is recorded from an unverified call.
 
 use super::CommandState;
 use super::error::ApiError;
+use crate::handler::CommandError;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path, State};
-use axum::http::HeaderMap;
-use hermes_adapters::{CallbackError, CallbackRequest, Receipt};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hermes_adapters::{CallbackError, CallbackReply, CallbackRequest, Receipt};
 use hermes_domain::message::MessageCommand;
 use hermes_domain::{AttemptId, MessageId};
 use hermes_infra::event_store::EventMetadata;
@@ -44,7 +47,7 @@ pub async fn receive_attempt_callback(
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<CallbackRecorded>, ApiError> {
+) -> Result<Response, ApiError> {
     let ids = match (
         message_id.parse::<MessageId>(),
         attempt_id.parse::<AttemptId>(),
@@ -52,7 +55,7 @@ pub async fn receive_attempt_callback(
         (Ok(m), Ok(a)) => Some((m, a)),
         _ => return Err(ApiError::NotFound("attempt")),
     };
-    intake(&state, &provider, ids, &uri, headers, body).await
+    intake(&state, &provider, Method::POST, ids, &uri, headers, body).await
 }
 
 /// A provider's callback that carries its own correlation (e.g. notifications by topic).
@@ -74,29 +77,62 @@ pub async fn receive_callback(
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<CallbackRecorded>, ApiError> {
-    intake(&state, &provider, None, &uri, headers, body).await
+) -> Result<Response, ApiError> {
+    intake(&state, &provider, Method::POST, None, &uri, headers, body).await
+}
+
+/// A provider's subscription check (WhatsApp's `hub.mode=subscribe&hub.verify_token=...&
+/// hub.challenge=...`): the account's plugin decides the answer.
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/{provider}",
+    tag = "provider callbacks",
+    params(("provider" = String, Path, description = "Provider name")),
+    responses(
+        (status = 200, description = "The check passed; the body is what the provider expects (e.g. the challenge)"),
+        (status = 401, description = "The check failed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown provider", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn verify_callback(
+    State(state): State<CommandState>,
+    Path(provider): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    intake(
+        &state,
+        &provider,
+        Method::GET,
+        None,
+        &uri,
+        headers,
+        Bytes::new(),
+    )
+    .await
 }
 
 async fn intake(
     state: &CommandState,
     provider_name: &str,
+    method: Method,
     ids: Option<(MessageId, AttemptId)>,
     uri: &axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<CallbackRecorded>, ApiError> {
+) -> Result<Response, ApiError> {
     let provider = state
         .providers
         .get(provider_name)
         .ok_or_else(|| ApiError::UnknownProvider(provider_name.to_owned()))?;
     let request = CallbackRequest {
         ids,
+        method,
         url: format!("{}{}", state.public_url.trim_end_matches('/'), uri),
         headers,
         body,
     };
-    let receipts = provider.parse_callback(&request).inspect_err(|e| {
+    let outcome = provider.parse_callback(&request).await.inspect_err(|e| {
         let reason = match e {
             CallbackError::InvalidSignature => "invalid_signature",
             CallbackError::Malformed(_) => "malformed",
@@ -115,7 +151,7 @@ async fn intake(
         status,
         provider_message_id,
         error,
-    } in receipts
+    } in outcome.receipts
     {
         let command = MessageCommand::RecordReceipt {
             attempt_id,
@@ -123,11 +159,34 @@ async fn intake(
             provider_message_id,
             error,
         };
-        let done = state
+        match state
             .handler
             .execute(message_id, None, &command, &metadata, None)
-            .await?;
-        recorded += usize::from(!done.events.is_empty());
+            .await
+        {
+            Ok(done) => recorded += usize::from(!done.events.is_empty()),
+            // On an account-wide webhook, signed by the provider but about no message of ours
+            // (another system sharing the account, or data already purged): answering 404 would
+            // only make the provider retry it forever and lose the receipts for ours in the same
+            // call. A per-attempt URL names its message, so there an unknown one is a 404.
+            Err(CommandError::NotFound) if ids.is_none() => {
+                tracing::info!(provider = provider_name, %message_id,
+                    "receipt for a message Hermes does not know; skipped");
+            }
+            Err(err) => return Err(err.into()),
+        }
     }
-    Ok(Json(CallbackRecorded { recorded }))
+    Ok(match outcome.reply {
+        Some(CallbackReply {
+            status,
+            content_type,
+            body,
+        }) => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+            [(header::CONTENT_TYPE, content_type)],
+            body,
+        )
+            .into_response(),
+        None => Json(CallbackRecorded { recorded }).into_response(),
+    })
 }

@@ -43,6 +43,8 @@ pub enum MessageCommand {
         attempt_seq: usize,
         attempt_id: AttemptId,
         provider: String,
+        /// The plugin and version that will serve it (`twilio@0.1.0`), recorded on the event.
+        served_by: Option<String>,
     },
     RecordSendOutcome {
         attempt_id: AttemptId,
@@ -101,7 +103,15 @@ impl Message {
                 attempt_seq,
                 attempt_id,
                 provider,
-            } => Ok(self.decide_dispatch(*step_index, *attempt_seq, *attempt_id, provider, now)),
+                served_by,
+            } => Ok(self.decide_dispatch(
+                *step_index,
+                *attempt_seq,
+                *attempt_id,
+                provider,
+                served_by.clone(),
+                now,
+            )),
             MessageCommand::RecordSendOutcome {
                 attempt_id,
                 outcome,
@@ -123,6 +133,7 @@ impl Message {
         attempt_seq: usize,
         attempt_id: AttemptId,
         provider: &str,
+        served_by: Option<String>,
         now: DateTime<Utc>,
     ) -> Vec<MessageEvent> {
         if self.is_terminal() || self.current_step_index() != Some(step_index) {
@@ -163,6 +174,7 @@ impl Message {
             step_index,
             channel,
             provider: provider.to_owned(),
+            served_by,
             at: now,
         }]
     }

@@ -64,6 +64,10 @@ pub enum MessageEvent {
         step_index: usize,
         channel: Channel,
         provider: String,
+        /// What served the attempt: the provider plugin and its version (`twilio@0.1.0`). Absent
+        /// in events written before plugins were versioned.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        served_by: Option<String>,
         at: DateTime<Utc>,
     },
     /// We cannot know whether the provider got the request (crash or timeout after it left).

@@ -227,6 +227,7 @@ impl Message {
                 channel,
                 provider,
                 at,
+                ..
             } => {
                 self.status = MessageStatus::Sending;
                 self.attempts.push(Attempt {

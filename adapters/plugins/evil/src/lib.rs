@@ -48,6 +48,7 @@ impl Guest for EvilPlugin {
                 code: "fetched".to_owned(),
                 message: format!("{:?}", outcome.map(|r| r.status)),
                 retryable: false,
+                retry_after_seconds: None,
             });
         }
         misbehave(&request.to);
@@ -56,7 +57,7 @@ impl Guest for EvilPlugin {
         })
     }
 
-    fn parse_callback(request: CallbackRequest) -> Result<Vec<Receipt>, CallbackError> {
+    fn parse_callback(request: CallbackRequest) -> Result<CallbackOutcome, CallbackError> {
         misbehave(request.url.rsplit('/').next().unwrap_or_default());
         Err(CallbackError::Malformed("evil never parses".to_owned()))
     }

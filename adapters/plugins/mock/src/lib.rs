@@ -13,10 +13,10 @@ wit_bindgen::generate!({
 
 use hermes::provider::host::{self, Level};
 use hermes::provider::http_client::{self, FetchError, Request};
-// The world's `use` puts `PluginInfo`, `SendRequest`, `SendResult`, `CallbackRequest`, `Receipt`
-// and `CallbackError` at the crate root.
+// The world's `use` puts `PluginInfo`, `SendRequest`, `SendResult`, `CallbackRequest`,
+// `CallbackOutcome` and `CallbackError` at the crate root.
 use hermes::provider::types::{
-    Accepted, Channel, ReceiptError, ReceiptStatus, ReceiptStyle, Rejection,
+    Accepted, Channel, Receipt, ReceiptError, ReceiptStatus, ReceiptStyle, Rejection,
 };
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
@@ -54,7 +54,7 @@ impl Guest for MockPlugin {
         }
     }
 
-    fn parse_callback(request: CallbackRequest) -> Result<Vec<Receipt>, CallbackError> {
+    fn parse_callback(request: CallbackRequest) -> Result<CallbackOutcome, CallbackError> {
         let secret = host::config("secret").unwrap_or_default();
         // Verify before parsing: nothing unauthenticated is even looked at.
         let header = request
@@ -92,13 +92,16 @@ impl Guest for MockPlugin {
             message: body.error_message.unwrap_or_default(),
         });
         host::metric("receipts_parsed", 1.0);
-        Ok(vec![Receipt {
-            message_id: body.message_id,
-            attempt_id: body.attempt_id,
-            status,
-            provider_message_id: body.provider_message_id,
-            error,
-        }])
+        Ok(CallbackOutcome {
+            receipts: vec![Receipt {
+                message_id: body.message_id,
+                attempt_id: body.attempt_id,
+                status,
+                provider_message_id: body.provider_message_id,
+                error,
+            }],
+            reply: None,
+        })
     }
 }
 
@@ -107,6 +110,7 @@ fn rejected(code: &str, message: String, retryable: bool) -> SendResult {
         code: code.to_owned(),
         message,
         retryable,
+        retry_after_seconds: None,
     })
 }
 
@@ -203,6 +207,7 @@ fn send(request: &SendRequest) -> Result<SendResult, SendResult> {
         code,
         message,
         retryable,
+        retry_after_seconds: None,
     }))
 }
 

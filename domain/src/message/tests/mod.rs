@@ -140,6 +140,7 @@ impl Decided {
 pub(super) const TENANT: TenantId = TenantId(Uuid::from_u128(0x7e4a_0047));
 pub(super) const MESSAGE: MessageId = MessageId(Uuid::from_u128(0x4d5a_006e));
 pub(super) const PROVIDER: &str = "twilio";
+pub(super) const SERVED_BY: &str = "twilio@0.1.0";
 
 /// Attempt ids that read well in assertion failures.
 pub(super) fn attempt(n: u128) -> AttemptId {
@@ -265,6 +266,7 @@ impl Fx {
             step_index,
             channel: self.spec.cascade[step_index].channel,
             provider: PROVIDER.into(),
+            served_by: Some(SERVED_BY.into()),
             at,
         }
     }
@@ -367,6 +369,7 @@ pub(super) fn dispatch(step_index: usize, attempt_seq: usize, a: AttemptId) -> M
         attempt_seq,
         attempt_id: a,
         provider: PROVIDER.into(),
+        served_by: Some(SERVED_BY.into()),
     }
 }
 

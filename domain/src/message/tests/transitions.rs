@@ -72,6 +72,7 @@ fn dispatching_the_first_step_records_the_attempt_and_the_message_is_sending() {
             step_index: 0,
             channel: Channel::Sms,
             provider: PROVIDER.into(),
+            served_by: Some(SERVED_BY.into()),
             at: t(1),
         }])
         .then_state(|m| {

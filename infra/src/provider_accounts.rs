@@ -1,0 +1,246 @@
+//! Provider accounts as stored: which plugin serves each, the hosts it may reach, and its
+//! configuration, whose values (credentials among them) are sealed at rest with
+//! ChaCha20-Poly1305 under the deployment's [`SealingKey`].
+
+use crate::Secret;
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::rand::{SecureRandom, SystemRandom};
+use sqlx::PgPool;
+use std::collections::BTreeMap;
+
+/// The key provider configurations are sealed with: 32 bytes, given as 64 hex characters
+/// (`HERMES_SECRET_KEY`). Never printed.
+#[derive(Clone)]
+pub struct SealingKey(Secret<[u8; 32]>);
+
+impl std::fmt::Debug for SealingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealingKey(***)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("the secret key must be 64 hex characters (32 bytes)")]
+    BadKey,
+    #[error(
+        "account {0}'s configuration cannot be opened with this secret key (wrong HERMES_SECRET_KEY, or tampered)"
+    )]
+    Unsealable(String),
+    #[error(
+        "invalid account name {0:?}: lowercase letters, digits, '-' and '_', at most 63, starting with a letter or digit"
+    )]
+    BadName(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl SealingKey {
+    pub fn from_hex(hex_key: &str) -> Result<Self, AccountError> {
+        let bytes = hex::decode(hex_key.trim()).map_err(|_| AccountError::BadKey)?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| AccountError::BadKey)?;
+        Ok(Self(Secret::new(key)))
+    }
+
+    /// A fresh random key, as hex (for `hermes dev` and first setup).
+    pub fn generate_hex() -> String {
+        let mut key = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut key)
+            .expect("the system random source works");
+        hex::encode(key)
+    }
+
+    fn aead(&self) -> LessSafeKey {
+        LessSafeKey::new(
+            UnboundKey::new(&CHACHA20_POLY1305, self.0.expose()).expect("32 bytes is the key size"),
+        )
+    }
+
+    /// `nonce || ciphertext || tag`; `aad` binds the blob to its account.
+    pub fn seal(&self, plaintext: &[u8], aad: &str) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .expect("the system random source works");
+        let mut in_out = plaintext.to_vec();
+        self.aead()
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad.as_bytes()),
+                &mut in_out,
+            )
+            .expect("sealing cannot fail for in-memory sizes");
+        let mut sealed = nonce.to_vec();
+        sealed.extend_from_slice(&in_out);
+        sealed
+    }
+
+    pub fn open(&self, sealed: &[u8], aad: &str) -> Option<Vec<u8>> {
+        if sealed.len() < NONCE_LEN {
+            return None;
+        }
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut in_out = ciphertext.to_vec();
+        let plain = self
+            .aead()
+            .open_in_place(nonce, Aad::from(aad.as_bytes()), &mut in_out)
+            .ok()?;
+        Some(plain.to_vec())
+    }
+}
+
+/// One provider account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderAccount {
+    pub name: String,
+    /// The plugin that serves it (`twilio`, `ses`...).
+    pub plugin: String,
+    pub priority: i32,
+    pub allowed_hosts: Vec<String>,
+    pub allow_private: bool,
+    /// Base URL, credentials...: what the plugin's `config` import returns.
+    pub config: BTreeMap<String, Secret<String>>,
+}
+
+pub fn valid_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'_')
+}
+
+/// Creates or replaces an account (Hermes processes pick the change up and swap it in).
+pub async fn put(
+    pool: &PgPool,
+    key: &SealingKey,
+    account: &ProviderAccount,
+) -> Result<(), AccountError> {
+    if !valid_name(&account.name) {
+        return Err(AccountError::BadName(account.name.clone()));
+    }
+    let plain: BTreeMap<&str, &str> = account
+        .config
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.expose().as_str()))
+        .collect();
+    let plain = serde_json::to_vec(&plain).expect("a string map always serializes");
+    let sealed = key.seal(&plain, &account.name);
+    sqlx::query(
+        "INSERT INTO provider_accounts (name, plugin, priority, allowed_hosts, allow_private, sealed_config)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (name) DO UPDATE SET plugin = EXCLUDED.plugin, priority = EXCLUDED.priority,
+             allowed_hosts = EXCLUDED.allowed_hosts, allow_private = EXCLUDED.allow_private,
+             sealed_config = EXCLUDED.sealed_config, updated_at = clock_timestamp()",
+    )
+    .bind(&account.name)
+    .bind(&account.plugin)
+    .bind(account.priority)
+    .bind(&account.allowed_hosts)
+    .bind(account.allow_private)
+    .bind(sealed)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn delete(pool: &PgPool, name: &str) -> Result<bool, AccountError> {
+    let done = sqlx::query("DELETE FROM provider_accounts WHERE name = $1")
+        .bind(name)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+type Row = (String, String, i32, Vec<String>, bool, Vec<u8>);
+
+/// Every account, in priority order, configurations opened.
+pub async fn list(pool: &PgPool, key: &SealingKey) -> Result<Vec<ProviderAccount>, AccountError> {
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT name, plugin, priority, allowed_hosts, allow_private, sealed_config
+         FROM provider_accounts ORDER BY priority, name",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(
+            |(name, plugin, priority, allowed_hosts, allow_private, sealed)| {
+                let config: BTreeMap<String, String> = key
+                    .open(&sealed, &name)
+                    .and_then(|plain| serde_json::from_slice(&plain).ok())
+                    .ok_or_else(|| AccountError::Unsealable(name.clone()))?;
+                Ok(ProviderAccount {
+                    name,
+                    plugin,
+                    priority,
+                    allowed_hosts,
+                    allow_private,
+                    config: config
+                        .into_iter()
+                        .map(|(k, v)| (k, Secret::new(v)))
+                        .collect(),
+                })
+            },
+        )
+        .collect()
+}
+
+/// Changes when any account changes: the count and the latest `updated_at`.
+pub async fn version(
+    pool: &PgPool,
+) -> Result<(i64, Option<chrono::DateTime<chrono::Utc>>), AccountError> {
+    Ok(
+        sqlx::query_as("SELECT count(*), max(updated_at) FROM provider_accounts")
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_configs_open_only_with_the_same_key_and_account() {
+        let key = SealingKey::from_hex(&SealingKey::generate_hex()).unwrap();
+        let other = SealingKey::from_hex(&SealingKey::generate_hex()).unwrap();
+        let sealed = key.seal(b"{\"auth_token\":\"t0ken\"}", "twilio");
+        assert!(
+            !sealed.windows(5).any(|w| w == b"t0ken"),
+            "stored in the clear"
+        );
+        assert_eq!(
+            key.open(&sealed, "twilio").as_deref(),
+            Some(&b"{\"auth_token\":\"t0ken\"}"[..])
+        );
+        assert_eq!(
+            key.open(&sealed, "vonage"),
+            None,
+            "moved to another account"
+        );
+        assert_eq!(other.open(&sealed, "twilio"), None, "another key");
+        let mut tampered = sealed.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert_eq!(key.open(&tampered, "twilio"), None);
+    }
+
+    #[test]
+    fn keys_must_be_32_bytes_of_hex() {
+        assert!(SealingKey::from_hex("abcd").is_err());
+        assert!(SealingKey::from_hex(&"zz".repeat(32)).is_err());
+        assert!(SealingKey::from_hex(&"ab".repeat(32)).is_ok());
+    }
+
+    #[test]
+    fn account_names_are_url_safe() {
+        assert!(valid_name("twilio-eu_2"));
+        assert!(!valid_name("Twilio"));
+        assert!(!valid_name("-x"));
+        assert!(!valid_name("a/b"));
+        assert!(!valid_name(""));
+    }
+}
