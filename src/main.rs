@@ -50,6 +50,11 @@ enum Command {
         #[command(subcommand)]
         command: TenantCommand,
     },
+    /// Provider accounts: which plugin serves each, what it may reach, its credentials (sealed).
+    Provider {
+        #[command(subcommand)]
+        command: ProviderCommand,
+    },
     /// Print a message's history from the event log.
     Audit {
         message_id: String,
@@ -87,6 +92,119 @@ enum TenantCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum ProviderCommand {
+    /// Create or replace an account. Running Hermes processes swap it in within seconds.
+    Set {
+        /// The account's name (routing, `/v1/webhooks/{name}`), e.g. `twilio-us`.
+        name: String,
+        /// The plugin that serves it: mock, twilio, vonage, messente, ses, fcm, whatsapp.
+        #[arg(long)]
+        plugin: String,
+        /// Lower is tried first among the accounts of a channel.
+        #[arg(long, default_value_t = 100)]
+        priority: i32,
+        /// A host the plugin may reach (repeat); `*.example.com` for subdomains.
+        #[arg(long = "allow-host", required = true)]
+        allowed_hosts: Vec<String>,
+        /// Let the plugin reach private and loopback addresses (sandboxes, tests).
+        #[arg(long)]
+        allow_private: bool,
+        /// A configuration value, `key=value` (repeat): base_url, credentials... Sealed at rest.
+        #[arg(long = "config", value_parser = parse_key_value)]
+        config: Vec<(String, String)>,
+        #[arg(long, env = "HERMES_SECRET_KEY", hide_env_values = true)]
+        secret_key: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// List the accounts (configuration keys only, never values).
+    List {
+        #[arg(long, env = "HERMES_SECRET_KEY", hide_env_values = true)]
+        secret_key: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Remove an account.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Print a new random secret key for HERMES_SECRET_KEY.
+    GenerateKey,
+}
+
+fn parse_key_value(raw: &str) -> Result<(String, String), String> {
+    raw.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected key=value, got {raw:?}"))
+}
+
+async fn provider_command(command: ProviderCommand) -> anyhow::Result<()> {
+    use hermes_infra::provider_accounts::{self, ProviderAccount, SealingKey};
+    match command {
+        ProviderCommand::Set {
+            name,
+            plugin,
+            priority,
+            allowed_hosts,
+            allow_private,
+            config,
+            secret_key,
+            database,
+        } => {
+            let key = SealingKey::from_hex(&secret_key)?;
+            let pool = db::connect(&database.url(), 2).await?;
+            db::migrate(&pool).await?;
+            let account = ProviderAccount {
+                name,
+                plugin,
+                priority,
+                allowed_hosts,
+                allow_private,
+                config: config
+                    .into_iter()
+                    .map(|(k, v)| (k, hermes_infra::Secret::new(v)))
+                    .collect(),
+            };
+            provider_accounts::put(&pool, &key, &account).await?;
+            eprintln!("account {} saved", account.name);
+        }
+        ProviderCommand::List {
+            secret_key,
+            database,
+        } => {
+            let key = SealingKey::from_hex(&secret_key)?;
+            let pool = db::connect(&database.url(), 2).await?;
+            db::migrate(&pool).await?;
+            for a in provider_accounts::list(&pool, &key).await? {
+                let keys: Vec<&str> = a.config.keys().map(String::as_str).collect();
+                println!(
+                    "{}\tplugin={}\tpriority={}\thosts={}\tprivate={}\tconfig={}",
+                    a.name,
+                    a.plugin,
+                    a.priority,
+                    a.allowed_hosts.join(","),
+                    a.allow_private,
+                    keys.join(",")
+                );
+            }
+        }
+        ProviderCommand::Remove { name, database } => {
+            let pool = db::connect(&database.url(), 2).await?;
+            db::migrate(&pool).await?;
+            if !provider_accounts::delete(&pool, &name).await? {
+                anyhow::bail!("no provider account named {name}");
+            }
+            eprintln!("account {name} removed");
+        }
+        ProviderCommand::GenerateKey => println!("{}", SealingKey::generate_hex()),
+    }
+    Ok(())
 }
 
 #[tokio::main]
@@ -137,6 +255,7 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Provider { command } => provider_command(command).await,
         Command::Audit {
             message_id,
             database,

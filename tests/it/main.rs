@@ -8,3 +8,4 @@ mod cascade;
 mod crash;
 mod event_store;
 mod metrics;
+mod providers;
