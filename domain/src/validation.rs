@@ -18,6 +18,8 @@ pub const MAX_PUSH_TITLE_CHARS: usize = 256;
 pub const MAX_PUSH_BODY_CHARS: usize = 4096;
 pub const MAX_EMAIL_SUBJECT_CHARS: usize = 998;
 pub const MAX_PUSH_TOKEN_CHARS: usize = 4096;
+/// WhatsApp's limit on a template name.
+pub const MAX_TEMPLATE_FIELD_CHARS: usize = 512;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ValidationError {
@@ -314,6 +316,20 @@ fn validate_content(c: &Content, errors: &mut Vec<ValidationError>) {
         c.email.as_ref().and_then(|e| e.subject.as_ref()),
         MAX_EMAIL_SUBJECT_CHARS,
     );
+    if let Some(template) = c.whatsapp.as_ref().and_then(|w| w.template.as_ref()) {
+        for (field, value) in [
+            ("content.whatsapp.template.name", &template.name),
+            ("content.whatsapp.template.language", &template.language),
+        ] {
+            if value.trim().is_empty() || value.chars().count() > MAX_TEMPLATE_FIELD_CHARS {
+                errors.push(ValidationError::new(
+                    "invalid_template",
+                    field,
+                    format!("{field} must be 1 to {MAX_TEMPLATE_FIELD_CHARS} characters"),
+                ));
+            }
+        }
+    }
 }
 
 /// E.164: a plus, a country code that does not start with 0, at most 15 digits in all.
@@ -346,6 +362,7 @@ pub fn is_email(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::spec::{WhatsappContent, WhatsappTemplate};
     use serde_json::json;
 
     fn draft(to: Recipient, cascade: Value) -> MessageDraft {
@@ -529,5 +546,53 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_whatsapp_template_is_content_on_its_own() {
+        let c = Content {
+            whatsapp: Some(WhatsappContent {
+                text: None,
+                template: Some(WhatsappTemplate {
+                    name: "order_shipped".into(),
+                    language: "en_US".into(),
+                    components: None,
+                }),
+            }),
+            ..Default::default()
+        };
+        match c.render(Channel::Whatsapp) {
+            Some(crate::message::ChannelContent::Whatsapp { text, template }) => {
+                assert_eq!(text, "");
+                assert_eq!(template.map(|t| t.name).as_deref(), Some("order_shipped"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            c.render(Channel::Sms),
+            None,
+            "a template is WhatsApp's only"
+        );
+    }
+
+    #[test]
+    fn a_whatsapp_template_needs_a_name_and_a_language() {
+        let mut d = draft(phone("+14155550100"), json!([{"channel": "whatsapp"}]));
+        d.to.whatsapp = Some("+14155550100".into());
+        d.content = Content {
+            whatsapp: Some(WhatsappContent {
+                text: None,
+                template: Some(WhatsappTemplate {
+                    name: " ".into(),
+                    language: String::new(),
+                    components: None,
+                }),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            codes(validate(d)),
+            vec!["invalid_template", "invalid_template"]
+        );
     }
 }

@@ -19,6 +19,7 @@
 //! | email | local part `silent` | 202 | none, ever |
 //! | email | local part `suppressed` | 400 `suppressed` | none |
 //! | push | token starts with `unregistered` | 404 `UNREGISTERED` | none |
+//! | push | token starts with `silent` | 202 | none, ever (as FCM: only the app can acknowledge) |
 //! | any | anything else | 202 `{"id":"mock-<uuid>"}` | `delivered` after `receipt_delay`; WhatsApp also `read` after twice that |
 //!
 //! Email local parts may carry a `+label` (`bounce+42@example.com`), as SES's simulator allows, so
@@ -183,7 +184,7 @@ pub async fn start(
 }
 
 fn receipt_client() -> reqwest::Client {
-    reqwest::Client::builder()
+    crate::http::client_builder()
         .timeout(RECEIPT_REQUEST_TIMEOUT)
         .connect_timeout(RECEIPT_CONNECT_TIMEOUT)
         // A webhook is answered where it was sent; following a redirect would turn the POST into
@@ -327,6 +328,9 @@ fn decide(channel: Channel, to: &str, delay: Duration) -> Outcome {
                     code: "UNREGISTERED",
                     message: "the registration token is not registered",
                 }
+            } else if to.starts_with("silent") {
+                // Like FCM: accepted, and no receipt ever (the app acknowledges, or nobody does).
+                Outcome::Accept(Vec::new())
             } else {
                 Outcome::Accept(vec![delivered])
             }

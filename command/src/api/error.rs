@@ -86,6 +86,11 @@ impl IntoResponse for ApiError {
                     "message_terminal",
                     format!("the message is already {}", status.as_str()),
                 ),
+                CommandError::Domain(DomainError::NoPushAttempt) => Problem::new(
+                    StatusCode::CONFLICT,
+                    "no_push_attempt",
+                    "the message has no push attempt to acknowledge",
+                ),
                 CommandError::Domain(DomainError::UnknownAttempt(id)) => Problem::new(
                     StatusCode::NOT_FOUND,
                     "unknown_attempt",

@@ -59,7 +59,7 @@ pub struct MessageAccepted {
     pub status: String,
 }
 
-fn trace_metadata(headers: &HeaderMap, tenant: &Tenant) -> EventMetadata {
+pub(super) fn trace_metadata(headers: &HeaderMap, tenant: &Tenant) -> EventMetadata {
     EventMetadata {
         traceparent: headers
             .get("traceparent")

@@ -1,6 +1,7 @@
-//! The command API: `POST /v1/messages`, `POST /v1/messages/{id}/cancel` and the provider-facing
+//! The command API: `POST /v1/messages`, `POST /v1/messages/{id}/cancel`, `.../ack` and the provider-facing
 //! receipt endpoints under `/v1/webhooks/{provider}`.
 
+pub mod ack;
 pub mod body;
 pub mod error;
 pub mod messages;
@@ -34,6 +35,7 @@ where
     OpenApiRouter::new()
         .routes(routes!(messages::send_message))
         .routes(routes!(messages::cancel_message))
+        .routes(routes!(ack::acknowledge_push))
         .routes(routes!(receipts::receive_attempt_callback))
         .routes(routes!(
             receipts::receive_callback,

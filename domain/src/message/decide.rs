@@ -4,7 +4,7 @@
 //! duplicate receipt, a dispatch already made). That is how commands stay idempotent under
 //! redelivery: the saga and the timer poller may deliver the same command twice after a crash.
 
-use crate::channel::Until;
+use crate::channel::{Channel, Until};
 use crate::ids::{AttemptId, TenantId};
 use crate::message::events::{AttemptError, Completion, MessageEvent, ReceiptStatus};
 use crate::message::spec::MessageSpec;
@@ -56,6 +56,11 @@ pub enum MessageCommand {
         provider_message_id: Option<String>,
         error: Option<AttemptError>,
     },
+    /// The tenant's app says it received the push (FCM sends no delivery receipts): a `delivered`
+    /// or `read` receipt for the message's latest push attempt.
+    AcknowledgePush {
+        status: ReceiptStatus,
+    },
     FireTimer(TimerKind),
     Cancel,
 }
@@ -66,6 +71,8 @@ pub enum DomainError {
     UnknownAttempt(AttemptId),
     #[error("the message is already {}", .0.as_str())]
     AlreadyTerminal(MessageStatus),
+    #[error("the message has no push attempt to acknowledge")]
+    NoPushAttempt,
 }
 
 /// Accepting a new message: its first events. The message starts on its first cascade step.
@@ -122,6 +129,17 @@ impl Message {
                 provider_message_id,
                 error,
             } => self.decide_receipt(*attempt_id, *status, provider_message_id, error, now),
+            MessageCommand::AcknowledgePush { status } => {
+                // The latest push attempt: an app can only have received a push that was sent,
+                // and an earlier push attempt's ack would be late anyway.
+                let attempt = self
+                    .attempts
+                    .iter()
+                    .rev()
+                    .find(|a| a.channel == Channel::Push)
+                    .ok_or(DomainError::NoPushAttempt)?;
+                self.decide_receipt(attempt.id, *status, &None, &None, now)
+            }
             MessageCommand::FireTimer(kind) => Ok(self.decide_timer(*kind, now)),
             MessageCommand::Cancel => self.decide_cancel(now),
         }

@@ -12,7 +12,7 @@ pub mod state;
 
 pub use decide::{DomainError, MessageCommand, SendOutcome, TimerKind};
 pub use events::{AttemptError, MessageEvent, ReceiptStatus};
-pub use spec::{CascadeStep, ChannelContent, Content, MessageSpec, Recipient};
+pub use spec::{CascadeStep, ChannelContent, Content, MessageSpec, Recipient, WhatsappTemplate};
 pub use state::{Attempt, AttemptStatus, Message, MessageStatus};
 
 #[cfg(test)]

@@ -55,6 +55,25 @@ pub struct PushContent {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WhatsappContent {
     pub text: Option<String>,
+    /// A pre-approved message template: the only content WhatsApp delivers outside the 24-hour
+    /// customer-service window. `text` (or the top-level `text`) still describes the message for
+    /// audit and for providers that cannot send templates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<WhatsappTemplate>,
+}
+
+/// A WhatsApp message template, as the WhatsApp Cloud API names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WhatsappTemplate {
+    /// The template's name, e.g. `order_shipped`.
+    pub name: String,
+    /// Its language code, e.g. `en_US`.
+    pub language: String,
+    /// The Cloud API's `components` (header, body and button parameters), passed through as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<Object>>))]
+    pub components: Option<Vec<serde_json::Value>>,
 }
 
 /// Per-channel content with a plain `text` fallback for every channel.
@@ -92,6 +111,8 @@ pub enum ChannelContent {
     },
     Whatsapp {
         text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        template: Option<WhatsappTemplate>,
     },
 }
 
@@ -109,12 +130,17 @@ impl Content {
                 .and_then(|s| s.text.clone())
                 .or(fallback)
                 .map(|text| ChannelContent::Sms { text }),
-            Channel::Whatsapp => self
-                .whatsapp
-                .as_ref()
-                .and_then(|w| w.text.clone())
-                .or(fallback)
-                .map(|text| ChannelContent::Whatsapp { text }),
+            Channel::Whatsapp => {
+                let w = self.whatsapp.clone().unwrap_or_default();
+                let text = w.text.or(fallback);
+                if text.is_none() && w.template.is_none() {
+                    return None;
+                }
+                Some(ChannelContent::Whatsapp {
+                    text: text.unwrap_or_default(),
+                    template: w.template,
+                })
+            }
             Channel::Email => {
                 let e = self.email.clone().unwrap_or_default();
                 let text = e.text.or(fallback);

@@ -45,6 +45,8 @@ enum Action {
     StepTimeout(usize),
     Ttl,
     Cancel,
+    /// The tenant acknowledges a push (delivered or read).
+    AckPush(bool),
 }
 
 fn until() -> impl Strategy<Value = Until> {
@@ -101,6 +103,7 @@ fn action() -> impl Strategy<Value = Action> {
         3 => (0usize..5).prop_map(Action::StepTimeout),
         1 => Just(Action::Ttl),
         1 => Just(Action::Cancel),
+        2 => any::<bool>().prop_map(Action::AckPush),
     ]
 }
 
@@ -238,6 +241,13 @@ impl Sim {
                 ttl_timer()
             }
             Action::Cancel => MessageCommand::Cancel,
+            Action::AckPush(read) => MessageCommand::AcknowledgePush {
+                status: if *read {
+                    ReceiptStatus::Read
+                } else {
+                    ReceiptStatus::Delivered
+                },
+            },
         })
     }
 
@@ -245,6 +255,17 @@ impl Sim {
         match self.state.decide(command, self.now) {
             Err(DomainError::UnknownAttempt(id)) => {
                 prop_assert!(self.state.attempt(id).is_none(), "{id} is known");
+            }
+            Err(DomainError::NoPushAttempt) => {
+                let is_ack = matches!(command, MessageCommand::AcknowledgePush { .. });
+                prop_assert!(is_ack, "only an acknowledgement needs a push attempt");
+                prop_assert!(
+                    !self
+                        .state
+                        .attempts
+                        .iter()
+                        .any(|a| a.channel == Channel::Push)
+                );
             }
             Err(DomainError::AlreadyTerminal(status)) => {
                 prop_assert_eq!(command, &MessageCommand::Cancel);

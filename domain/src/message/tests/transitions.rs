@@ -225,6 +225,52 @@ fn an_in_doubt_attempt_is_never_sent_again() {
         .then_expect_no_events();
 }
 
+// --- push acknowledgements -----------------------------------------------------------------
+
+#[test]
+fn an_app_acknowledgement_delivers_a_push_step() {
+    let fx = Fx::new(vec![step(Channel::Push, 60, Until::Delivered)]);
+    MessageTest::given(fx.sent_first())
+        .when(
+            MessageCommand::AcknowledgePush {
+                status: ReceiptStatus::Delivered,
+            },
+            t(10),
+        )
+        .then_expect_events(vec![
+            receipt(attempt(1), ReceiptStatus::Delivered, false, t(10)),
+            completed(Completion::Delivered, attempt(1), t(10)),
+        ]);
+}
+
+#[test]
+fn an_acknowledgement_without_a_push_attempt_is_refused() {
+    let fx = Fx::three_steps();
+    MessageTest::given(fx.sent_first())
+        .when(
+            MessageCommand::AcknowledgePush {
+                status: ReceiptStatus::Delivered,
+            },
+            t(10),
+        )
+        .then_expect_error(DomainError::NoPushAttempt);
+}
+
+#[test]
+fn a_repeated_acknowledgement_changes_nothing() {
+    let fx = Fx::new(vec![step(Channel::Push, 60, Until::Read)]);
+    let mut events = fx.sent_first();
+    events.push(receipt(attempt(1), ReceiptStatus::Delivered, false, t(10)));
+    MessageTest::given(events)
+        .when(
+            MessageCommand::AcknowledgePush {
+                status: ReceiptStatus::Delivered,
+            },
+            t(11),
+        )
+        .then_expect_no_events();
+}
+
 // --- receipts --------------------------------------------------------------------------------
 
 #[test]
