@@ -275,7 +275,7 @@ struct Target {
 
 impl Target {
     fn new(base_url: &str, api_key: &str, clients: usize) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
+        let client = hermes_adapters::http::client_builder()
             .pool_max_idle_per_host(clients + 16)
             .tcp_nodelay(true)
             .no_proxy()

@@ -6,6 +6,7 @@
 //! built-in mock provider's server: a real HTTP service that decides outcomes by recipient and
 //! sends signed receipts back; Hermes talks to it through the `mock` plugin.
 
+pub mod http;
 pub mod mock;
 pub mod plugin;
 pub mod provider;

@@ -132,6 +132,7 @@ fn content_for(channel: Channel) -> ChannelContent {
         },
         Channel::Whatsapp => ChannelContent::Whatsapp {
             text: "hello".into(),
+            template: None,
         },
         Channel::Email => ChannelContent::Email {
             subject: "Hello".into(),
@@ -448,7 +449,7 @@ async fn unregistered_push_token_is_rejected_permanently_like_fcm() {
         "to": "unregistered-x", "content": {"channel": "push", "title": "t", "body": null, "data": null},
         "callback_url": f.receiver.url("ok", MessageId::new(), AttemptId::new()),
     });
-    let response = reqwest::Client::new()
+    let response = hermes_adapters::http::client()
         .post(format!("{}/messages", f.server.base_url()))
         .json(&body)
         .send()
@@ -464,7 +465,7 @@ async fn unregistered_push_token_is_rejected_permanently_like_fcm() {
 #[tokio::test]
 async fn malformed_send_body_is_invalid_request_and_not_counted() {
     let f = fixture().await;
-    let http = reqwest::Client::new();
+    let http = hermes_adapters::http::client();
     let url = format!("{}/messages", f.server.base_url());
     let good = json!({
         "message_id": "m", "attempt_id": "a", "channel": "sms", "to": "+15551234567",
@@ -525,7 +526,9 @@ async fn stats_count_a_repeated_attempt_as_a_duplicate() {
     assert_eq!(f.server.sends_for(&once.attempt_id.to_string()), 1);
     assert_eq!(f.server.sends_for(&twice.attempt_id.to_string()), 2);
 
-    let over_http: Value = reqwest::get(format!("{}/stats", f.server.base_url()))
+    let over_http: Value = hermes_adapters::http::client()
+        .get(format!("{}/stats", f.server.base_url()))
+        .send()
         .await
         .unwrap()
         .json()

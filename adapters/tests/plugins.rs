@@ -270,6 +270,41 @@ async fn a_fetch_to_a_private_address_is_denied_unless_the_account_allows_it() {
     assert_eq!(code, "fetched");
 }
 
+/// `https` URLs are fetched over TLS; a handshake that fails is a connect error (nothing was sent,
+/// so the saga may fail over at once).
+#[tokio::test]
+async fn an_https_fetch_speaks_tls_and_a_failed_handshake_sends_nothing() {
+    use tokio::io::AsyncReadExt;
+    let f = fixture().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let first_byte = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut byte = [0u8; 1];
+        socket.read_exact(&mut byte).await.unwrap();
+        byte[0] // the socket drops here: the handshake cannot finish
+    });
+    let evil = f.evil(true).await;
+    let to = format!("fetch:https://127.0.0.1:{port}/messages");
+    let result = evil
+        .send(&request(Channel::Sms, &to, "http://127.0.0.1:9/cb"))
+        .await;
+    assert_eq!(
+        first_byte.await.unwrap(),
+        0x16,
+        "the client opened with a TLS handshake record"
+    );
+    match result {
+        Err(SendError::Rejected { error, .. }) => assert!(
+            error.message.starts_with("Err(FetchError::Connect("),
+            "expected a connect error, got {}",
+            error.message
+        ),
+        other => panic!("expected the plugin's report, got {other:?}"),
+    }
+    f.assert_host_still_works().await;
+}
+
 #[tokio::test]
 async fn misbehaving_parse_callback_is_a_malformed_callback() {
     let f = fixture().await;

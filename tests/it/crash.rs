@@ -138,7 +138,10 @@ async fn start_slow_road(target: String, seed: u64) -> (String, Arc<SlowRoad>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let road = Arc::new(SlowRoad {
-        http: reqwest::Client::builder().no_proxy().build().unwrap(),
+        http: hermes_adapters::http::client_builder()
+            .no_proxy()
+            .build()
+            .unwrap(),
         target,
         rng: Mutex::new(StdRng::seed_from_u64(seed)),
         hold: AtomicBool::new(false),
@@ -234,7 +237,7 @@ impl Rig {
             dir,
             starts: 0,
         };
-        let client = reqwest::Client::builder()
+        let client = hermes_adapters::http::client_builder()
             .timeout(Duration::from_secs(5))
             .connect_timeout(Duration::from_secs(1))
             .no_proxy()

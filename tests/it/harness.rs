@@ -99,7 +99,7 @@ impl TestApp {
         TestApp {
             app,
             database_url,
-            client: reqwest::Client::new(),
+            client: hermes_adapters::http::client(),
             api_key: created.api_key,
             tenant_id: created.tenant_id,
         }

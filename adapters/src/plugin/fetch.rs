@@ -91,9 +91,9 @@ pub(crate) async fn fetch(
         Ok(url) => url,
         Err(err) => return FetchOutcome::refused(format!("invalid URL: {err}")),
     };
-    if url.scheme() != "http" {
+    if !matches!(url.scheme(), "http" | "https") {
         return FetchOutcome::refused(format!(
-            "scheme {:?} is not supported (only http for now)",
+            "scheme {:?} is not supported (only http and https)",
             url.scheme()
         ));
     }
@@ -172,7 +172,7 @@ pub(crate) async fn fetch(
         headers.append(name, value);
     }
     // One client per fetch, so the addresses checked above are the ones connected to.
-    let client = match reqwest::Client::builder()
+    let client = match crate::http::client_builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(timeout.min(Duration::from_secs(5)))
