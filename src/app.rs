@@ -79,6 +79,8 @@ pub struct RunningApp {
     pub pool: PgPool,
     /// The embedded mock provider, when no external one was configured.
     pub mock: Option<MockProviderHandle>,
+    /// The provider accounts being served (reloaded from the database every 2 s).
+    pub providers: ProviderRegistry,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -156,6 +158,7 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
         .transpose()?;
     let mut source = ProviderSource::new(pool.clone(), key, args.plugins_dir.clone(), fallback)?;
     let providers = ProviderRegistry::default();
+    let registry = providers.clone();
     source
         .sync(&providers)
         .await
@@ -203,6 +206,7 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
         base_url,
         pool,
         mock,
+        providers: registry,
         tasks,
     })
 }

@@ -3,9 +3,11 @@
 
 mod harness;
 
+mod ack;
 mod api;
 mod cascade;
 mod crash;
 mod event_store;
 mod metrics;
+mod provider_cascade;
 mod providers;

@@ -1,21 +1,33 @@
 //! Shared by the provider plugin tests: the providers' official specifications, and Prism, the
 //! spec-driven mock server that checks each request a plugin makes against them.
 //!
-//! Each test file is its own binary and declares `mod support;`; not every binary uses everything.
+//! Used by the `providers` test binary (`adapters/tests/providers/main.rs`, one module per
+//! provider) and by the end-to-end cascade in `tests/it`.
 #![allow(dead_code)]
 
+pub mod moto;
 pub mod prism;
+pub mod specs;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use hermes_adapters::plugin::{AccountConfig, PluginEngine, PluginLimits, PluginProvider, Secret};
+use hermes_adapters::{
+    CallbackError, CallbackOutcome, CallbackRequest, Provider, Receipt, SendAccepted, SendRequest,
+};
+use hermes_domain::message::ChannelContent;
+use hermes_domain::{AttemptId, Channel, MessageId, TenantId};
 
-/// The repository's root (the main workspace).
+/// The repository's root (the main workspace). This module also serves the root crate's tests
+/// (`tests/it`), so it is found by looking up from the crate being tested.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("adapters/ has a parent")
+    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    crate_dir
+        .ancestors()
+        .find(|dir| dir.join("adapters/plugins").is_dir())
+        .expect("the repository root is above the crate")
         .to_path_buf()
 }
 
@@ -73,4 +85,86 @@ pub async fn load(bytes: &[u8], name: &str, config: &[(&str, &str)]) -> Arc<Plug
             .await
             .unwrap_or_else(|err| panic!("plugin {name} loads: {err}")),
     )
+}
+
+/// An attempt on `channel` to `to`, with the per-attempt callback URL Hermes would give `account`.
+pub fn attempt(account: &str, channel: Channel, to: &str, content: ChannelContent) -> SendRequest {
+    let message_id = MessageId::new();
+    let attempt_id = AttemptId::new();
+    SendRequest {
+        tenant_id: TenantId::new(),
+        message_id,
+        attempt_id,
+        channel,
+        to: to.to_owned(),
+        content,
+        callback_url: format!(
+            "https://hermes.example.com/v1/webhooks/{account}/{message_id}/{attempt_id}"
+        ),
+    }
+}
+
+pub fn sms_text(text: &str) -> ChannelContent {
+    ChannelContent::Sms {
+        text: text.to_owned(),
+    }
+}
+
+/// A provider's POST to Hermes: to the attempt's own callback URL when `to_attempt` is given,
+/// else to the account-wide webhook `https://hermes.example.com/v1/webhooks/{account}`.
+pub fn callback(
+    account: &str,
+    to_attempt: Option<&SendRequest>,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> CallbackRequest {
+    let mut map = http::HeaderMap::new();
+    for (name, value) in headers {
+        map.append(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            value.parse().unwrap(),
+        );
+    }
+    CallbackRequest {
+        ids: to_attempt.map(|a| (a.message_id, a.attempt_id)),
+        method: http::Method::POST,
+        url: to_attempt.map_or_else(
+            || format!("https://hermes.example.com/v1/webhooks/{account}"),
+            |a| a.callback_url.clone(),
+        ),
+        headers: map,
+        body: body.into(),
+    }
+}
+
+/// The only receipt of a callback's outcome.
+pub fn only_receipt(outcome: Result<CallbackOutcome, CallbackError>) -> Receipt {
+    let outcome = outcome.expect("the callback is accepted");
+    assert_eq!(outcome.receipts.len(), 1, "{:?}", outcome.receipts);
+    outcome.receipts.into_iter().next().unwrap()
+}
+
+/// hex(HMAC-SHA256(key, body)), the signature scheme of several providers.
+pub fn hmac_sha256_hex(key: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Sends and expects acceptance, showing Prism's violations when it refused.
+pub async fn send_accepted(
+    prism: &prism::Prism,
+    provider: &PluginProvider,
+    request: &SendRequest,
+) -> SendAccepted {
+    let mark = prism.mark();
+    match provider.send(request).await {
+        Ok(accepted) => accepted,
+        Err(err) => panic!(
+            "{} refused the request ({err}); Prism's violations:\n{:#?}",
+            provider.name(),
+            prism.violations_since(mark)
+        ),
+    }
 }

@@ -48,17 +48,23 @@ impl Prism {
     }
 }
 
-/// The Prism for `spec` (a path under the specs directory, see [`super::spec`]), started on first
-/// use and shared by every test of this binary.
-pub fn shared(spec: &str) -> &'static Prism {
-    static RUNNING: OnceLock<Mutex<HashMap<String, &'static Prism>>> = OnceLock::new();
+/// The Prism for `spec` (a path under the specs directory, see [`super::spec`], or a derived spec
+/// from [`super::specs`]), started on first use and shared by every test of this binary.
+pub fn shared(spec: impl AsRef<Path>) -> &'static Prism {
+    static RUNNING: OnceLock<Mutex<HashMap<PathBuf, &'static Prism>>> = OnceLock::new();
+    let path = spec.as_ref();
+    let path = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        super::spec(path.to_str().expect("a UTF-8 spec path"))
+    };
     let mut running = RUNNING
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     running
-        .entry(spec.to_owned())
-        .or_insert_with(|| Box::leak(Box::new(start(&super::spec(spec)))))
+        .entry(path.clone())
+        .or_insert_with(|| Box::leak(Box::new(start(&path))))
 }
 
 /// The Prism executable, installed by `npm ci` in `tools/prism` (`.ci/run` does it; so does this,

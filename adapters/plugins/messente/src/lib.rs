@@ -1,0 +1,251 @@
+//! Messente's Omnichannel API as a Hermes provider plugin: SMS and WhatsApp.
+//!
+//! # Sending
+//! `sendOmnimessage`: `POST {base_url}/omnimessage` (Messente API 2.1.0,
+//! `provider-specs/messente/openapi.yaml`), JSON, HTTP Basic auth `username:password` (the API
+//! key's username and password), body (`components/schemas/Omnimessage`):
+//! `{"to": <E.164>, "messages": [<one message>], "dlr_url": <the attempt's callback URL>}` where the
+//! message is `{"channel": "sms", "sender"?, "text"}` (schema `SMS`) or, on WhatsApp,
+//! `{"channel": "whatsapp", "sender"?, "text": {"body"}}` or
+//! `{"channel": "whatsapp", "sender"?, "template": {"name", "language": {"code"}, "components"}}`
+//! (schemas `WhatsApp`, `WhatsAppTemplate`; Hermes's template `components` are passed through
+//! verbatim, a template wins over text since the spec allows one content kind per message).
+//! Exactly one message is sent per omnimessage: Hermes does its own failover, so Messente's
+//! multi-channel fallback is not used.
+//!
+//! **Provider message id:** the `message_id` of our message in the `201` answer
+//! (`OmniMessageCreateSuccessResponse.messages[]`, matched by channel), since that is the id every
+//! delivery report carries; `omnimessage_id` only when the answer has no message id.
+//!
+//! # Config keys
+//! | key | meaning |
+//! |---|---|
+//! | `base_url` | API root, default `https://api.messente.com/v1` (the spec's `servers`) |
+//! | `username` | the API username; required |
+//! | `password` | the API password: API credential and the delivery-report signing key; required |
+//! | `sender` | SMS sender (phone number or alphanumeric sender name); optional (the spec's `sender` is optional: Messente then uses the account's default) |
+//! | `whatsapp_sender` | WhatsApp sender number; optional (the SMS `sender` is not reused for WhatsApp) |
+//!
+//! # Error classification (send)
+//! Codes are `messente_<code>` from the first item of the spec's `ErrorOmnichannel`
+//! (`{errors: [{code, title, detail, source}]}`; codes 101 Not found, 102 Forbidden,
+//! 103 Unauthorized, 104 Internal Server Error, 105 Invalid data, 106 Missing data, 107 Method not
+//! allowed), else `http_<status>`; the message is `title: detail (source: ...)`. Other plugin-side
+//! codes are `plugin_config`, `invalid_content`, `unsupported_channel`, `connect_failed`,
+//! `fetch_denied`.
+//! - Permanent: HTTP 400 (105/106: invalid or missing `to`, text...) unless the error's `source` or
+//!   `detail` names the sender or the `dlr_url`; any other 4xx not listed below; content Hermes
+//!   cannot send (`invalid_content`).
+//! - Retryable: 400 about the sender/`dlr_url` (the account's setup), 401 (103), 402, 403 (102),
+//!   404 (101: wrong `base_url`), 405 (107), 408, 429 and 503 (with `Retry-After` seconds as
+//!   `retry-after-seconds`), other 5xx (104), missing or invalid config (`plugin_config`). A
+//!   misconfigured account is not the recipient's fault.
+//! - Fetch errors: Connect/Denied -> retryable rejection (nothing left); Timeout/Transport/TooLarge
+//!   -> in doubt (Messente may have created the omnimessage).
+//!
+//! # Delivery reports
+//! JSON POSTs to the omnimessage's `dlr_url`, i.e. the attempt's callback URL, whose message and
+//! attempt ids correlate the report (a report without them is `Malformed`). Fields (spec
+//! `DeliveryResult` + documentation example): `status`, `channel`, `message_id`, `omnimessage_id`,
+//! `to`, `sender`, `err`, `error`, `timestamp`, `price_info`. The `X-Messente-Signature` header
+//! must be hex(HMAC-SHA256(`password`, raw body)) (documentation "API Setup / Security": "For
+//! Delivery Reports (DLR), the signature is calculated using the Password of the HTTP API Key used
+//! to deliver the message", `HMAC_SHA256("$secret", "$http_request_body")`); it is checked first,
+//! in constant time; a missing, malformed or wrong signature, or no `password` configured, is
+//! `InvalidSignature`.
+//!
+//! | `status` (spec `Status`, documented meaning) | Hermes receipt |
+//! |---|---|
+//! | `null` (still being processed), `UNKNOWN` (unknown status reported by the operator), anything else (`ENROUTE`, new statuses) | none (empty list) |
+//! | `ACK` (operator accepted the message for delivery), `ACCEPTD` (in the operator's delivery queue) | `sent` |
+//! | `DELIVRD` (delivered to the handset) | `delivered` |
+//! | `SEEN` (seen by the recipient) | `read` |
+//! | `UNDELIV`, `FAILED`, `REJECTD`, `DELETED`, `EXPIRED`, `NACK` | `failed`, code `messente_<err>` (spec `ErrorCodeOmnichannelMachine`: 1 delivery failure, 2 expired, 3 invalid number, 4 crediting error, 5 invalid number format, 6 too many identical messages, 7 sender name not allowed, 8 operator blacklisted, 9 unroutable, 999 temporary error), or `messente_<status in lower case>` when `err` is 0 or absent; message = `error`, else the err's meaning |
+//!
+//! The receipt's provider message id is the report's `message_id` (else `omnimessage_id`).
+
+// The generated bindings pass records as flattened arguments.
+#![allow(clippy::too_many_arguments)]
+
+mod callback;
+mod classify;
+mod request;
+
+wit_bindgen::generate!({
+    path: "../../wit/provider.wit",
+    world: "provider",
+});
+
+use hermes::provider::host::{self, Level};
+use hermes::provider::http_client::{self, FetchError, Request};
+use hermes::provider::types::{
+    Accepted, Channel, Receipt, ReceiptError, ReceiptStatus, ReceiptStyle, Rejection,
+};
+
+use classify::{Outcome, Reject};
+use request::{Chan, Config};
+
+struct MessentePlugin;
+
+export!(MessentePlugin);
+
+fn config() -> Config {
+    Config {
+        base_url: host::config("base_url"),
+        username: host::config("username"),
+        password: host::config("password"),
+        sender: host::config("sender"),
+        whatsapp_sender: host::config("whatsapp_sender"),
+    }
+}
+
+fn rejected(reject: Reject) -> SendResult {
+    host::metric("sends_rejected", 1.0);
+    SendResult::Rejected(Rejection {
+        code: reject.code,
+        message: reject.message,
+        retryable: reject.retryable,
+        retry_after_seconds: reject.retry_after_seconds,
+    })
+}
+
+fn in_doubt(message: String) -> SendResult {
+    host::metric("sends_in_doubt", 1.0);
+    SendResult::InDoubt(message)
+}
+
+impl Guest for MessentePlugin {
+    fn describe() -> PluginInfo {
+        PluginInfo {
+            name: "messente".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            channels: vec![Channel::Sms, Channel::Whatsapp],
+            receipt_style: ReceiptStyle::Callback,
+        }
+    }
+
+    fn send(request: SendRequest) -> SendResult {
+        let (channel, channel_name) = match request.channel {
+            Channel::Sms => (Chan::Sms, "sms"),
+            Channel::Whatsapp => (Chan::Whatsapp, "whatsapp"),
+            Channel::Email => (Chan::Other("email"), "email"),
+            Channel::Push => (Chan::Other("push"), "push"),
+        };
+        let http = match request::build(
+            &config(),
+            channel,
+            &request.to,
+            &request.content,
+            &request.callback_url,
+        ) {
+            Ok(http) => http,
+            Err(reject) => return rejected(reject),
+        };
+        let response = match http_client::fetch(&Request {
+            method: "POST".to_owned(),
+            url: http.url,
+            headers: http.headers,
+            body: http.body,
+        }) {
+            Ok(response) => response,
+            // Nothing left: safe to fail over at once.
+            Err(FetchError::Connect(err)) => {
+                return rejected(Reject::new(
+                    "connect_failed",
+                    format!("could not connect to Messente: {err}"),
+                    true,
+                ));
+            }
+            Err(FetchError::Denied(err)) => {
+                return rejected(Reject::new("fetch_denied", err, true));
+            }
+            Err(FetchError::Timeout) => {
+                return in_doubt("no answer from Messente in time".to_owned());
+            }
+            Err(FetchError::TooLarge) => {
+                return in_doubt("Messente's answer was too large".to_owned());
+            }
+            Err(FetchError::Transport(err)) => {
+                return in_doubt(format!("Messente's answer was lost: {err}"));
+            }
+        };
+        match classify::classify(
+            response.status,
+            &response.headers,
+            &response.body,
+            channel_name,
+        ) {
+            Outcome::Accepted(provider_message_id) => {
+                if provider_message_id.is_none() {
+                    host::log(
+                        Level::Warn,
+                        &format!(
+                            "attempt {}: accepted (HTTP {}) but the answer had no message id",
+                            request.attempt_id, response.status
+                        ),
+                    );
+                }
+                host::metric("sends_accepted", 1.0);
+                SendResult::Accepted(Accepted {
+                    provider_message_id,
+                })
+            }
+            Outcome::Rejected(reject) => {
+                host::log(
+                    Level::Info,
+                    &format!(
+                        "attempt {}: Messente answered HTTP {} ({})",
+                        request.attempt_id, response.status, reject.code
+                    ),
+                );
+                rejected(reject)
+            }
+        }
+    }
+
+    fn parse_callback(request: CallbackRequest) -> Result<CallbackOutcome, CallbackError> {
+        let password = host::config("password").unwrap_or_default();
+        let signature = request
+            .headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(callback::SIGNATURE_HEADER))
+            .map(|(_, value)| value.as_str());
+        // Verify before anything else: nothing unauthenticated is even looked at.
+        if !callback::verify(password.trim(), &request.body, signature) {
+            host::metric("callbacks_invalid_signature", 1.0);
+            return Err(CallbackError::InvalidSignature);
+        }
+        let (Some(message_id), Some(attempt_id)) = (request.message_id, request.attempt_id) else {
+            return Err(CallbackError::Malformed(
+                "Messente delivery reports must come to the attempt's callback URL (with its \
+                 message and attempt ids)"
+                    .to_owned(),
+            ));
+        };
+        let parsed = callback::interpret(&request.body).map_err(CallbackError::Malformed)?;
+        let receipts = match parsed {
+            None => Vec::new(),
+            Some(parsed) => {
+                host::metric("receipts_parsed", 1.0);
+                vec![Receipt {
+                    message_id,
+                    attempt_id,
+                    status: match parsed.status {
+                        callback::Status::Sent => ReceiptStatus::Sent,
+                        callback::Status::Delivered => ReceiptStatus::Delivered,
+                        callback::Status::Read => ReceiptStatus::Read,
+                        callback::Status::Failed => ReceiptStatus::Failed,
+                    },
+                    provider_message_id: parsed.provider_message_id,
+                    error: parsed
+                        .error
+                        .map(|(code, message)| ReceiptError { code, message }),
+                }]
+            }
+        };
+        Ok(CallbackOutcome {
+            receipts,
+            reply: None,
+        })
+    }
+}

@@ -1,0 +1,236 @@
+//! Twilio Programmable Messaging as a Hermes provider plugin: SMS, and WhatsApp through Twilio.
+//!
+//! # Sending
+//! `POST {base_url}/2010-04-01/Accounts/{account_sid}/Messages.json`, form-encoded, HTTP Basic auth
+//! `account_sid:auth_token`, with `To`, `From` (or `MessagingServiceSid`), `Body` and
+//! `StatusCallback` = the attempt's callback URL. On WhatsApp, `To` and `From` carry the
+//! `whatsapp:` prefix (added when missing). The provider message id is the Message's `sid`.
+//!
+//! # Config keys
+//! | key | meaning |
+//! |---|---|
+//! | `base_url` | API root, default `https://api.twilio.com` |
+//! | `account_sid` | the Account SID (`AC` + 32 hex digits); required |
+//! | `auth_token` | the Auth Token: API password and callback signing key; required |
+//! | `from` | SMS sender (E.164 number or alphanumeric sender id), or a Messaging Service SID (`MG...`) |
+//! | `messaging_service_sid` | a Messaging Service SID, used when `from` is not set (and for WhatsApp without `whatsapp_from`) |
+//! | `whatsapp_from` | the WhatsApp sender number (`whatsapp:` prefix optional) |
+//!
+//! # Error classification (send)
+//! Codes are `twilio_<Twilio error code>` when Twilio's JSON error (`{code, message, more_info,
+//! status}`) has one, else `http_<status>`; other plugin-side codes are `plugin_config`,
+//! `invalid_content`, `unsupported_channel`, `connect_failed`, `fetch_denied`.
+//! - Permanent (the recipient or the content): 21211 invalid `To`, 21214, 21217, 21602, 21604,
+//!   21610 unsubscribed, 21612, 21614 not a mobile number, 21617, 21635, 63024, any other 4xx
+//!   not listed below, and content Hermes cannot send (`invalid_content`).
+//! - Retryable: 429 / 20429 and 503 (with `Retry-After` seconds as `retry-after-seconds`), other
+//!   5xx, 408, and account problems: HTTP 401/403/404 and codes 20003 (authentication), 20005,
+//!   20404, 21212, 21408, 21603, 21606, 21659, 21660, 21703-21705, 63007, missing or invalid
+//!   config (`plugin_config`). A misconfigured account is not the recipient's fault: another
+//!   account or provider may well succeed, so these are retryable rather than failing the message.
+//! - Fetch errors: Connect/Denied -> retryable rejection (nothing left); Timeout/Transport/TooLarge
+//!   -> in doubt (Twilio may have created the message).
+//!
+//! # Status callbacks
+//! Form-encoded POSTs to the attempt's callback URL (the message and attempt ids come from that
+//! URL: a callback without them is `Malformed`). `X-Twilio-Signature` must be
+//! base64(HMAC-SHA1(auth_token, full URL + each POST parameter name and value, sorted by name)),
+//! compared in constant time; the URL is accepted with or without its default port, as Twilio's
+//! helper libraries do.
+//!
+//! | `MessageStatus` | Hermes receipt |
+//! |---|---|
+//! | `queued`, `accepted`, `sending`, `scheduled` | none (empty list) |
+//! | `sent` | `sent` |
+//! | `delivered`, `partially_delivered` | `delivered` |
+//! | `read` (WhatsApp) | `read` |
+//! | `undelivered`, `failed`, `canceled` | `failed`, code `twilio_<ErrorCode>` (`twilio_<status>` without one) |
+//! | anything else (`receiving`, `received`, new statuses) | none |
+
+// The generated bindings pass records as flattened arguments.
+#![allow(clippy::too_many_arguments)]
+
+mod callback;
+mod classify;
+mod request;
+
+wit_bindgen::generate!({
+    path: "../../wit/provider.wit",
+    world: "provider",
+});
+
+use hermes::provider::host::{self, Level};
+use hermes::provider::http_client::{self, FetchError, Request};
+use hermes::provider::types::{
+    Accepted, Channel, Receipt, ReceiptError, ReceiptStatus, ReceiptStyle, Rejection,
+};
+
+use classify::{Outcome, Reject};
+use request::{Chan, Config};
+
+struct TwilioPlugin;
+
+export!(TwilioPlugin);
+
+fn config() -> Config {
+    Config {
+        base_url: host::config("base_url"),
+        account_sid: host::config("account_sid"),
+        auth_token: host::config("auth_token"),
+        from: host::config("from"),
+        messaging_service_sid: host::config("messaging_service_sid"),
+        whatsapp_from: host::config("whatsapp_from"),
+    }
+}
+
+fn rejected(reject: Reject) -> SendResult {
+    host::metric("sends_rejected", 1.0);
+    SendResult::Rejected(Rejection {
+        code: reject.code,
+        message: reject.message,
+        retryable: reject.retryable,
+        retry_after_seconds: reject.retry_after_seconds,
+    })
+}
+
+fn in_doubt(message: String) -> SendResult {
+    host::metric("sends_in_doubt", 1.0);
+    SendResult::InDoubt(message)
+}
+
+impl Guest for TwilioPlugin {
+    fn describe() -> PluginInfo {
+        PluginInfo {
+            name: "twilio".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            channels: vec![Channel::Sms, Channel::Whatsapp],
+            receipt_style: ReceiptStyle::Callback,
+        }
+    }
+
+    fn send(request: SendRequest) -> SendResult {
+        let channel = match request.channel {
+            Channel::Sms => Chan::Sms,
+            Channel::Whatsapp => Chan::Whatsapp,
+            Channel::Email => Chan::Other("email"),
+            Channel::Push => Chan::Other("push"),
+        };
+        let http = match request::build(
+            &config(),
+            channel,
+            &request.to,
+            &request.content,
+            &request.callback_url,
+        ) {
+            Ok(http) => http,
+            Err(reject) => return rejected(reject),
+        };
+        let response = match http_client::fetch(&Request {
+            method: "POST".to_owned(),
+            url: http.url,
+            headers: http.headers,
+            body: http.body,
+        }) {
+            Ok(response) => response,
+            // Nothing left: safe to fail over at once.
+            Err(FetchError::Connect(err)) => {
+                return rejected(Reject::new(
+                    "connect_failed",
+                    format!("could not connect to Twilio: {err}"),
+                    true,
+                ));
+            }
+            Err(FetchError::Denied(err)) => {
+                return rejected(Reject::new("fetch_denied", err, true));
+            }
+            Err(FetchError::Timeout) => {
+                return in_doubt("no answer from Twilio in time".to_owned());
+            }
+            Err(FetchError::TooLarge) => {
+                return in_doubt("Twilio's answer was too large".to_owned());
+            }
+            Err(FetchError::Transport(err)) => {
+                return in_doubt(format!("Twilio's answer was lost: {err}"));
+            }
+        };
+        match classify::classify(response.status, &response.headers, &response.body) {
+            Outcome::Accepted(provider_message_id) => {
+                if provider_message_id.is_none() {
+                    host::log(
+                        Level::Warn,
+                        &format!(
+                            "attempt {}: accepted (HTTP {}) but the answer had no sid",
+                            request.attempt_id, response.status
+                        ),
+                    );
+                }
+                host::metric("sends_accepted", 1.0);
+                SendResult::Accepted(Accepted {
+                    provider_message_id,
+                })
+            }
+            Outcome::Rejected(reject) => {
+                host::log(
+                    Level::Info,
+                    &format!(
+                        "attempt {}: Twilio answered HTTP {} ({})",
+                        request.attempt_id, response.status, reject.code
+                    ),
+                );
+                rejected(reject)
+            }
+        }
+    }
+
+    fn parse_callback(request: CallbackRequest) -> Result<CallbackOutcome, CallbackError> {
+        let auth_token = host::config("auth_token").unwrap_or_default();
+        // The signature covers the POST parameters; a GET has none (its query is in the URL).
+        let params = if request.method.eq_ignore_ascii_case("POST") {
+            callback::form_params(&request.body)
+        } else {
+            Vec::new()
+        };
+        let signature = request
+            .headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(callback::SIGNATURE_HEADER))
+            .map(|(_, value)| value.as_str());
+        // Verify before anything else: nothing unauthenticated is even looked at.
+        if !callback::verify(&auth_token, &request.url, &params, signature) {
+            host::metric("callbacks_invalid_signature", 1.0);
+            return Err(CallbackError::InvalidSignature);
+        }
+        let (Some(message_id), Some(attempt_id)) = (request.message_id, request.attempt_id) else {
+            return Err(CallbackError::Malformed(
+                "Twilio callbacks must come to the attempt's callback URL (with its message and \
+                 attempt ids)"
+                    .to_owned(),
+            ));
+        };
+        let parsed = callback::interpret(&params).map_err(CallbackError::Malformed)?;
+        let receipts = match parsed {
+            None => Vec::new(),
+            Some(parsed) => {
+                host::metric("receipts_parsed", 1.0);
+                vec![Receipt {
+                    message_id,
+                    attempt_id,
+                    status: match parsed.status {
+                        callback::Status::Sent => ReceiptStatus::Sent,
+                        callback::Status::Delivered => ReceiptStatus::Delivered,
+                        callback::Status::Read => ReceiptStatus::Read,
+                        callback::Status::Failed => ReceiptStatus::Failed,
+                    },
+                    provider_message_id: parsed.provider_message_id,
+                    error: parsed
+                        .error
+                        .map(|(code, message)| ReceiptError { code, message }),
+                }]
+            }
+        };
+        Ok(CallbackOutcome {
+            receipts,
+            reply: None,
+        })
+    }
+}

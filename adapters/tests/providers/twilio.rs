@@ -1,0 +1,202 @@
+//! Twilio Programmable Messaging (`twilio/twilio_api_v2010.json`).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hermes_adapters::plugin::{PluginProvider, builtin};
+use hermes_adapters::{CallbackError, Provider, SendError, SendRequest};
+use hermes_domain::Channel;
+use hermes_domain::message::{ChannelContent, ReceiptStatus};
+use hmac::{Hmac, Mac};
+use sha1::Sha1;
+use std::sync::Arc;
+
+use crate::support::{self, attempt, callback, only_receipt, prism, sms_text};
+
+const SPEC: &str = "twilio/twilio_api_v2010.json";
+const ACCOUNT_SID: &str = "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const AUTH_TOKEN: &str = "twilio-test-auth-token";
+
+async fn plugin(base_url: &str) -> Arc<PluginProvider> {
+    support::load(
+        builtin::TWILIO,
+        "twilio",
+        &[
+            ("base_url", base_url),
+            ("account_sid", ACCOUNT_SID),
+            ("auth_token", AUTH_TOKEN),
+            ("from", "+15005550006"),
+            ("whatsapp_from", "+14155238886"),
+        ],
+    )
+    .await
+}
+
+fn sms(text: &str) -> SendRequest {
+    attempt("twilio", Channel::Sms, "+37255512345", sms_text(text))
+}
+
+#[tokio::test]
+async fn sms_and_whatsapp_requests_satisfy_twilios_spec() {
+    let prism = prism::shared(SPEC);
+    let twilio = plugin(&prism.base_url).await;
+    support::send_accepted(prism, &twilio, &sms("Your code is 1234")).await;
+    let whatsapp = attempt(
+        "twilio",
+        Channel::Whatsapp,
+        "+37255512345",
+        ChannelContent::Whatsapp {
+            text: "Your order shipped".to_owned(),
+            template: None,
+        },
+    );
+    support::send_accepted(prism, &twilio, &whatsapp).await;
+}
+
+/// The other side of the check above: Prism does refuse what the spec does not allow.
+#[tokio::test]
+async fn prism_refuses_a_request_without_credentials() {
+    let prism = prism::shared(SPEC);
+    let response = hermes_adapters::http::client()
+        .post(format!(
+            "{}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json",
+            prism.base_url
+        ))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("To=%2B37255512345&From=%2B15005550006&Body=hi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        401,
+        "Prism enforces the spec's Basic auth"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_twilio_is_a_retryable_rejection() {
+    // Nothing listens on port 9 of the loopback: the connection is refused before anything left.
+    let twilio = plugin("http://127.0.0.1:9").await;
+    match twilio.send(&sms("hi")).await {
+        Err(SendError::Rejected {
+            error, retryable, ..
+        }) => {
+            assert!(retryable);
+            assert_eq!(error.code, "connect_failed");
+        }
+        other => panic!("expected a retryable rejection, got {other:?}"),
+    }
+}
+
+/// Twilio's documented scheme: base64(HMAC-SHA1(auth token, URL + sorted name/value pairs)).
+fn twilio_signature(url: &str, params: &[(&str, &str)]) -> String {
+    let mut sorted = params.to_vec();
+    sorted.sort();
+    let mut mac = Hmac::<Sha1>::new_from_slice(AUTH_TOKEN.as_bytes()).unwrap();
+    mac.update(url.as_bytes());
+    for (name, value) in sorted {
+        mac.update(name.as_bytes());
+        mac.update(value.as_bytes());
+    }
+    STANDARD.encode(mac.finalize().into_bytes())
+}
+
+fn status_callback(
+    to: &SendRequest,
+    params: &[(&str, &str)],
+    signature: &str,
+) -> hermes_adapters::CallbackRequest {
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    callback(
+        "twilio",
+        Some(to),
+        &[
+            ("x-twilio-signature", signature),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        body,
+    )
+}
+
+#[tokio::test]
+async fn status_callbacks_signed_by_twilios_algorithm_become_receipts() {
+    let twilio = plugin("http://127.0.0.1:9").await;
+    let request = sms("hi");
+    let url = &request.callback_url;
+    // The parameters of Twilio's documented outbound message status callback.
+    let delivered = [
+        ("AccountSid", ACCOUNT_SID),
+        ("ApiVersion", "2010-04-01"),
+        ("From", "+15005550006"),
+        ("MessageSid", "SM1342fe1b2c904d1ab04f0fc7a58abca9"),
+        ("MessageStatus", "delivered"),
+        ("SmsSid", "SM1342fe1b2c904d1ab04f0fc7a58abca9"),
+        ("SmsStatus", "delivered"),
+        ("To", "+37255512345"),
+    ];
+    let receipt = only_receipt(
+        twilio
+            .parse_callback(&status_callback(
+                &request,
+                &delivered,
+                &twilio_signature(url, &delivered),
+            ))
+            .await,
+    );
+    assert_eq!(receipt.status, ReceiptStatus::Delivered);
+    assert_eq!(
+        (receipt.message_id, receipt.attempt_id),
+        (request.message_id, request.attempt_id)
+    );
+    assert_eq!(
+        receipt.provider_message_id.as_deref(),
+        Some("SM1342fe1b2c904d1ab04f0fc7a58abca9")
+    );
+
+    let undelivered = [
+        ("AccountSid", ACCOUNT_SID),
+        ("ErrorCode", "30003"),
+        ("MessageSid", "SM1342fe1b2c904d1ab04f0fc7a58abca9"),
+        ("MessageStatus", "undelivered"),
+        ("To", "+37255512345"),
+    ];
+    let receipt = only_receipt(
+        twilio
+            .parse_callback(&status_callback(
+                &request,
+                &undelivered,
+                &twilio_signature(url, &undelivered),
+            ))
+            .await,
+    );
+    assert_eq!(receipt.status, ReceiptStatus::Failed);
+    assert_eq!(
+        receipt.error.map(|e| e.code).as_deref(),
+        Some("twilio_30003")
+    );
+
+    // Tampered: signed for "delivered", claims "failed".
+    let signature = twilio_signature(url, &delivered);
+    let mut tampered = delivered;
+    tampered[4] = ("MessageStatus", "failed");
+    assert_eq!(
+        twilio
+            .parse_callback(&status_callback(&request, &tampered, &signature))
+            .await,
+        Err(CallbackError::InvalidSignature)
+    );
+    // Signed for another attempt's URL.
+    let other = sms("hi");
+    assert_eq!(
+        twilio
+            .parse_callback(&status_callback(
+                &request,
+                &delivered,
+                &twilio_signature(&other.callback_url, &delivered)
+            ))
+            .await,
+        Err(CallbackError::InvalidSignature)
+    );
+}

@@ -1,0 +1,139 @@
+//! Vonage SMS API (`vonage/sms-1.2.0.openapi.json`, served as derived by `support::specs`).
+
+use hermes_adapters::plugin::{PluginProvider, builtin};
+use hermes_adapters::{CallbackError, Provider, SendRequest};
+use hermes_domain::Channel;
+use hermes_domain::message::ReceiptStatus;
+use std::sync::Arc;
+
+use crate::support::{self, attempt, callback, hmac_sha256_hex, only_receipt, prism, sms_text};
+
+const SIGNATURE_SECRET: &str = "vonage-signature-secret";
+
+async fn plugin(base_url: &str) -> Arc<PluginProvider> {
+    support::load(
+        builtin::VONAGE,
+        "vonage",
+        &[
+            ("base_url", base_url),
+            // The spec's formats: an 8-character key, a 6 to 32-character secret.
+            ("api_key", "abcd1234"),
+            ("api_secret", "abcdef0123456789"),
+            ("from", "Hermes"),
+            ("signature_secret", SIGNATURE_SECRET),
+            ("signature_method", "sha256"),
+        ],
+    )
+    .await
+}
+
+fn sms(text: &str) -> SendRequest {
+    attempt("vonage", Channel::Sms, "+447700900000", sms_text(text))
+}
+
+#[tokio::test]
+async fn sms_requests_satisfy_vonages_spec() {
+    let prism = prism::shared(support::specs::vonage_sms());
+    let vonage = plugin(&prism.base_url).await;
+    let accepted = support::send_accepted(prism, &vonage, &sms("Your code is 1234")).await;
+    assert!(
+        accepted.provider_message_id.is_some(),
+        "status \"0\" with the spec's message-id"
+    );
+    // Unicode text is sent with `type=unicode`, which the spec allows too.
+    support::send_accepted(prism, &vonage, &sms("Ваш код 1234")).await;
+}
+
+/// Vonage's signed-webhook scheme ("Signing messages"): every parameter but `sig`, sorted, as
+/// `&name=value` with `&` and `=` in values replaced by `_`; here with the HMAC-SHA256 method.
+fn signed_receipt(fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut sorted = fields.to_vec();
+    sorted.sort();
+    let signing: String = sorted
+        .iter()
+        .map(|(k, v)| format!("&{k}={}", v.replace(['&', '='], "_")))
+        .collect();
+    let mut body: serde_json::Map<String, serde_json::Value> = fields
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).into()))
+        .collect();
+    body.insert(
+        "sig".to_owned(),
+        hmac_sha256_hex(SIGNATURE_SECRET, signing.as_bytes())
+            .to_uppercase()
+            .into(),
+    );
+    serde_json::to_vec(&body).unwrap()
+}
+
+/// Delivery receipts come to the account's webhook (Hermes's per-attempt URL is longer than the
+/// 100 characters Vonage's `callback` allows) and find their attempt by `client-ref`.
+#[tokio::test]
+async fn signed_delivery_receipts_find_their_attempt_by_client_ref() {
+    let vonage = plugin("http://127.0.0.1:9").await;
+    let request = sms("hi");
+    let client_ref = format!("{}:{}", request.message_id, request.attempt_id);
+    // The fields of the spec's `DeliveryReceipt` example, for our message.
+    let receipt = |status: &'static str, err: &'static str| {
+        vec![
+            ("msisdn", "447700900000"),
+            ("to", "AcmeInc"),
+            ("network-code", "12345"),
+            ("messageId", "0A0000001234567B"),
+            ("price", "0.03330000"),
+            ("status", status),
+            ("scts", "2001011400"),
+            ("err-code", err),
+            ("api-key", "abcd1234"),
+            ("message-timestamp", "2020-01-01 12:00:00"),
+            ("timestamp", "1583836560"),
+            ("nonce", "ec11dd3e-1e7f-4db5-9467-82b02cd223b9"),
+        ]
+    };
+    let post = |fields: Vec<(&str, &str)>| {
+        let mut fields = fields;
+        fields.push(("client-ref", client_ref.as_str()));
+        callback(
+            "vonage",
+            None,
+            &[("content-type", "application/json")],
+            signed_receipt(&fields),
+        )
+    };
+
+    let delivered = only_receipt(
+        vonage
+            .parse_callback(&post(receipt("delivered", "0")))
+            .await,
+    );
+    assert_eq!(delivered.status, ReceiptStatus::Delivered);
+    assert_eq!(
+        (delivered.message_id, delivered.attempt_id),
+        (request.message_id, request.attempt_id)
+    );
+    assert_eq!(
+        delivered.provider_message_id.as_deref(),
+        Some("0A0000001234567B")
+    );
+
+    let failed = only_receipt(vonage.parse_callback(&post(receipt("failed", "6"))).await);
+    assert_eq!(failed.status, ReceiptStatus::Failed);
+    assert_eq!(failed.error.map(|e| e.code).as_deref(), Some("vonage_6"));
+
+    // An intermediate status is no receipt.
+    let buffered = vonage
+        .parse_callback(&post(receipt("buffered", "0")))
+        .await
+        .unwrap();
+    assert!(buffered.receipts.is_empty());
+
+    let mut tampered = post(receipt("delivered", "0"));
+    tampered.body = String::from_utf8(tampered.body.to_vec())
+        .unwrap()
+        .replace("\"delivered\"", "\"failed\"")
+        .into();
+    assert_eq!(
+        vonage.parse_callback(&tampered).await,
+        Err(CallbackError::InvalidSignature)
+    );
+}
