@@ -6,7 +6,7 @@ use crate::providers::ProviderSource;
 use anyhow::Context;
 use hermes_adapters::ProviderRegistry;
 use hermes_adapters::mock::{self, MockProviderConfig, MockProviderHandle};
-use hermes_adapters::plugin::{AccountConfig, Secret};
+use hermes_adapters::plugin::{AccountConfig, PluginEngine, PluginLimits, Secret};
 use hermes_command::CommandHandler;
 use hermes_command::accept_batcher::AcceptBatcher;
 use hermes_command::api::CommandState;
@@ -192,7 +192,11 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
         pool: pool.clone(),
     };
     let app = if roles.api {
-        router(state)
+        router(state).merge(crate::admin::router(crate::admin::AdminState {
+            pool: pool.clone(),
+            token: args.admin_token.clone().map(hermes_infra::Secret::new),
+            engine: PluginEngine::new(PluginLimits::default())?,
+        }))
     } else {
         crate::http::health_only(state)
     };

@@ -245,6 +245,7 @@ async fn spawn(args: &BenchArgs) -> anyhow::Result<(RunningApp, String)> {
         mock_receipt_delay_ms: args.receipt_delay_ms,
         secret_key: None,
         plugins_dir: None,
+        admin_token: None,
     };
     let app = app::start(&server, Roles::all()).await?;
     let tenant = hermes_infra::tenants::create_tenant(&app.pool, "bench")

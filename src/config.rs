@@ -46,6 +46,10 @@ pub struct ServerArgs {
     /// are validated and swapped in while Hermes runs.
     #[arg(long, env = "HERMES_PLUGINS_DIR")]
     pub plugins_dir: Option<std::path::PathBuf>,
+    /// Bearer token of the admin API (`/admin/v1/plugins`: upload, list and roll back plugin
+    /// versions). Without it the admin API is off.
+    #[arg(long, env = "HERMES_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Delay before the embedded mock provider sends a delivery receipt.
     #[arg(long, env = "HERMES_MOCK_RECEIPT_DELAY_MS", default_value_t = 200)]
     pub mock_receipt_delay_ms: u64,

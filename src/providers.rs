@@ -4,15 +4,17 @@
 //! sealed under `HERMES_SECRET_KEY`. With no account configured, the built-in mock provider serves
 //! every channel as account `mock`, so `hermes dev` works out of the box.
 //!
-//! A plugin is the built-in one of that name, unless the plugins directory (`--plugins-dir`) holds
-//! `<plugin>.wasm`, which then wins. Every [`RELOAD_EVERY`] the accounts and plugin files are read
-//! again; an account whose plugin bytes or settings changed is loaded anew and validated (its
-//! `describe` must answer, with the plugin's own name), then swapped in atomically. Calls in flight
-//! finish on the version they started with; an invalid new version is refused and the old one keeps
-//! serving. Rolling back is putting the previous file back (or removing it, for the built-in).
+//! A plugin is, first found: the newest version uploaded through the admin API
+//! (`plugin_uploads`), `<plugin>.wasm` in the plugins directory (`--plugins-dir`), the built-in
+//! one. Every [`RELOAD_EVERY`] the accounts, uploads and plugin files are read again; an account
+//! whose plugin bytes or settings changed is loaded anew and validated (its `describe` must answer,
+//! with the plugin's own name), then swapped in atomically. Calls in flight finish on the version
+//! they started with; an invalid new version is refused and the old one keeps serving. Rolling back
+//! is the admin API's rollback (the previous upload serves again), or putting the previous file back.
 
 use hermes_adapters::plugin::{AccountConfig, PluginEngine, PluginLimits, Secret, builtin};
 use hermes_adapters::{Provider, ProviderRegistry};
+use hermes_infra::plugin_uploads;
 use hermes_infra::provider_accounts::{self, SealingKey};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
@@ -42,6 +44,8 @@ pub struct ProviderSource {
     fallback: AccountConfig,
     /// Fingerprint of what each loaded account was loaded from.
     loaded: HashMap<String, [u8; 32]>,
+    /// Uploaded plugin bytes by digest, so a poll reads only digests.
+    uploads: HashMap<String, Arc<Vec<u8>>>,
 }
 
 impl ProviderSource {
@@ -58,10 +62,27 @@ impl ProviderSource {
             engine: PluginEngine::new(PluginLimits::default())?,
             fallback,
             loaded: HashMap::new(),
+            uploads: HashMap::new(),
         })
     }
 
-    fn plugin_bytes(&self, plugin: &str) -> anyhow::Result<Vec<u8>> {
+    /// The bytes of `plugin`: uploaded (its current digest in `uploaded`), else from the plugins
+    /// directory, else built in.
+    async fn plugin_bytes(
+        &mut self,
+        plugin: &str,
+        uploaded: &HashMap<String, String>,
+    ) -> anyhow::Result<Vec<u8>> {
+        if let Some(sha256) = uploaded.get(plugin) {
+            if let Some(bytes) = self.uploads.get(sha256) {
+                return Ok(bytes.to_vec());
+            }
+            if let Some(bytes) = plugin_uploads::wasm(&self.pool, plugin, sha256).await? {
+                self.uploads.insert(sha256.clone(), Arc::new(bytes.clone()));
+                return Ok(bytes);
+            }
+            // Rolled back since the digests were read: fall through to the next source.
+        }
         if let Some(dir) = &self.plugins_dir {
             let path = dir.join(format!("{plugin}.wasm"));
             match std::fs::read(&path) {
@@ -75,7 +96,10 @@ impl ProviderSource {
         })
     }
 
-    async fn desired(&self) -> anyhow::Result<Vec<Desired>> {
+    async fn desired(&mut self) -> anyhow::Result<Vec<Desired>> {
+        let uploaded = plugin_uploads::current_digests(&self.pool).await?;
+        self.uploads
+            .retain(|sha256, _| uploaded.values().any(|s| s == sha256));
         let (count, _) = provider_accounts::version(&self.pool).await?;
         let accounts: Vec<(String, AccountConfig)> = if count == 0 {
             vec![("mock".to_owned(), self.fallback.clone())]
@@ -108,7 +132,7 @@ impl ProviderSource {
         };
         let mut desired = Vec::with_capacity(accounts.len());
         for (plugin, account) in accounts {
-            let bytes = match self.plugin_bytes(&plugin) {
+            let bytes = match self.plugin_bytes(&plugin, &uploaded).await {
                 Ok(bytes) => bytes,
                 Err(err) => {
                     tracing::error!(account = %account.name, error = %err, "provider account not served");

@@ -70,6 +70,7 @@ pub fn server_args(database_url: &str) -> ServerArgs {
         mock_receipt_delay_ms: 20,
         secret_key: None,
         plugins_dir: None,
+        admin_token: None,
     }
 }
 

@@ -4,6 +4,7 @@
 mod harness;
 
 mod ack;
+mod admin;
 mod api;
 mod cascade;
 mod crash;

@@ -11,7 +11,7 @@ const WITHIN: Duration = Duration::from_secs(15);
 const MOCK_SECRET: &str = "mock-receipt-secret-for-swap-test";
 
 /// An SMS that ends as soon as a provider accepts it.
-fn accepted_sms() -> Value {
+pub(crate) fn accepted_sms() -> Value {
     json!({
         "to": {"phone": "+15550101234"},
         "content": {"text": "hello"},
@@ -20,7 +20,7 @@ fn accepted_sms() -> Value {
 }
 
 /// What served the message's first attempt (`served_by` on its `AttemptDispatched`).
-async fn served_by(app: &TestApp, id: &str) -> String {
+pub(crate) async fn served_by(app: &TestApp, id: &str) -> String {
     app.wait_for_status(id, "delivered", WITHIN).await;
     let events = app.events(id).await;
     let dispatched = events
@@ -48,7 +48,7 @@ fn account(name: &str, plugin: &str, priority: i32, config: &[(&str, &str)]) -> 
 }
 
 /// Waits until a new message is served by `expected` (the accounts reload every 2 s).
-async fn wait_until_served_by(app: &TestApp, expected: &str) -> String {
+pub(crate) async fn wait_until_served_by(app: &TestApp, expected: &str) -> String {
     let deadline = tokio::time::Instant::now() + WITHIN;
     loop {
         let id = app.send(&accepted_sms()).await;

@@ -1,0 +1,179 @@
+//! The admin API's plugin versions: uploaded, validated, swapped in while Hermes runs, rolled back.
+
+use crate::harness::TestApp;
+use crate::providers::{accepted_sms, served_by, wait_until_served_by};
+use hermes_adapters::plugin::builtin;
+use serde_json::Value;
+
+const TOKEN: &str = "admin-token-for-the-tests-0123456789";
+
+async fn admin(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> (u16, Value) {
+    let mut request = app
+        .client
+        .request(method, app.url(path))
+        .header("content-type", "application/wasm")
+        .body(body.to_vec());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The built-in mock plugin, relabelled as another version: its version string is data in the
+/// component, so a same-length replacement is a valid plugin that describes itself differently.
+fn mock_version(version: &str) -> Vec<u8> {
+    let needle = b"0.1.0";
+    assert_eq!(version.len(), needle.len());
+    let mut bytes = builtin::MOCK.to_vec();
+    let at: Vec<usize> = bytes
+        .windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| w == needle)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(at.len(), 1, "the mock's version appears once");
+    bytes[at[0]..at[0] + needle.len()].copy_from_slice(version.as_bytes());
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_versions_are_uploaded_validated_swapped_in_and_rolled_back() {
+    let app = TestApp::spawn_with(|args| args.admin_token = Some(TOKEN.to_owned())).await;
+    let first = app.send(&accepted_sms()).await;
+    assert_eq!(served_by(&app, &first).await, "mock@0.1.0");
+    let put = reqwest::Method::PUT;
+    let new_version = mock_version("0.9.9");
+
+    // Refused: no token, a wrong one, bytes that are no plugin, another plugin, a bad name.
+    for (token, path, body, status, code) in [
+        (
+            None,
+            "/admin/v1/plugins/mock",
+            &new_version[..],
+            401,
+            "unauthorized",
+        ),
+        (
+            Some("guess"),
+            "/admin/v1/plugins/mock",
+            &new_version[..],
+            401,
+            "unauthorized",
+        ),
+        (
+            Some(TOKEN),
+            "/admin/v1/plugins/mock",
+            b"not a component",
+            422,
+            "invalid_plugin",
+        ),
+        (
+            Some(TOKEN),
+            "/admin/v1/plugins/mock",
+            builtin::EVIL,
+            422,
+            "invalid_plugin",
+        ),
+        (
+            Some(TOKEN),
+            "/admin/v1/plugins/Mock",
+            &new_version[..],
+            422,
+            "invalid_plugin_name",
+        ),
+    ] {
+        let (got, problem) = admin(&app, put.clone(), path, token, body).await;
+        assert_eq!(
+            (got, problem["code"].as_str()),
+            (status, Some(code)),
+            "{problem}"
+        );
+    }
+
+    // A valid new version: stored, listed, and serving new attempts within a reload.
+    let (status, uploaded) = admin(
+        &app,
+        put.clone(),
+        "/admin/v1/plugins/mock",
+        Some(TOKEN),
+        &new_version,
+    )
+    .await;
+    assert_eq!(status, 201, "{uploaded}");
+    assert_eq!(uploaded["version"], "0.9.9");
+    assert_eq!(uploaded["source"], "upload");
+    wait_until_served_by(&app, "mock@0.9.9").await;
+    let (_, listed) = admin(
+        &app,
+        reqwest::Method::GET,
+        "/admin/v1/plugins",
+        Some(TOKEN),
+        b"",
+    )
+    .await;
+    let mock = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "mock")
+        .unwrap();
+    assert_eq!(
+        (&mock["source"], &mock["version"]),
+        (&"upload".into(), &"0.9.9".into())
+    );
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "twilio" && p["source"] == "builtin")
+    );
+
+    // Rolled back: the built-in serves again; with no upload left, a second rollback is a 404.
+    let post = reqwest::Method::POST;
+    let (status, rolled) = admin(
+        &app,
+        post.clone(),
+        "/admin/v1/plugins/mock/rollback",
+        Some(TOKEN),
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200, "{rolled}");
+    assert_eq!(rolled["removed"]["version"], "0.9.9");
+    wait_until_served_by(&app, "mock@0.1.0").await;
+    let (status, problem) = admin(
+        &app,
+        post,
+        "/admin/v1/plugins/mock/rollback",
+        Some(TOKEN),
+        b"",
+    )
+    .await;
+    assert_eq!((status, problem["code"].as_str()), (404, Some("no_upload")));
+}
+
+#[tokio::test]
+async fn the_admin_api_is_off_without_a_token() {
+    let app = TestApp::spawn().await;
+    let (status, problem) = admin(
+        &app,
+        reqwest::Method::GET,
+        "/admin/v1/plugins",
+        Some("anything"),
+        b"",
+    )
+    .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (403, Some("admin_disabled"))
+    );
+}
