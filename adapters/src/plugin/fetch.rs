@@ -68,7 +68,7 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || (first == 0x2001 && ip.segments()[1] == 0x0db8)) // documentation
 }
 
-fn host_allowed(account: &AccountConfig, host: &str) -> bool {
+pub(crate) fn host_allowed(account: &AccountConfig, host: &str) -> bool {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     account.allowed_hosts.iter().any(|allowed| {
         let allowed = allowed.trim_end_matches('.').to_ascii_lowercase();

@@ -79,6 +79,7 @@ pub(crate) struct PluginState {
     /// A `fetch` of this call may have reached the provider.
     request_left: bool,
     log_lines: u32,
+    fetch_stub: Option<FetchStub>,
 }
 
 impl PluginState {
@@ -176,6 +177,30 @@ impl async_http::Host for PluginState {
         &mut self,
         request: async_http::Request,
     ) -> Result<async_http::Response, async_http::FetchError> {
+        if let Some(stub) = &self.fetch_stub {
+            let host_allowed = reqwest::Url::parse(&request.url)
+                .ok()
+                .and_then(|url| url.host_str().map(str::to_owned))
+                .is_some_and(|host| fetch::host_allowed(&self.account, &host));
+            if !host_allowed {
+                return Err(async_http::FetchError::Denied(format!(
+                    "host of {} is not allowed",
+                    request.url
+                )));
+            }
+            self.request_left = true;
+            let answer = stub(&StubRequest {
+                method: request.method,
+                url: request.url,
+                headers: request.headers,
+                body: request.body,
+            });
+            return Ok(async_http::Response {
+                status: answer.status,
+                headers: answer.headers,
+                body: answer.body,
+            });
+        }
         let deadline = tokio::time::Instant::from_std(self.deadline);
         let outcome = fetch::fetch(&self.account, &self.limits, request, deadline).await;
         self.request_left |= outcome.left;
@@ -194,6 +219,27 @@ pub struct PluginEngine {
     engine: Engine,
     linker: Arc<Linker<PluginState>>,
     limits: Arc<PluginLimits>,
+    fetch_stub: Option<FetchStub>,
+}
+
+/// Answers a plugin's `fetch` in place of the network: see [`PluginEngine::with_fetch_stub`].
+pub type FetchStub = Arc<dyn Fn(&StubRequest) -> StubResponse + Send + Sync>;
+
+/// What a plugin asked to fetch, as a [`FetchStub`] sees it.
+#[derive(Debug, Clone)]
+pub struct StubRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// A [`FetchStub`]'s answer.
+#[derive(Debug, Clone)]
+pub struct StubResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 impl PluginEngine {
@@ -239,6 +285,7 @@ impl PluginEngine {
             engine,
             linker: Arc::new(linker),
             limits: Arc::new(limits),
+            fetch_stub: None,
         })
     }
 
@@ -292,6 +339,14 @@ impl PluginEngine {
         Ok(provider)
     }
 
+    /// Every `fetch` of the plugins this engine loads is answered by `stub` instead of the network
+    /// (the account's allow-list still applies). For benchmarks, which measure the plugin call
+    /// without a network's noise; never used by Hermes itself.
+    pub fn with_fetch_stub(mut self, stub: FetchStub) -> Self {
+        self.fetch_stub = Some(stub);
+        self
+    }
+
     fn store(&self, provider: &PluginProvider, timeout: Duration) -> Store<PluginState> {
         let deadline = Instant::now() + timeout;
         let mut store = Store::new(
@@ -307,6 +362,7 @@ impl PluginEngine {
                 denied: None,
                 request_left: false,
                 log_lines: 0,
+                fetch_stub: self.fetch_stub.clone(),
             },
         );
         store.limiter(|state| &mut state.limiter);

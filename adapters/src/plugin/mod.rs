@@ -29,7 +29,9 @@ mod host;
 mod limits;
 
 pub use fetch::is_public_address;
-pub use host::{PluginEngine, PluginInfo, PluginProvider, ReceiptStyle};
+pub use host::{
+    FetchStub, PluginEngine, PluginInfo, PluginProvider, ReceiptStyle, StubRequest, StubResponse,
+};
 pub use limits::{EPOCH_TICK, PluginLimits};
 
 use hermes_domain::message::AttemptError;
