@@ -266,6 +266,17 @@ async fn bad_requests_are_refused_with_stable_codes_and_store_nothing() {
             "invalid_email",
         )
         .field("to.email"),
+        refused(
+            "whatsapp template without a name",
+            &json!({
+                "to": {"whatsapp": "+14155550100"},
+                "content": {"whatsapp": {"template": {"name": "", "language": "en_US"}}},
+                "cascade": [{"channel": "whatsapp"}],
+            }),
+            422,
+            "invalid_template",
+        )
+        .field("content.whatsapp.template.name"),
         refused("no cascade", &no_cascade, 422, "missing_cascade").field("cascade"),
         refused("body over the limit", &too_large, 413, "payload_too_large"),
         Refused {
