@@ -1053,6 +1053,30 @@ async fn receipts_are_verified_matched_and_deduplicated() {
 // ---------------------------------------------------------------------------------------------
 // 8. Operational endpoints
 
+/// Without its database Hermes is alive but not ready: a load balancer should stop sending to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_answers_not_ready_when_the_database_is_gone() {
+    let app = TestApp::spawn().await;
+    // Every handle of the pool shares it: closing it is the database going away for this Hermes.
+    // (The close itself waits for busy connections to come back; the pool refuses new work at once.)
+    let pool = app.app.pool.clone();
+    tokio::spawn(async move { pool.close().await });
+    let deadline = tokio::time::Instant::now() + WITHIN;
+    let r = loop {
+        let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+        if r.status() != 200 || tokio::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let problem: Value = r.json().await.unwrap();
+    assert_eq!(problem["code"], "not_ready");
+    let alive = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(alive.status(), 200, "the process itself is fine");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_openapi_and_docs() {
     let app = TestApp::spawn().await;
@@ -1068,6 +1092,7 @@ async fn health_openapi_and_docs() {
         "/v1/messages",
         "/v1/messages/{id}",
         "/v1/messages/{id}/cancel",
+        "/v1/messages/{id}/ack",
         "/v1/messages/{id}/events",
     ] {
         assert!(
