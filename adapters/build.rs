@@ -2,9 +2,10 @@
 //! into a component (no WASI), leaves `$OUT_DIR/<name>.wasm` and writes `$OUT_DIR/builtin.rs`, which
 //! `plugin::builtin` includes.
 //!
-//! The plugins are one Cargo workspace of their own (`plugins/Cargo.toml`; every subdirectory with a
-//! `Cargo.toml` is a plugin), built by a nested `cargo` with its own target directory: the outer
-//! build holds the lock on the main one.
+//! The plugins are one Cargo workspace of their own (`plugins/Cargo.toml`), built by a nested
+//! `cargo` with its own target directory: the outer build holds the lock on the main one. A
+//! subdirectory whose `Cargo.toml` says `crate-type = ["cdylib"]` is a plugin; any other member
+//! (`kit`, the library the plugins share) is only built as their dependency.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -65,16 +66,26 @@ fn main() {
     fs::write(out_dir.join("builtin.rs"), builtin).expect("writing builtin.rs");
 }
 
-/// Every directory under `plugins/` with a `Cargo.toml`, sorted.
+/// Every directory under `plugins/` whose `Cargo.toml` declares a cdylib, sorted.
 fn plugin_names(plugins_dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(plugins_dir)
         .unwrap_or_else(|err| panic!("reading {}: {err}", plugins_dir.display()))
         .filter_map(Result::ok)
-        .filter(|entry| entry.path().join("Cargo.toml").is_file())
+        .filter(|entry| {
+            fs::read_to_string(entry.path().join("Cargo.toml")).is_ok_and(|m| is_cdylib(&m))
+        })
         .filter_map(|entry| entry.file_name().into_string().ok())
         .collect();
     names.sort();
     names
+}
+
+/// Whether a manifest has the line `crate-type = ["cdylib"]` (spacing and comments aside).
+fn is_cdylib(manifest: &str) -> bool {
+    manifest.lines().any(|line| {
+        let line = line.split('#').next().unwrap_or_default();
+        line.split_whitespace().collect::<String>() == r#"crate-type=["cdylib"]"#
+    })
 }
 
 /// `target/plugins` next to the profile directories (`OUT_DIR` is

@@ -9,8 +9,10 @@
 
 use serde::Deserialize;
 
-use crate::classify::{self, Reject};
-use crate::request::{HttpRequest, config_error};
+use hermes_guest_kit::{Reject, body_excerpt, non_empty, retry_after};
+
+use crate::classify;
+use crate::request::HttpRequest;
 
 /// Where Google's keys send the assertion (used when a key has no `token_uri`).
 pub const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
@@ -30,10 +32,6 @@ pub struct ServiceAccount {
     pub private_key: Option<String>,
     pub client_email: Option<String>,
     pub token_uri: Option<String>,
-}
-
-fn non_empty(value: &Option<String>) -> Option<&str> {
-    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
 impl ServiceAccount {
@@ -63,29 +61,33 @@ pub fn parse_service_account(json: Option<&str>) -> Result<ServiceAccount, Rejec
     let json = json
         .map(str::trim)
         .filter(|j| !j.is_empty())
-        .ok_or_else(|| config_error("no service_account_json configured"))?;
+        .ok_or_else(|| Reject::plugin_config("no service_account_json configured"))?;
     let account: ServiceAccount = serde_json::from_str(json).map_err(|err| {
         // serde_json's messages give a position, never the text.
-        config_error(format!(
+        Reject::plugin_config(format!(
             "service_account_json is not a service-account key (JSON object): {err}"
         ))
     })?;
     if let Some(kind) = non_empty(&account.kind)
         && kind != "service_account"
     {
-        return Err(config_error(format!(
+        return Err(Reject::plugin_config(format!(
             "service_account_json is a {kind:?} credential, not a service_account key"
         )));
     }
     if non_empty(&account.client_email).is_none() {
-        return Err(config_error("service_account_json has no client_email"));
+        return Err(Reject::plugin_config(
+            "service_account_json has no client_email",
+        ));
     }
     if non_empty(&account.private_key).is_none() {
-        return Err(config_error("service_account_json has no private_key"));
+        return Err(Reject::plugin_config(
+            "service_account_json has no private_key",
+        ));
     }
     let token_uri = account.token_uri();
     if !(token_uri.starts_with("https://") || token_uri.starts_with("http://")) {
-        return Err(config_error(
+        return Err(Reject::plugin_config(
             "service_account_json's token_uri is not an http(s) URL",
         ));
     }
@@ -194,7 +196,7 @@ pub fn token_answer(
         .and_then(|e| e.error_description.clone())
         .or_else(|| classify::google_error(body).and_then(|e| e.message))
         .filter(|d| !d.trim().is_empty())
-        .unwrap_or_else(|| classify::body_excerpt(body));
+        .unwrap_or_else(|| body_excerpt(body));
     let what = match (&oauth_code, description.is_empty()) {
         (Some(code), false) => format!("{code}: {description}"),
         (Some(code), true) => code.clone(),
@@ -212,7 +214,7 @@ pub fn token_answer(
     }
     // 408, 429, 5xx...: the endpoint, not the account.
     let mut reject = Reject::new(&format!("http_{status}"), message, true);
-    reject.retry_after_seconds = classify::retry_after(headers);
+    reject.retry_after_seconds = retry_after(headers);
     Err(reject)
 }
 

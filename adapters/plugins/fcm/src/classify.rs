@@ -19,32 +19,11 @@
 //! | `THIRD_PARTY_AUTH_ERROR` | 401 | APNs certificate / web push key invalid or missing | retryable (account) |
 //! | `UNSPECIFIED_ERROR`, anything else | | | by HTTP status |
 
+use hermes_guest_kit::{Reject, body_or_status, retryable_status, throttling_status};
 use serde::Deserialize;
 
-/// How much of an unexpected error body ends up in an attempt's error message.
-const MAX_ERROR_BODY: usize = 200;
 /// The `@type` of FCM's own error detail.
 const FCM_ERROR_TYPE: &str = "type.googleapis.com/google.firebase.fcm.v1.FcmError";
-
-/// A refusal (nothing was sent, or the provider said no), in the plugin's own terms.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reject {
-    pub code: String,
-    pub message: String,
-    pub retryable: bool,
-    pub retry_after_seconds: Option<u32>,
-}
-
-impl Reject {
-    pub fn new(code: &str, message: impl Into<String>, retryable: bool) -> Self {
-        Reject {
-            code: code.to_owned(),
-            message: message.into(),
-            retryable,
-            retry_after_seconds: None,
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -96,24 +75,6 @@ pub fn google_error(body: &[u8]) -> Option<GoogleError> {
         .and_then(|e| e.error)
 }
 
-/// `Retry-After` in seconds (delta-seconds; an HTTP date is not understood).
-pub fn retry_after(headers: &[(String, String)]) -> Option<u32> {
-    headers
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case("retry-after"))
-        .and_then(|(_, value)| value.trim().parse::<u64>().ok())
-        .map(|secs| secs.min(u64::from(u32::MAX)) as u32)
-}
-
-/// The start of an unexpected body, for an error message.
-pub fn body_excerpt(body: &[u8]) -> String {
-    String::from_utf8_lossy(body)
-        .trim()
-        .chars()
-        .take(MAX_ERROR_BODY)
-        .collect()
-}
-
 /// Whether an FCM error code is about the recipient or the content (`Some(false)`), about the
 /// account or the moment (`Some(true)`), or unknown (`None`: decided by the HTTP status).
 fn retryable_by_error_code(code: &str) -> Option<bool> {
@@ -122,13 +83,6 @@ fn retryable_by_error_code(code: &str) -> Option<bool> {
         "QUOTA_EXCEEDED" | "UNAVAILABLE" | "INTERNAL" | "THIRD_PARTY_AUTH_ERROR" => Some(true),
         _ => None,
     }
-}
-
-/// By HTTP status alone: 401/403 (credentials, permissions), 404 without an FCM error code (a
-/// wrong project id or base URL), 408, 429 and 5xx are retryable; any other 4xx is about this
-/// request.
-fn retryable_by_status(status: u16) -> bool {
-    matches!(status, 401 | 403 | 404 | 408 | 429) || !(400..500).contains(&status)
 }
 
 pub fn classify(status: u16, headers: &[(String, String)], body: &[u8]) -> Outcome {
@@ -153,45 +107,30 @@ pub fn classify(status: u16, headers: &[(String, String)], body: &[u8]) -> Outco
     };
     let message = match error.as_ref().and_then(|e| e.message.as_deref()) {
         Some(message) if !message.trim().is_empty() => message.to_owned(),
-        _ => {
-            let excerpt = body_excerpt(body);
-            if excerpt.is_empty() {
-                format!("FCM answered HTTP {status}")
-            } else {
-                excerpt
-            }
-        }
+        _ => body_or_status("FCM", status, body),
     };
+    // Without a known FCM error code, by HTTP status alone: 401/403 (credentials, permissions),
+    // 404 (a wrong project id or base URL), 408, 429 and 5xx are retryable; any other 4xx is about
+    // this request.
     let retryable = fcm_code
         .and_then(retryable_by_error_code)
-        .unwrap_or_else(|| retryable_by_status(status));
-    let throttled = status == 429
-        || status == 503
-        || matches!(fcm_code, Some("QUOTA_EXCEEDED" | "UNAVAILABLE"));
+        .unwrap_or_else(|| retryable_status(status));
+    let throttled =
+        throttling_status(status) || matches!(fcm_code, Some("QUOTA_EXCEEDED" | "UNAVAILABLE"));
     Outcome::Rejected {
-        reject: Reject {
-            code,
-            message,
-            retryable,
-            retry_after_seconds: if retryable && throttled {
-                retry_after(headers)
-            } else {
-                None
-            },
-        },
+        reject: Reject::new(&code, message, retryable).with_retry_after(throttled, headers),
         drop_token: status == 401,
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use hermes_guest_kit::MAX_ERROR_BODY;
+
     use super::*;
 
     fn rejected(status: u16, headers: &[(&str, &str)], body: &str) -> (Reject, bool) {
-        let headers: Vec<(String, String)> = headers
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+        let headers = hermes_guest_kit::pairs(headers);
         match classify(status, &headers, body.as_bytes()) {
             Outcome::Rejected { reject, drop_token } => (reject, drop_token),
             other => panic!("expected a rejection, got {other:?}"),

@@ -3,20 +3,12 @@
 //! through [`Host`], so the whole flow is unit-tested natively with a fake host; `lib.rs` wires
 //! the real imports in.
 
+use hermes_guest_kit::{FetchFailure, Reject, SendFailure};
+
 use crate::auth::{self, ServiceAccount};
-use crate::classify::{self, Outcome, Reject};
+use crate::classify::{self, Outcome};
 use crate::jwt;
 use crate::request::{self, HttpRequest, Prepared};
-
-/// `http-client.fetch-error`, in the plugin's own terms.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FetchFail {
-    Denied(String),
-    Connect(String),
-    Timeout,
-    TooLarge,
-    Transport(String),
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpResponse {
@@ -30,7 +22,7 @@ pub trait Host {
     fn cache_get(&self, key: &str) -> Option<String>;
     fn cache_set(&self, key: &str, value: &str, ttl_seconds: u32);
     fn now_millis(&self) -> u64;
-    fn fetch(&self, request: HttpRequest) -> Result<HttpResponse, FetchFail>;
+    fn fetch(&self, request: HttpRequest) -> Result<HttpResponse, FetchFailure>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +30,15 @@ pub enum SendOutcome {
     Accepted(Option<String>),
     Rejected(Reject),
     InDoubt(String),
+}
+
+impl From<SendFailure> for SendOutcome {
+    fn from(failure: SendFailure) -> Self {
+        match failure {
+            SendFailure::Rejected(reject) => SendOutcome::Rejected(reject),
+            SendFailure::InDoubt(message) => SendOutcome::InDoubt(message),
+        }
+    }
 }
 
 /// The cached access token, or a fresh one from the key's token endpoint (then cached for
@@ -50,7 +51,7 @@ pub fn access_token(host: &impl Host, account: &ServiceAccount) -> Result<String
     {
         return Ok(token);
     }
-    let key = jwt::parse_private_key(account.private_key()).map_err(request::config_error)?;
+    let key = jwt::parse_private_key(account.private_key()).map_err(Reject::plugin_config)?;
     let assertion = jwt::assertion(
         &jwt::AssertionInput {
             client_email: account.client_email(),
@@ -61,34 +62,19 @@ pub fn access_token(host: &impl Host, account: &ServiceAccount) -> Result<String
         },
         &key,
     )
-    .map_err(request::config_error)?;
+    .map_err(Reject::plugin_config)?;
     let response = host
         .fetch(auth::token_request(account, &assertion))
         .map_err(|fail| match fail {
-            FetchFail::Connect(err) => Reject::new(
-                "connect_failed",
-                format!("could not connect to the token endpoint: {err}"),
-                true,
-            ),
-            FetchFail::Denied(err) => {
+            FetchFailure::Denied(err) => {
                 Reject::new("fetch_denied", format!("token endpoint: {err}"), true)
             }
-            // The token request carries no message: a lost answer costs a token, nothing more.
-            FetchFail::Timeout => Reject::new(
-                "fcm_auth",
-                "no answer from the token endpoint in time",
-                true,
-            ),
-            FetchFail::TooLarge => Reject::new(
-                "fcm_auth",
-                "the token endpoint's answer was too large",
-                true,
-            ),
-            FetchFail::Transport(err) => Reject::new(
-                "fcm_auth",
-                format!("the token endpoint's answer was lost: {err}"),
-                true,
-            ),
+            // Connect: `connect_failed`. The token request carries no message: a lost answer
+            // costs a token, nothing more (`fcm_auth`, never in doubt).
+            fail => match fail.after_send("the token endpoint") {
+                SendFailure::Rejected(reject) => reject,
+                SendFailure::InDoubt(message) => Reject::new("fcm_auth", message, true),
+            },
         })?;
     let token = auth::token_answer(response.status, &response.headers, &response.body)?;
     if token.cache_ttl_seconds > 0 {
@@ -105,26 +91,8 @@ pub fn deliver(host: &impl Host, prepared: &Prepared) -> SendOutcome {
     };
     let response = match host.fetch(request::send_request(prepared, &token)) {
         Ok(response) => response,
-        // Nothing left: safe to fail over at once.
-        Err(FetchFail::Connect(err)) => {
-            return SendOutcome::Rejected(Reject::new(
-                "connect_failed",
-                format!("could not connect to FCM: {err}"),
-                true,
-            ));
-        }
-        Err(FetchFail::Denied(err)) => {
-            return SendOutcome::Rejected(Reject::new("fetch_denied", err, true));
-        }
-        Err(FetchFail::Timeout) => {
-            return SendOutcome::InDoubt("no answer from FCM in time".to_owned());
-        }
-        Err(FetchFail::TooLarge) => {
-            return SendOutcome::InDoubt("FCM's answer was too large".to_owned());
-        }
-        Err(FetchFail::Transport(err)) => {
-            return SendOutcome::InDoubt(format!("FCM's answer was lost: {err}"));
-        }
+        // Connect/Denied: nothing left, a rejection; otherwise FCM may have sent the message.
+        Err(fail) => return fail.after_send("FCM").into(),
     };
     match classify::classify(response.status, &response.headers, &response.body) {
         Outcome::Accepted(name) => SendOutcome::Accepted(name),
@@ -166,12 +134,12 @@ mod tests {
     struct FakeHost {
         cache: RefCell<HashMap<String, String>>,
         cache_sets: RefCell<Vec<(String, String, u32)>>,
-        answers: RefCell<VecDeque<Result<HttpResponse, FetchFail>>>,
+        answers: RefCell<VecDeque<Result<HttpResponse, FetchFailure>>>,
         requests: RefCell<Vec<HttpRequest>>,
     }
 
     impl FakeHost {
-        fn answering(answers: Vec<Result<HttpResponse, FetchFail>>) -> Self {
+        fn answering(answers: Vec<Result<HttpResponse, FetchFailure>>) -> Self {
             FakeHost {
                 answers: RefCell::new(answers.into()),
                 ..FakeHost::default()
@@ -208,7 +176,7 @@ mod tests {
             NOW_MILLIS
         }
 
-        fn fetch(&self, request: HttpRequest) -> Result<HttpResponse, FetchFail> {
+        fn fetch(&self, request: HttpRequest) -> Result<HttpResponse, FetchFailure> {
             self.requests.borrow_mut().push(request);
             self.answers
                 .borrow_mut()
@@ -217,7 +185,7 @@ mod tests {
         }
     }
 
-    fn answer(status: u16, body: &str) -> Result<HttpResponse, FetchFail> {
+    fn answer(status: u16, body: &str) -> Result<HttpResponse, FetchFailure> {
         Ok(HttpResponse {
             status,
             headers: Vec::new(),
@@ -225,14 +193,14 @@ mod tests {
         })
     }
 
-    fn token_answer() -> Result<HttpResponse, FetchFail> {
+    fn token_answer() -> Result<HttpResponse, FetchFailure> {
         answer(
             200,
             r#"{"access_token":"ya29.fresh","expires_in":3599,"token_type":"Bearer"}"#,
         )
     }
 
-    fn sent() -> Result<HttpResponse, FetchFail> {
+    fn sent() -> Result<HttpResponse, FetchFailure> {
         answer(200, &serde_json::json!({ "name": NAME }).to_string())
     }
 
@@ -387,15 +355,15 @@ mod tests {
         );
         for (fail, code) in [
             (invalid_grant, "fcm_auth"),
-            (Err(FetchFail::Timeout), "fcm_auth"),
-            (Err(FetchFail::TooLarge), "fcm_auth"),
-            (Err(FetchFail::Transport("reset".to_owned())), "fcm_auth"),
+            (Err(FetchFailure::Timeout), "fcm_auth"),
+            (Err(FetchFailure::TooLarge), "fcm_auth"),
+            (Err(FetchFailure::Transport("reset".to_owned())), "fcm_auth"),
             (
-                Err(FetchFail::Connect("refused".to_owned())),
+                Err(FetchFailure::Connect("refused".to_owned())),
                 "connect_failed",
             ),
             (
-                Err(FetchFail::Denied("not allowed".to_owned())),
+                Err(FetchFailure::Denied("not allowed".to_owned())),
                 "fetch_denied",
             ),
             (answer(503, ""), "http_503"),
@@ -426,11 +394,11 @@ mod tests {
     #[test]
     fn send_fetch_errors_after_the_request_left_are_in_doubt() {
         for (fail, in_doubt) in [
-            (FetchFail::Timeout, true),
-            (FetchFail::TooLarge, true),
-            (FetchFail::Transport("reset".to_owned()), true),
-            (FetchFail::Connect("refused".to_owned()), false),
-            (FetchFail::Denied("not allowed".to_owned()), false),
+            (FetchFailure::Timeout, true),
+            (FetchFailure::TooLarge, true),
+            (FetchFailure::Transport("reset".to_owned()), true),
+            (FetchFailure::Connect("refused".to_owned()), false),
+            (FetchFailure::Denied("not allowed".to_owned()), false),
         ] {
             let host = FakeHost::answering(vec![Err(fail.clone())]).with_cached_token("ya29.c");
             let outcome = deliver(&host, &prepared());

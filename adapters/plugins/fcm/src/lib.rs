@@ -89,7 +89,8 @@ use hermes::provider::host::{self, Level};
 use hermes::provider::http_client::{self, FetchError, Request};
 use hermes::provider::types::{Accepted, Channel, ReceiptStyle, Rejection};
 
-use flow::{FetchFail, HttpResponse, SendOutcome};
+use flow::{HttpResponse, SendOutcome};
+use hermes_guest_kit::{FetchFailure, Reject};
 use request::{Chan, Config, HttpRequest};
 
 struct FcmPlugin;
@@ -120,7 +121,7 @@ impl flow::Host for WitHost {
         host::now_millis()
     }
 
-    fn fetch(&self, request: HttpRequest) -> Result<HttpResponse, FetchFail> {
+    fn fetch(&self, request: HttpRequest) -> Result<HttpResponse, FetchFailure> {
         http_client::fetch(&Request {
             method: request.method.to_owned(),
             url: request.url,
@@ -132,13 +133,30 @@ impl flow::Host for WitHost {
             headers: response.headers,
             body: response.body,
         })
-        .map_err(|err| match err {
-            FetchError::Denied(err) => FetchFail::Denied(err),
-            FetchError::Connect(err) => FetchFail::Connect(err),
-            FetchError::Timeout => FetchFail::Timeout,
-            FetchError::TooLarge => FetchFail::TooLarge,
-            FetchError::Transport(err) => FetchFail::Transport(err),
-        })
+        .map_err(FetchFailure::from)
+    }
+}
+
+impl From<FetchError> for FetchFailure {
+    fn from(err: FetchError) -> Self {
+        match err {
+            FetchError::Denied(err) => FetchFailure::Denied(err),
+            FetchError::Connect(err) => FetchFailure::Connect(err),
+            FetchError::Timeout => FetchFailure::Timeout,
+            FetchError::TooLarge => FetchFailure::TooLarge,
+            FetchError::Transport(err) => FetchFailure::Transport(err),
+        }
+    }
+}
+
+impl From<Reject> for Rejection {
+    fn from(reject: Reject) -> Self {
+        Rejection {
+            code: reject.code,
+            message: reject.message,
+            retryable: reject.retryable,
+            retry_after_seconds: reject.retry_after_seconds,
+        }
     }
 }
 
@@ -189,12 +207,7 @@ impl Guest for FcmPlugin {
                     ),
                 );
                 host::metric("sends_rejected", 1.0);
-                SendResult::Rejected(Rejection {
-                    code: reject.code,
-                    message: reject.message,
-                    retryable: reject.retryable,
-                    retry_after_seconds: reject.retry_after_seconds,
-                })
+                SendResult::Rejected(reject.into())
             }
             SendOutcome::InDoubt(message) => {
                 host::log(

@@ -10,7 +10,7 @@
 use serde_json::{Map, Value};
 
 use crate::auth::{self, ServiceAccount};
-use crate::classify::Reject;
+use hermes_guest_kit::{Reject, non_empty};
 
 pub const DEFAULT_BASE_URL: &str = "https://fcm.googleapis.com";
 
@@ -46,19 +46,6 @@ pub struct Prepared {
     pub body: Vec<u8>,
 }
 
-pub fn config_error(message: impl Into<String>) -> Reject {
-    // A misconfigured account is not the recipient's fault: another account may succeed.
-    Reject::new("plugin_config", message, true)
-}
-
-fn invalid(message: impl Into<String>) -> Reject {
-    Reject::new("invalid_content", message, false)
-}
-
-fn non_empty(value: &Option<String>) -> Option<&str> {
-    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
-}
-
 /// A Google Cloud project id (6-30 of `a-z 0-9 -`) or a project number: anything safe in a path
 /// segment is let through, the rest refused.
 fn is_project_id(value: &str) -> bool {
@@ -72,13 +59,15 @@ fn is_project_id(value: &str) -> bool {
 pub fn message_body(to: &str, content: &str) -> Result<Vec<u8>, Reject> {
     let token = to.trim();
     if token.is_empty() {
-        return Err(invalid("no registration token (empty address)"));
+        return Err(Reject::invalid_content(
+            "no registration token (empty address)",
+        ));
     }
     let value: Value = serde_json::from_str(content)
-        .map_err(|err| invalid(format!("the content is not JSON: {err}")))?;
+        .map_err(|err| Reject::invalid_content(format!("the content is not JSON: {err}")))?;
     let content_channel = value.get("channel").and_then(|c| c.as_str());
     if content_channel != Some("push") {
-        return Err(invalid(format!(
+        return Err(Reject::invalid_content(format!(
             "push attempt with {} content",
             content_channel.unwrap_or("unknown")
         )));
@@ -90,7 +79,11 @@ pub fn message_body(to: &str, content: &str) -> Result<Vec<u8>, Reject> {
             Some(Value::String(text)) => {
                 notification.insert(field.to_owned(), Value::String(text.clone()));
             }
-            Some(_) => return Err(invalid(format!("push {field} is not a string"))),
+            Some(_) => {
+                return Err(Reject::invalid_content(format!(
+                    "push {field} is not a string"
+                )));
+            }
         }
     }
     let data = match value.get("data") {
@@ -106,13 +99,15 @@ pub fn message_body(to: &str, content: &str) -> Result<Vec<u8>, Reject> {
                 (key.clone(), Value::String(value))
             })
             .collect(),
-        Some(_) => return Err(invalid("push data is not a JSON object")),
+        Some(_) => return Err(Reject::invalid_content("push data is not a JSON object")),
     };
     let has_text = notification
         .values()
         .any(|v| v.as_str().is_some_and(|t| !t.trim().is_empty()));
     if !has_text && data.is_empty() {
-        return Err(invalid("push content without title, body or data"));
+        return Err(Reject::invalid_content(
+            "push content without title, body or data",
+        ));
     }
     let mut message = Map::new();
     message.insert("token".to_owned(), Value::String(token.to_owned()));
@@ -123,7 +118,8 @@ pub fn message_body(to: &str, content: &str) -> Result<Vec<u8>, Reject> {
         message.insert("data".to_owned(), Value::Object(data));
     }
     let body = serde_json::json!({ "message": message });
-    serde_json::to_vec(&body).map_err(|err| invalid(format!("cannot encode the message: {err}")))
+    serde_json::to_vec(&body)
+        .map_err(|err| Reject::invalid_content(format!("cannot encode the message: {err}")))
 }
 
 /// Everything of the send but the access token, or why it cannot be made (nothing was sent).
@@ -134,18 +130,20 @@ pub fn prepare(
     content: &str,
 ) -> Result<Prepared, Reject> {
     if let Chan::Other(name) = channel {
-        return Err(Reject::new(
-            "unsupported_channel",
-            format!("FCM does not serve the {name} channel"),
-            true,
-        ));
+        return Err(Reject::unsupported_channel(format!(
+            "FCM does not serve the {name} channel"
+        )));
     }
     let account = auth::parse_service_account(config.service_account_json.as_deref())?;
     let project_id = non_empty(&config.project_id)
         .or(account.project_id())
-        .ok_or_else(|| config_error("no project_id configured (nor in service_account_json)"))?;
+        .ok_or_else(|| {
+            Reject::plugin_config("no project_id configured (nor in service_account_json)")
+        })?;
     if !is_project_id(project_id) {
-        return Err(config_error("project_id is not a Firebase project id"));
+        return Err(Reject::plugin_config(
+            "project_id is not a Firebase project id",
+        ));
     }
     let base_url = non_empty(&config.base_url)
         .unwrap_or(DEFAULT_BASE_URL)

@@ -91,7 +91,7 @@ fn err_text(value: &serde_json::Value) -> Option<String> {
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {
-    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    hermes_guest_kit::non_empty(&value).map(str::to_owned)
 }
 
 /// The receipt a verified report carries: `Ok(None)` for statuses that are not news to Hermes

@@ -6,30 +6,8 @@
 //! 103 Unauthorized, 104 Internal Server Error, 105 Invalid data, 106 Missing data, 107 Method not
 //! allowed. The first error's code is reported as `messente_<code>`.
 
+use hermes_guest_kit::{Reject, body_or_status, retryable_status, throttling_status};
 use serde::Deserialize;
-
-/// How much of an unexpected error body ends up in an attempt's error message.
-const MAX_ERROR_BODY: usize = 200;
-
-/// A refusal (nothing was sent, or the provider said no), in the plugin's own terms.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reject {
-    pub code: String,
-    pub message: String,
-    pub retryable: bool,
-    pub retry_after_seconds: Option<u32>,
-}
-
-impl Reject {
-    pub fn new(code: &str, message: impl Into<String>, retryable: bool) -> Self {
-        Reject {
-            code: code.to_owned(),
-            message: message.into(),
-            retryable,
-            retry_after_seconds: None,
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -63,15 +41,6 @@ struct ErrorItem {
 struct ErrorBody {
     #[serde(default)]
     errors: Vec<ErrorItem>,
-}
-
-/// `Retry-After` in seconds (an HTTP date is not understood: no wait rather than a wrong one).
-pub fn retry_after(headers: &[(String, String)]) -> Option<u32> {
-    headers
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case("retry-after"))
-        .and_then(|(_, value)| value.trim().parse::<u64>().ok())
-        .map(|secs| secs.min(u64::from(u32::MAX)) as u32)
 }
 
 fn code_text(value: &serde_json::Value) -> Option<String> {
@@ -143,13 +112,7 @@ pub fn classify(status: u16, headers: &[(String, String)], body: &[u8], channel:
         None => String::new(),
     };
     let message = if message.trim().is_empty() {
-        let text = String::from_utf8_lossy(body);
-        let text = text.trim();
-        if text.is_empty() {
-            format!("Messente answered HTTP {status}")
-        } else {
-            text.chars().take(MAX_ERROR_BODY).collect()
-        }
+        body_or_status("Messente", status, body)
     } else {
         message
     };
@@ -161,19 +124,11 @@ pub fn classify(status: u16, headers: &[(String, String)], body: &[u8], channel:
         // Credentials, permissions, credit, wrong base URL or method, timeouts, throttling.
         401 | 402 | 403 | 404 | 405 | 408 | 429 => true,
         // Any other 4xx is about this request; 5xx (104) says nothing about the recipient.
-        _ => !(400..500).contains(&status),
+        _ => retryable_status(status),
     };
-    let throttled = status == 429 || status == 503;
-    Outcome::Rejected(Reject {
-        code,
-        message,
-        retryable,
-        retry_after_seconds: if throttled {
-            retry_after(headers)
-        } else {
-            None
-        },
-    })
+    // 429 and 503 are always retryable above, so their `Retry-After` is always passed on.
+    let throttled = throttling_status(status);
+    Outcome::Rejected(Reject::new(&code, message, retryable).with_retry_after(throttled, headers))
 }
 
 #[cfg(test)]
@@ -181,10 +136,7 @@ mod tests {
     use super::*;
 
     fn rejected(status: u16, headers: &[(&str, &str)], body: &str) -> Reject {
-        let headers: Vec<(String, String)> = headers
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+        let headers = hermes_guest_kit::pairs(headers);
         match classify(status, &headers, body.as_bytes(), "sms") {
             Outcome::Rejected(reject) => reject,
             other => panic!("expected a rejection, got {other:?}"),

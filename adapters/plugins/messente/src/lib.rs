@@ -82,7 +82,8 @@ use hermes::provider::types::{
     Accepted, Channel, Receipt, ReceiptError, ReceiptStatus, ReceiptStyle, Rejection,
 };
 
-use classify::{Outcome, Reject};
+use classify::Outcome;
+use hermes_guest_kit::{FetchFailure, Reject, SendFailure};
 use request::{Chan, Config};
 
 struct MessentePlugin;
@@ -99,19 +100,41 @@ fn config() -> Config {
     }
 }
 
-fn rejected(reject: Reject) -> SendResult {
-    host::metric("sends_rejected", 1.0);
-    SendResult::Rejected(Rejection {
-        code: reject.code,
-        message: reject.message,
-        retryable: reject.retryable,
-        retry_after_seconds: reject.retry_after_seconds,
-    })
+impl From<FetchError> for FetchFailure {
+    fn from(err: FetchError) -> Self {
+        match err {
+            FetchError::Denied(err) => FetchFailure::Denied(err),
+            FetchError::Connect(err) => FetchFailure::Connect(err),
+            FetchError::Timeout => FetchFailure::Timeout,
+            FetchError::TooLarge => FetchFailure::TooLarge,
+            FetchError::Transport(err) => FetchFailure::Transport(err),
+        }
+    }
 }
 
-fn in_doubt(message: String) -> SendResult {
-    host::metric("sends_in_doubt", 1.0);
-    SendResult::InDoubt(message)
+impl From<Reject> for Rejection {
+    fn from(reject: Reject) -> Self {
+        Rejection {
+            code: reject.code,
+            message: reject.message,
+            retryable: reject.retryable,
+            retry_after_seconds: reject.retry_after_seconds,
+        }
+    }
+}
+
+/// The result of a send that failed, counted.
+fn failed(failure: SendFailure) -> SendResult {
+    match failure {
+        SendFailure::Rejected(reject) => {
+            host::metric("sends_rejected", 1.0);
+            SendResult::Rejected(reject.into())
+        }
+        SendFailure::InDoubt(message) => {
+            host::metric("sends_in_doubt", 1.0);
+            SendResult::InDoubt(message)
+        }
+    }
 }
 
 impl Guest for MessentePlugin {
@@ -139,7 +162,7 @@ impl Guest for MessentePlugin {
             &request.callback_url,
         ) {
             Ok(http) => http,
-            Err(reject) => return rejected(reject),
+            Err(reject) => return failed(reject.into()),
         };
         let response = match http_client::fetch(&Request {
             method: "POST".to_owned(),
@@ -148,26 +171,8 @@ impl Guest for MessentePlugin {
             body: http.body,
         }) {
             Ok(response) => response,
-            // Nothing left: safe to fail over at once.
-            Err(FetchError::Connect(err)) => {
-                return rejected(Reject::new(
-                    "connect_failed",
-                    format!("could not connect to Messente: {err}"),
-                    true,
-                ));
-            }
-            Err(FetchError::Denied(err)) => {
-                return rejected(Reject::new("fetch_denied", err, true));
-            }
-            Err(FetchError::Timeout) => {
-                return in_doubt("no answer from Messente in time".to_owned());
-            }
-            Err(FetchError::TooLarge) => {
-                return in_doubt("Messente's answer was too large".to_owned());
-            }
-            Err(FetchError::Transport(err)) => {
-                return in_doubt(format!("Messente's answer was lost: {err}"));
-            }
+            // Connect/Denied: nothing left, a rejection; otherwise the provider may have the message.
+            Err(err) => return failed(FetchFailure::from(err).after_send("Messente")),
         };
         match classify::classify(
             response.status,
@@ -198,18 +203,14 @@ impl Guest for MessentePlugin {
                         request.attempt_id, response.status, reject.code
                     ),
                 );
-                rejected(reject)
+                failed(reject.into())
             }
         }
     }
 
     fn parse_callback(request: CallbackRequest) -> Result<CallbackOutcome, CallbackError> {
         let password = host::config("password").unwrap_or_default();
-        let signature = request
-            .headers
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(callback::SIGNATURE_HEADER))
-            .map(|(_, value)| value.as_str());
+        let signature = hermes_guest_kit::header(&request.headers, callback::SIGNATURE_HEADER);
         // Verify before anything else: nothing unauthenticated is even looked at.
         if !callback::verify(password.trim(), &request.body, signature) {
             host::metric("callbacks_invalid_signature", 1.0);

@@ -6,7 +6,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value, json};
 
-use crate::classify::Reject;
+use hermes_guest_kit::{Reject, non_empty};
 
 /// The spec's `servers[0].url`.
 pub const DEFAULT_BASE_URL: &str = "https://api.messente.com/v1";
@@ -37,26 +37,13 @@ pub struct HttpRequest {
     pub body: Vec<u8>,
 }
 
-fn config_error(message: impl Into<String>) -> Reject {
-    // A misconfigured account is not the recipient's fault: another account may succeed.
-    Reject::new("plugin_config", message, true)
-}
-
-fn invalid(message: impl Into<String>) -> Reject {
-    Reject::new("invalid_content", message, false)
-}
-
-pub fn non_empty(value: &Option<String>) -> Option<&str> {
-    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
-}
-
 /// Hermes's `ChannelContent` JSON, checked against the attempt's channel.
 fn parse_content(channel: &str, content: &str) -> Result<Value, Reject> {
     let value: Value = serde_json::from_str(content)
-        .map_err(|err| invalid(format!("the content is not JSON: {err}")))?;
+        .map_err(|err| Reject::invalid_content(format!("the content is not JSON: {err}")))?;
     let content_channel = value.get("channel").and_then(Value::as_str);
     if content_channel != Some(channel) {
-        return Err(invalid(format!(
+        return Err(Reject::invalid_content(format!(
             "{channel} attempt with {} content",
             content_channel.unwrap_or("unknown")
         )));
@@ -74,7 +61,8 @@ fn text_of(value: &Value) -> Option<&str> {
 /// The `SMS` schema: `{channel: "sms", text, sender?}` (`text` required).
 fn sms_message(content: &str, sender: Option<&str>) -> Result<Value, Reject> {
     let value = parse_content("sms", content)?;
-    let text = text_of(&value).ok_or_else(|| invalid("sms content without text"))?;
+    let text =
+        text_of(&value).ok_or_else(|| Reject::invalid_content("sms content without text"))?;
     let mut message = Map::new();
     message.insert("channel".into(), "sms".into());
     if let Some(sender) = sender {
@@ -101,19 +89,27 @@ fn whatsapp_message(content: &str, sender: Option<&str>) -> Result<Value, Reject
                 .get("name")
                 .and_then(Value::as_str)
                 .filter(|n| !n.trim().is_empty())
-                .ok_or_else(|| invalid("whatsapp template without a name"))?;
+                .ok_or_else(|| Reject::invalid_content("whatsapp template without a name"))?;
             // Hermes gives the language as a code ("en_US"); Messente wants `{code}`.
             let language = match template.get("language") {
                 Some(Value::String(code)) if !code.trim().is_empty() => json!({ "code": code }),
                 Some(Value::Object(object)) if object.contains_key("code") => {
                     Value::Object(object.clone())
                 }
-                _ => return Err(invalid("whatsapp template without a language")),
+                _ => {
+                    return Err(Reject::invalid_content(
+                        "whatsapp template without a language",
+                    ));
+                }
             };
             let components = match template.get("components") {
                 None | Some(Value::Null) => Value::Array(Vec::new()),
                 Some(Value::Array(items)) => Value::Array(items.clone()),
-                Some(_) => return Err(invalid("whatsapp template components are not a list")),
+                Some(_) => {
+                    return Err(Reject::invalid_content(
+                        "whatsapp template components are not a list",
+                    ));
+                }
             };
             message.insert(
                 "template".into(),
@@ -121,8 +117,9 @@ fn whatsapp_message(content: &str, sender: Option<&str>) -> Result<Value, Reject
             );
         }
         None => {
-            let text = text_of(&value)
-                .ok_or_else(|| invalid("whatsapp content without text or template"))?;
+            let text = text_of(&value).ok_or_else(|| {
+                Reject::invalid_content("whatsapp content without text or template")
+            })?;
             message.insert("text".into(), json!({ "body": text }));
         }
     }
@@ -138,23 +135,21 @@ pub fn build(
     callback_url: &str,
 ) -> Result<HttpRequest, Reject> {
     if let Chan::Other(name) = channel {
-        return Err(Reject::new(
-            "unsupported_channel",
-            format!("Messente (as configured in Hermes) does not serve the {name} channel"),
-            true,
-        ));
+        return Err(Reject::unsupported_channel(format!(
+            "Messente (as configured in Hermes) does not serve the {name} channel"
+        )));
     }
-    let username =
-        non_empty(&config.username).ok_or_else(|| config_error("no username configured"))?;
-    let password =
-        non_empty(&config.password).ok_or_else(|| config_error("no password configured"))?;
+    let username = non_empty(&config.username)
+        .ok_or_else(|| Reject::plugin_config("no username configured"))?;
+    let password = non_empty(&config.password)
+        .ok_or_else(|| Reject::plugin_config("no password configured"))?;
     let base_url = non_empty(&config.base_url).unwrap_or(DEFAULT_BASE_URL);
     if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
-        return Err(config_error("base_url is not an http(s) URL"));
+        return Err(Reject::plugin_config("base_url is not an http(s) URL"));
     }
     let to = to.trim();
     if to.is_empty() {
-        return Err(invalid("no recipient phone number"));
+        return Err(Reject::invalid_content("no recipient phone number"));
     }
     let message = match channel {
         Chan::Sms => sms_message(content, non_empty(&config.sender))?,

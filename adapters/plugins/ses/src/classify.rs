@@ -11,10 +11,8 @@
 //! `SendingPausedException` 400, `MessageRejected` 400, `MailFromDomainNotVerifiedException` 400,
 //! `NotFoundException` 404, `BadRequestException` 400.
 
+use hermes_guest_kit::{Reject, body_excerpt, header, retryable_status, throttling_status};
 use serde::Deserialize;
-
-/// How much of an unexpected error body ends up in an attempt's error message.
-const MAX_ERROR_BODY: usize = 200;
 
 /// The request or the message is wrong: the same request fails on any account.
 const PERMANENT: &[&str] = &[
@@ -55,26 +53,6 @@ const THROTTLING: &[&str] = &[
     "Throttling",
 ];
 
-/// A refusal (nothing was sent, or the provider said no), in the plugin's own terms.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reject {
-    pub code: String,
-    pub message: String,
-    pub retryable: bool,
-    pub retry_after_seconds: Option<u32>,
-}
-
-impl Reject {
-    pub fn new(code: &str, message: impl Into<String>, retryable: bool) -> Self {
-        Reject {
-            code: code.to_owned(),
-            message: message.into(),
-            retryable,
-            retry_after_seconds: None,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// SES accepted the message; its `MessageId` when the body had one.
@@ -97,20 +75,6 @@ struct AwsError {
     message_upper: Option<String>,
     #[serde(rename = "code")]
     code: Option<String>,
-}
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
-
-/// `Retry-After` in seconds (delta-seconds; an HTTP date is not understood).
-pub fn retry_after(headers: &[(String, String)]) -> Option<u32> {
-    header(headers, "retry-after")
-        .and_then(|value| value.trim().parse::<u64>().ok())
-        .map(|secs| secs.min(u64::from(u32::MAX)) as u32)
 }
 
 /// The bare error type: `Type:http://...` (header form) and `ns#Type` (body form) both give `Type`.
@@ -152,39 +116,25 @@ pub fn classify(status: u16, headers: &[(String, String)], body: &[u8]) -> Outco
         .and_then(|e| e.message.clone().or_else(|| e.message_upper.clone()))
         .filter(|m| !m.trim().is_empty())
         .unwrap_or_else(|| {
-            let text = String::from_utf8_lossy(body);
-            let text = text.trim();
-            if text.is_empty() {
-                match &kind {
-                    Some(kind) => format!("SES answered HTTP {status} ({kind})"),
-                    None => format!("SES answered HTTP {status}"),
-                }
-            } else {
-                text.chars().take(MAX_ERROR_BODY).collect()
+            let excerpt = body_excerpt(body);
+            if !excerpt.is_empty() {
+                return excerpt;
+            }
+            match &kind {
+                Some(kind) => format!("SES answered HTTP {status} ({kind})"),
+                None => format!("SES answered HTTP {status}"),
             }
         });
     let kind = kind.as_deref();
     let retryable = if kind.is_some_and(|k| PERMANENT.contains(&k)) {
         false
-    } else if kind.is_some_and(|k| RETRYABLE.contains(&k))
-        || matches!(status, 401 | 403 | 404 | 408 | 429)
-    {
-        true
     } else {
-        // Any other 4xx is about this request; 5xx and the rest say nothing about the recipient.
-        !(400..500).contains(&status)
+        // A known account or throttling error, else by HTTP status (any other 4xx is about this
+        // request).
+        kind.is_some_and(|k| RETRYABLE.contains(&k)) || retryable_status(status)
     };
-    let throttled = status == 429 || status == 503 || kind.is_some_and(|k| THROTTLING.contains(&k));
-    Outcome::Rejected(Reject {
-        code,
-        message,
-        retryable,
-        retry_after_seconds: if retryable && throttled {
-            retry_after(headers)
-        } else {
-            None
-        },
-    })
+    let throttled = throttling_status(status) || kind.is_some_and(|k| THROTTLING.contains(&k));
+    Outcome::Rejected(Reject::new(&code, message, retryable).with_retry_after(throttled, headers))
 }
 
 #[cfg(test)]
@@ -192,10 +142,7 @@ mod tests {
     use super::*;
 
     fn rejected(status: u16, headers: &[(&str, &str)], body: &str) -> Reject {
-        let headers: Vec<(String, String)> = headers
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+        let headers = hermes_guest_kit::pairs(headers);
         match classify(status, &headers, body.as_bytes()) {
             Outcome::Rejected(reject) => reject,
             other => panic!("expected a rejection, got {other:?}"),

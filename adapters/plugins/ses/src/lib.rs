@@ -92,7 +92,8 @@ use hermes::provider::types::{
     Accepted, Channel, Receipt, ReceiptError, ReceiptStatus, ReceiptStyle, Rejection,
 };
 
-use classify::{Outcome, Reject};
+use classify::Outcome;
+use hermes_guest_kit::{FetchFailure, Reject, SendFailure};
 use request::{Attempt, Config};
 
 /// How long a fetched SNS signing certificate is kept.
@@ -116,19 +117,41 @@ fn config() -> Config {
     }
 }
 
-fn rejected(reject: Reject) -> SendResult {
-    host::metric("sends_rejected", 1.0);
-    SendResult::Rejected(Rejection {
-        code: reject.code,
-        message: reject.message,
-        retryable: reject.retryable,
-        retry_after_seconds: reject.retry_after_seconds,
-    })
+impl From<FetchError> for FetchFailure {
+    fn from(err: FetchError) -> Self {
+        match err {
+            FetchError::Denied(err) => FetchFailure::Denied(err),
+            FetchError::Connect(err) => FetchFailure::Connect(err),
+            FetchError::Timeout => FetchFailure::Timeout,
+            FetchError::TooLarge => FetchFailure::TooLarge,
+            FetchError::Transport(err) => FetchFailure::Transport(err),
+        }
+    }
 }
 
-fn in_doubt(message: String) -> SendResult {
-    host::metric("sends_in_doubt", 1.0);
-    SendResult::InDoubt(message)
+impl From<Reject> for Rejection {
+    fn from(reject: Reject) -> Self {
+        Rejection {
+            code: reject.code,
+            message: reject.message,
+            retryable: reject.retryable,
+            retry_after_seconds: reject.retry_after_seconds,
+        }
+    }
+}
+
+/// The result of a send that failed, counted.
+fn failed(failure: SendFailure) -> SendResult {
+    match failure {
+        SendFailure::Rejected(reject) => {
+            host::metric("sends_rejected", 1.0);
+            SendResult::Rejected(reject.into())
+        }
+        SendFailure::InDoubt(message) => {
+            host::metric("sends_in_doubt", 1.0);
+            SendResult::InDoubt(message)
+        }
+    }
 }
 
 fn message_id_key(provider_message_id: &str) -> String {
@@ -159,7 +182,7 @@ fn get(url: &str) -> Result<Response, String> {
 /// The key that must have signed `envelope`: the configured certificate, or SNS's certificate
 /// (cached, else fetched from an SNS host of the topic's region).
 fn signing_key(envelope: &callback::Envelope) -> Result<rsa::RsaPublicKey, CallbackError> {
-    if let Some(pem) = request::non_empty(&host::config("sns_trusted_cert_pem")) {
+    if let Some(pem) = hermes_guest_kit::non_empty(&host::config("sns_trusted_cert_pem")) {
         return callback::public_key_from_pem(pem).map_err(|err| {
             host::log(
                 Level::Error,
@@ -222,11 +245,7 @@ impl Guest for SesPlugin {
 
     fn send(request: SendRequest) -> SendResult {
         if request.channel != Channel::Email {
-            return rejected(Reject::new(
-                "unsupported_channel",
-                "SES serves the email channel only",
-                true,
-            ));
+            return failed(Reject::unsupported_channel("SES serves the email channel only").into());
         }
         let http = match request::build(
             &config(),
@@ -239,7 +258,7 @@ impl Guest for SesPlugin {
             },
         ) {
             Ok(http) => http,
-            Err(reject) => return rejected(reject),
+            Err(reject) => return failed(reject.into()),
         };
         let response = match http_client::fetch(&Request {
             method: "POST".to_owned(),
@@ -248,22 +267,8 @@ impl Guest for SesPlugin {
             body: http.body,
         }) {
             Ok(response) => response,
-            // Nothing left: safe to fail over at once.
-            Err(FetchError::Connect(err)) => {
-                return rejected(Reject::new(
-                    "connect_failed",
-                    format!("could not connect to SES: {err}"),
-                    true,
-                ));
-            }
-            Err(FetchError::Denied(err)) => {
-                return rejected(Reject::new("fetch_denied", err, true));
-            }
-            Err(FetchError::Timeout) => return in_doubt("no answer from SES in time".to_owned()),
-            Err(FetchError::TooLarge) => return in_doubt("SES's answer was too large".to_owned()),
-            Err(FetchError::Transport(err)) => {
-                return in_doubt(format!("SES's answer was lost: {err}"));
-            }
+            // Connect/Denied: nothing left, a rejection; otherwise the provider may have the message.
+            Err(err) => return failed(FetchFailure::from(err).after_send("SES")),
         };
         match classify::classify(response.status, &response.headers, &response.body) {
             Outcome::Accepted(provider_message_id) => {
@@ -294,7 +299,7 @@ impl Guest for SesPlugin {
                         request.attempt_id, response.status, reject.code
                     ),
                 );
-                rejected(reject)
+                failed(reject.into())
             }
         }
     }

@@ -10,8 +10,8 @@
 
 use serde_json::{Value, json};
 
-use crate::classify::Reject;
 use crate::sigv4;
+use hermes_guest_kit::{Reject, non_empty};
 
 /// The path of `SendEmail` (spec `operations.SendEmail.http.requestUri`).
 pub const SEND_EMAIL_PATH: &str = "/v2/email/outbound-emails";
@@ -38,15 +38,6 @@ pub struct HttpRequest {
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
-}
-
-fn config_error(message: impl Into<String>) -> Reject {
-    // A misconfigured account is not the recipient's fault: another account may succeed.
-    Reject::new("plugin_config", message, true)
-}
-
-pub fn non_empty(value: &Option<String>) -> Option<&str> {
-    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
 /// An AWS region name such as `us-east-1`.
@@ -78,12 +69,11 @@ fn utf8(data: &str) -> Value {
 
 /// The `Content.Simple` message, from Hermes's email `ChannelContent` JSON.
 fn simple_message(content: &str) -> Result<Value, Reject> {
-    let invalid = |message: String| Reject::new("invalid_content", message, false);
     let value: Value = serde_json::from_str(content)
-        .map_err(|err| invalid(format!("the content is not JSON: {err}")))?;
+        .map_err(|err| Reject::invalid_content(format!("the content is not JSON: {err}")))?;
     let channel = value.get("channel").and_then(Value::as_str);
     if channel != Some("email") {
-        return Err(invalid(format!(
+        return Err(Reject::invalid_content(format!(
             "email attempt with {} content",
             channel.unwrap_or("unknown")
         )));
@@ -97,7 +87,7 @@ fn simple_message(content: &str) -> Result<Value, Reject> {
     let subject = value
         .get("subject")
         .and_then(Value::as_str)
-        .ok_or_else(|| invalid("email content without a subject".to_owned()))?;
+        .ok_or_else(|| Reject::invalid_content("email content without a subject".to_owned()))?;
     let mut body = serde_json::Map::new();
     if let Some(text) = text_of("text") {
         body.insert("Text".to_owned(), utf8(text));
@@ -106,7 +96,9 @@ fn simple_message(content: &str) -> Result<Value, Reject> {
         body.insert("Html".to_owned(), utf8(html));
     }
     if body.is_empty() {
-        return Err(invalid("email content without text or html".to_owned()));
+        return Err(Reject::invalid_content(
+            "email content without text or html".to_owned(),
+        ));
     }
     Ok(json!({ "Subject": utf8(subject), "Body": body }))
 }
@@ -123,36 +115,32 @@ pub struct Attempt<'a> {
 
 /// The signed request for one attempt, or why it cannot be made (nothing was sent).
 pub fn build(config: &Config, attempt: &Attempt<'_>) -> Result<HttpRequest, Reject> {
-    let region = non_empty(&config.region).ok_or_else(|| config_error("no region configured"))?;
+    let region =
+        non_empty(&config.region).ok_or_else(|| Reject::plugin_config("no region configured"))?;
     if !is_region(region) {
-        return Err(config_error(
+        return Err(Reject::plugin_config(
             "region is not an AWS region name (like us-east-1)",
         ));
     }
     let access_key_id = non_empty(&config.access_key_id)
-        .ok_or_else(|| config_error("no access_key_id configured"))?;
+        .ok_or_else(|| Reject::plugin_config("no access_key_id configured"))?;
     let secret_access_key = non_empty(&config.secret_access_key)
-        .ok_or_else(|| config_error("no secret_access_key configured"))?;
-    let from = non_empty(&config.from).ok_or_else(|| config_error("no from configured"))?;
+        .ok_or_else(|| Reject::plugin_config("no secret_access_key configured"))?;
+    let from =
+        non_empty(&config.from).ok_or_else(|| Reject::plugin_config("no from configured"))?;
     let base_url = non_empty(&config.base_url)
         .map(|url| url.trim_end_matches('/').to_owned())
         .unwrap_or_else(|| default_base_url(region));
     let message = simple_message(attempt.content)?;
     let to = attempt.to.trim();
     if to.is_empty() {
-        return Err(Reject::new(
-            "invalid_content",
-            "no recipient address",
-            false,
-        ));
+        return Err(Reject::invalid_content("no recipient address"));
     }
     for id in [attempt.message_id, attempt.attempt_id] {
         if !is_tag_value(id) {
-            return Err(Reject::new(
-                "invalid_content",
-                format!("the id {id:?} cannot be an SES message tag value"),
-                false,
-            ));
+            return Err(Reject::invalid_content(format!(
+                "the id {id:?} cannot be an SES message tag value"
+            )));
         }
     }
 
@@ -187,7 +175,9 @@ pub fn build(config: &Config, attempt: &Attempt<'_>) -> Result<HttpRequest, Reje
         SERVICE,
         &sigv4::amz_date(attempt.now_millis),
     )
-    .ok_or_else(|| config_error(format!("base_url {base_url:?} is not an absolute URL")))?;
+    .ok_or_else(|| {
+        Reject::plugin_config(format!("base_url {base_url:?} is not an absolute URL"))
+    })?;
     let mut headers = signed.headers;
     headers.push(("accept".to_owned(), "application/json".to_owned()));
     Ok(HttpRequest { url, headers, body })

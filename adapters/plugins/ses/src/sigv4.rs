@@ -270,11 +270,7 @@ mod tests {
     };
     const DATE: &str = "20150830T123600Z";
 
-    fn h(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use hermes_guest_kit::pairs as h;
 
     fn suite(method: &str, url: &str, headers: &[(String, String)], body: &[u8]) -> Signed {
         sign(

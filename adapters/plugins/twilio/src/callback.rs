@@ -167,11 +167,7 @@ pub fn interpret(params: &[(String, String)]) -> Result<Option<Parsed>, String> 
 mod tests {
     use super::*;
 
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use hermes_guest_kit::pairs;
 
     /// The example in Twilio's request-validation documentation (twilio-php's `validation.rst`).
     #[test]

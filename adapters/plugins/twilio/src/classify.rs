@@ -3,10 +3,8 @@
 //! Twilio's errors are JSON `{code, message, more_info, status}`; the `code` is Twilio's error code
 //! (<https://www.twilio.com/docs/api/errors>), reported as `twilio_<code>`.
 
+use hermes_guest_kit::{Reject, body_or_status, retryable_status, throttling_status};
 use serde::Deserialize;
-
-/// How much of an unexpected error body ends up in an attempt's error message.
-const MAX_ERROR_BODY: usize = 200;
 
 /// Error codes that are about the recipient or the content: the same request fails everywhere.
 const PERMANENT_CODES: &[(u32, &str)] = &[
@@ -42,26 +40,6 @@ const ACCOUNT_CODES: &[u32] = &[
     63007, // no WhatsApp sender for 'From'
 ];
 
-/// A refusal (nothing was sent, or the provider said no), in the plugin's own terms.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reject {
-    pub code: String,
-    pub message: String,
-    pub retryable: bool,
-    pub retry_after_seconds: Option<u32>,
-}
-
-impl Reject {
-    pub fn new(code: &str, message: impl Into<String>, retryable: bool) -> Self {
-        Reject {
-            code: code.to_owned(),
-            message: message.into(),
-            retryable,
-            retry_after_seconds: None,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Twilio created the Message; its `sid` when the body had one.
@@ -78,15 +56,6 @@ struct MessageResource {
 struct TwilioError {
     code: Option<serde_json::Value>,
     message: Option<String>,
-}
-
-/// `Retry-After` in seconds (Twilio sends delta-seconds; an HTTP date is not understood).
-pub fn retry_after(headers: &[(String, String)]) -> Option<u32> {
-    headers
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case("retry-after"))
-        .and_then(|(_, value)| value.trim().parse::<u64>().ok())
-        .map(|secs| secs.min(u64::from(u32::MAX)) as u32)
 }
 
 fn error_code(value: &serde_json::Value) -> Option<u32> {
@@ -125,38 +94,19 @@ pub fn classify(status: u16, headers: &[(String, String)], body: &[u8]) -> Outco
         Some(message) if !message.trim().is_empty() => message,
         _ => match known_permanent {
             Some(what) => what.to_owned(),
-            None => {
-                let text = String::from_utf8_lossy(body);
-                let text = text.trim();
-                if text.is_empty() {
-                    format!("Twilio answered HTTP {status}")
-                } else {
-                    text.chars().take(MAX_ERROR_BODY).collect()
-                }
-            }
+            None => body_or_status("Twilio", status, body),
         },
     };
     let account_problem = twilio_code.is_some_and(|c| ACCOUNT_CODES.contains(&c));
     let retryable = if known_permanent.is_some() {
         false
-    } else if account_problem || matches!(status, 401 | 403 | 404 | 408 | 429) {
-        true
     } else {
-        // Any other 4xx is about this request; anything else (5xx...) says nothing about the
-        // recipient.
-        !(400..500).contains(&status)
+        // An account problem (or 20429, throttling), else by HTTP status: any other 4xx is about
+        // this request. Twilio sends `Retry-After` as delta-seconds.
+        account_problem || retryable_status(status)
     };
-    let throttled = status == 429 || status == 503 || twilio_code == Some(20429);
-    Outcome::Rejected(Reject {
-        code,
-        message,
-        retryable,
-        retry_after_seconds: if retryable && throttled {
-            retry_after(headers)
-        } else {
-            None
-        },
-    })
+    let throttled = throttling_status(status) || twilio_code == Some(20429);
+    Outcome::Rejected(Reject::new(&code, message, retryable).with_retry_after(throttled, headers))
 }
 
 #[cfg(test)]
@@ -164,10 +114,7 @@ mod tests {
     use super::*;
 
     fn rejected(status: u16, headers: &[(&str, &str)], body: &str) -> Reject {
-        let headers: Vec<(String, String)> = headers
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+        let headers = hermes_guest_kit::pairs(headers);
         match classify(status, &headers, body.as_bytes()) {
             Outcome::Rejected(reject) => reject,
             other => panic!("expected a rejection, got {other:?}"),

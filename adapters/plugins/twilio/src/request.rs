@@ -4,7 +4,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::classify::Reject;
+use hermes_guest_kit::{Reject, non_empty};
 
 pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";
 const WHATSAPP_PREFIX: &str = "whatsapp:";
@@ -36,15 +36,6 @@ pub struct HttpRequest {
     pub body: Vec<u8>,
 }
 
-fn config_error(message: impl Into<String>) -> Reject {
-    // A misconfigured account is not the recipient's fault: another account may succeed.
-    Reject::new("plugin_config", message, true)
-}
-
-fn non_empty(value: &Option<String>) -> Option<&str> {
-    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
-}
-
 /// A Messaging Service SID: `MG` and 32 hex digits.
 pub fn is_messaging_service_sid(value: &str) -> bool {
     value.len() == 34
@@ -68,19 +59,20 @@ fn with_whatsapp_prefix(address: &str) -> String {
 
 /// The text to send, from Hermes's `ChannelContent` JSON, checked against the request's channel.
 fn text_of(channel: &str, content: &str) -> Result<String, Reject> {
-    let invalid = |message: String| Reject::new("invalid_content", message, false);
     let value: serde_json::Value = serde_json::from_str(content)
-        .map_err(|err| invalid(format!("the content is not JSON: {err}")))?;
+        .map_err(|err| Reject::invalid_content(format!("the content is not JSON: {err}")))?;
     let content_channel = value.get("channel").and_then(|c| c.as_str());
     if content_channel != Some(channel) {
-        return Err(invalid(format!(
+        return Err(Reject::invalid_content(format!(
             "{channel} attempt with {} content",
             content_channel.unwrap_or("unknown")
         )));
     }
     match value.get("text").and_then(|t| t.as_str()) {
         Some(text) if !text.trim().is_empty() => Ok(text.to_owned()),
-        _ => Err(invalid(format!("{channel} content without text"))),
+        _ => Err(Reject::invalid_content(format!(
+            "{channel} content without text"
+        ))),
     }
 }
 
@@ -96,22 +88,20 @@ pub fn build(
         Chan::Sms => "sms",
         Chan::Whatsapp => "whatsapp",
         Chan::Other(name) => {
-            return Err(Reject::new(
-                "unsupported_channel",
-                format!("Twilio does not serve the {name} channel"),
-                true,
-            ));
+            return Err(Reject::unsupported_channel(format!(
+                "Twilio does not serve the {name} channel"
+            )));
         }
     };
-    let account_sid =
-        non_empty(&config.account_sid).ok_or_else(|| config_error("no account_sid configured"))?;
+    let account_sid = non_empty(&config.account_sid)
+        .ok_or_else(|| Reject::plugin_config("no account_sid configured"))?;
     if !is_account_sid(account_sid) {
-        return Err(config_error(
+        return Err(Reject::plugin_config(
             "account_sid is not a Twilio Account SID (AC and 32 hex digits)",
         ));
     }
-    let auth_token =
-        non_empty(&config.auth_token).ok_or_else(|| config_error("no auth_token configured"))?;
+    let auth_token = non_empty(&config.auth_token)
+        .ok_or_else(|| Reject::plugin_config("no auth_token configured"))?;
     let base_url = non_empty(&config.base_url).unwrap_or(DEFAULT_BASE_URL);
     let text = text_of(channel_name, content)?;
 
@@ -124,7 +114,7 @@ pub fn build(
             (Some(number), _) => ("From", with_whatsapp_prefix(number)),
             (None, Some(sid)) => ("MessagingServiceSid", sid.to_owned()),
             (None, None) => {
-                return Err(config_error(
+                return Err(Reject::plugin_config(
                     "no whatsapp_from (or messaging_service_sid) configured",
                 ));
             }
@@ -133,7 +123,7 @@ pub fn build(
             (Some(number), _) => ("From", number.to_owned()),
             (None, Some(sid)) => ("MessagingServiceSid", sid.to_owned()),
             (None, None) => {
-                return Err(config_error(
+                return Err(Reject::plugin_config(
                     "no from (or messaging_service_sid) configured",
                 ));
             }
@@ -191,11 +181,7 @@ mod tests {
         form_urlencoded::parse(&request.body).into_owned().collect()
     }
 
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use hermes_guest_kit::pairs;
 
     fn header<'a>(request: &'a HttpRequest, name: &str) -> Option<&'a str> {
         request

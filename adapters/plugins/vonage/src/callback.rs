@@ -178,10 +178,7 @@ fn query_params(url: &str) -> Vec<(String, String)> {
 }
 
 fn is_json(headers: &[(String, String)], body: &[u8]) -> bool {
-    let declared = headers
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
-        .map(|(_, value)| value.to_ascii_lowercase());
+    let declared = hermes_guest_kit::header(headers, "content-type").map(str::to_ascii_lowercase);
     match declared {
         Some(ct) if ct.contains("json") => true,
         Some(ct) if ct.contains("x-www-form-urlencoded") => false,
@@ -382,11 +379,7 @@ pub fn handle(
 mod tests {
     use super::*;
 
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use hermes_guest_kit::pairs;
 
     fn with(params: &[(String, String)], name: &str, value: &str) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> =

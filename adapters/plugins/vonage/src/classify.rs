@@ -5,10 +5,8 @@
 //! part of the (possibly concatenated) SMS; its `status` is `"0"` on success, otherwise one of the
 //! spec's `x-errors` codes with `error-text`. Codes are reported as `vonage_<status>`.
 
+use hermes_guest_kit::{MAX_ERROR_BODY, Reject};
 use serde::Deserialize;
-
-/// How much of an unexpected body ends up in an attempt's error message.
-const MAX_ERROR_BODY: usize = 200;
 
 /// Whether a documented non-zero `status` (the spec's `x-errors`) is worth trying again (on this
 /// account later, or on another account or provider) and what it means. Permanent = the recipient
@@ -48,26 +46,6 @@ const STATUSES: &[(u32, bool, &str)] = &[
     (33, false, "Number De-activated"),
 ];
 
-/// A refusal (nothing was sent, or the provider said no), in the plugin's own terms.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reject {
-    pub code: String,
-    pub message: String,
-    pub retryable: bool,
-    pub retry_after_seconds: Option<u32>,
-}
-
-impl Reject {
-    pub fn new(code: &str, message: impl Into<String>, retryable: bool) -> Self {
-        Reject {
-            code: code.to_owned(),
-            message: message.into(),
-            retryable,
-            retry_after_seconds: None,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Vonage accepted the message: the `message-id` of its first accepted part.
@@ -90,15 +68,6 @@ struct MessagePart {
     message_id: Option<String>,
     #[serde(rename = "error-text")]
     error_text: Option<String>,
-}
-
-/// `Retry-After` in seconds (an HTTP date is not understood).
-pub fn retry_after(headers: &[(String, String)]) -> Option<u32> {
-    headers
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case("retry-after"))
-        .and_then(|(_, value)| value.trim().parse::<u64>().ok())
-        .map(|secs| secs.min(u64::from(u32::MAX)) as u32)
 }
 
 /// `status` is a string in the spec (`"0"`); a number is read too.
@@ -141,11 +110,9 @@ fn http_rejection(status: u16, headers: &[(String, String)], body: &[u8]) -> Rej
         excerpt
     };
     // 429 and 5xx: Vonage's side; 401/403: the credentials; 404: a wrong base_url; 408: timeout.
-    let retryable = matches!(status, 401 | 403 | 404 | 408 | 429) || status >= 500;
-    let mut reject = Reject::new(&format!("http_{status}"), message, retryable);
-    if status == 429 || status == 503 {
-        reject.retry_after_seconds = retry_after(headers);
-    }
+    let mut reject = Reject::http_status(status, headers, message);
+    // Not an error status (1xx, 3xx): not worth another try either.
+    reject.retryable &= status >= 400;
     reject
 }
 
@@ -182,11 +149,7 @@ pub fn classify(status: u16, headers: &[(String, String)], body: &[u8]) -> Outco
 mod tests {
     use super::*;
 
-    fn headers(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use hermes_guest_kit::pairs as headers;
 
     fn rejected(status: u16, headers: &[(String, String)], body: &str) -> Reject {
         match classify(status, headers, body.as_bytes()) {

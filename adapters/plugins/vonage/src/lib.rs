@@ -90,7 +90,8 @@ use hermes::provider::types::{
 };
 
 use callback::{Incoming, Refusal, SignatureMethod};
-use classify::{Outcome, Reject};
+use classify::Outcome;
+use hermes_guest_kit::{FetchFailure, Reject, SendFailure};
 use request::{Chan, Config};
 
 struct VonagePlugin;
@@ -106,19 +107,41 @@ fn config() -> Config {
     }
 }
 
-fn rejected(reject: Reject) -> SendResult {
-    host::metric("sends_rejected", 1.0);
-    SendResult::Rejected(Rejection {
-        code: reject.code,
-        message: reject.message,
-        retryable: reject.retryable,
-        retry_after_seconds: reject.retry_after_seconds,
-    })
+impl From<FetchError> for FetchFailure {
+    fn from(err: FetchError) -> Self {
+        match err {
+            FetchError::Denied(err) => FetchFailure::Denied(err),
+            FetchError::Connect(err) => FetchFailure::Connect(err),
+            FetchError::Timeout => FetchFailure::Timeout,
+            FetchError::TooLarge => FetchFailure::TooLarge,
+            FetchError::Transport(err) => FetchFailure::Transport(err),
+        }
+    }
 }
 
-fn in_doubt(message: String) -> SendResult {
-    host::metric("sends_in_doubt", 1.0);
-    SendResult::InDoubt(message)
+impl From<Reject> for Rejection {
+    fn from(reject: Reject) -> Self {
+        Rejection {
+            code: reject.code,
+            message: reject.message,
+            retryable: reject.retryable,
+            retry_after_seconds: reject.retry_after_seconds,
+        }
+    }
+}
+
+/// The result of a send that failed, counted.
+fn failed(failure: SendFailure) -> SendResult {
+    match failure {
+        SendFailure::Rejected(reject) => {
+            host::metric("sends_rejected", 1.0);
+            SendResult::Rejected(reject.into())
+        }
+        SendFailure::InDoubt(message) => {
+            host::metric("sends_in_doubt", 1.0);
+            SendResult::InDoubt(message)
+        }
+    }
 }
 
 impl Guest for VonagePlugin {
@@ -148,7 +171,7 @@ impl Guest for VonagePlugin {
             &request.callback_url,
         ) {
             Ok(http) => http,
-            Err(reject) => return rejected(reject),
+            Err(reject) => return failed(reject.into()),
         };
         if http.callback_omitted {
             host::log(
@@ -167,26 +190,8 @@ impl Guest for VonagePlugin {
             body: http.body,
         }) {
             Ok(response) => response,
-            // Nothing left: safe to fail over at once.
-            Err(FetchError::Connect(err)) => {
-                return rejected(Reject::new(
-                    "connect_failed",
-                    format!("could not connect to Vonage: {err}"),
-                    true,
-                ));
-            }
-            Err(FetchError::Denied(err)) => {
-                return rejected(Reject::new("fetch_denied", err, true));
-            }
-            Err(FetchError::Timeout) => {
-                return in_doubt("no answer from Vonage in time".to_owned());
-            }
-            Err(FetchError::TooLarge) => {
-                return in_doubt("Vonage's answer was too large".to_owned());
-            }
-            Err(FetchError::Transport(err)) => {
-                return in_doubt(format!("Vonage's answer was lost: {err}"));
-            }
+            // Connect/Denied: nothing left, a rejection; otherwise the provider may have the message.
+            Err(err) => return failed(FetchFailure::from(err).after_send("Vonage")),
         };
         match classify::classify(response.status, &response.headers, &response.body) {
             Outcome::Accepted(provider_message_id) => {
@@ -212,14 +217,14 @@ impl Guest for VonagePlugin {
                         request.attempt_id, response.status, reject.code
                     ),
                 );
-                rejected(reject)
+                failed(reject.into())
             }
             Outcome::InDoubt(message) => {
                 host::log(
                     Level::Warn,
                     &format!("attempt {}: {message}", request.attempt_id),
                 );
-                in_doubt(message)
+                failed(SendFailure::InDoubt(message))
             }
         }
     }

@@ -3,7 +3,7 @@
 //! declares the request body as `application/x-www-form-urlencoded` (schema `NewMessage`), with the
 //! credentials `api_key` and `api_secret` in the body.
 
-use crate::classify::Reject;
+use hermes_guest_kit::{Reject, non_empty};
 
 pub const DEFAULT_BASE_URL: &str = "https://rest.nexmo.com";
 /// The path under `base_url`: the spec's server is `https://rest.nexmo.com/sms` and its path
@@ -40,15 +40,6 @@ pub struct HttpRequest {
     pub callback_omitted: bool,
 }
 
-fn config_error(message: impl Into<String>) -> Reject {
-    // A misconfigured account is not the recipient's fault: another account may succeed.
-    Reject::new("plugin_config", message, true)
-}
-
-fn non_empty(value: &Option<String>) -> Option<&str> {
-    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
-}
-
 /// The `client-ref` the plugin attaches: `<message-id>:<attempt-id>` (two UUIDs, 73 characters).
 pub fn client_ref(message_id: &str, attempt_id: &str) -> String {
     format!("{message_id}:{attempt_id}")
@@ -56,19 +47,20 @@ pub fn client_ref(message_id: &str, attempt_id: &str) -> String {
 
 /// The text to send, from Hermes's `ChannelContent` JSON.
 fn text_of(content: &str) -> Result<String, Reject> {
-    let invalid = |message: String| Reject::new("invalid_content", message, false);
     let value: serde_json::Value = serde_json::from_str(content)
-        .map_err(|err| invalid(format!("the content is not JSON: {err}")))?;
+        .map_err(|err| Reject::invalid_content(format!("the content is not JSON: {err}")))?;
     let content_channel = value.get("channel").and_then(|c| c.as_str());
     if content_channel != Some("sms") {
-        return Err(invalid(format!(
+        return Err(Reject::invalid_content(format!(
             "sms attempt with {} content",
             content_channel.unwrap_or("unknown")
         )));
     }
     match value.get("text").and_then(|t| t.as_str()) {
         Some(text) if !text.trim().is_empty() => Ok(text.to_owned()),
-        _ => Err(invalid("sms content without text".to_owned())),
+        _ => Err(Reject::invalid_content(
+            "sms content without text".to_owned(),
+        )),
     }
 }
 
@@ -113,25 +105,24 @@ pub fn build(
     callback_url: &str,
 ) -> Result<HttpRequest, Reject> {
     if let Chan::Other(name) = channel {
-        return Err(Reject::new(
-            "unsupported_channel",
-            format!("the Vonage SMS API does not serve the {name} channel"),
-            true,
-        ));
+        return Err(Reject::unsupported_channel(format!(
+            "the Vonage SMS API does not serve the {name} channel"
+        )));
     }
     let api_key =
-        non_empty(&config.api_key).ok_or_else(|| config_error("no api_key configured"))?;
-    let api_secret =
-        non_empty(&config.api_secret).ok_or_else(|| config_error("no api_secret configured"))?;
-    let from = non_empty(&config.from).ok_or_else(|| config_error("no from configured"))?;
+        non_empty(&config.api_key).ok_or_else(|| Reject::plugin_config("no api_key configured"))?;
+    let api_secret = non_empty(&config.api_secret)
+        .ok_or_else(|| Reject::plugin_config("no api_secret configured"))?;
+    let from =
+        non_empty(&config.from).ok_or_else(|| Reject::plugin_config("no from configured"))?;
     let base_url = non_empty(&config.base_url).unwrap_or(DEFAULT_BASE_URL);
     if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
-        return Err(config_error("base_url is not an http(s) URL"));
+        return Err(Reject::plugin_config("base_url is not an http(s) URL"));
     }
     let text = text_of(content)?;
     let to = msisdn(to);
     if to.is_empty() {
-        return Err(Reject::new("invalid_content", "no recipient number", false));
+        return Err(Reject::invalid_content("no recipient number"));
     }
 
     let mut body = form_urlencoded::Serializer::new(String::new());
@@ -190,11 +181,7 @@ mod tests {
         form_urlencoded::parse(&request.body).into_owned().collect()
     }
 
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use hermes_guest_kit::pairs;
 
     fn sms(text: &str) -> String {
         serde_json::json!({"channel": "sms", "text": text}).to_string()

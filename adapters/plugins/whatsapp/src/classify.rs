@@ -7,10 +7,8 @@
 //! fbtrace_id}}`, reported as `whatsapp_<code>`. Codes per Meta's "WhatsApp error codes"
 //! (developers.facebook.com/documentation/business-messaging/whatsapp/support/error-codes).
 
+use hermes_guest_kit::{Reject, body_or_status, retryable_status, throttling_status};
 use serde::Deserialize;
-
-/// How much of an unexpected error body ends up in an attempt's error message.
-const MAX_ERROR_BODY: usize = 200;
 
 /// Codes about the recipient or the content: the same request fails everywhere.
 const PERMANENT_CODES: &[(u32, &str)] = &[
@@ -76,26 +74,6 @@ const ACCOUNT_CODES: &[u32] = &[
     131057, // business account in maintenance mode
     133010, // phone number not registered
 ];
-
-/// A refusal (nothing was sent, or the provider said no), in the plugin's own terms.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reject {
-    pub code: String,
-    pub message: String,
-    pub retryable: bool,
-    pub retry_after_seconds: Option<u32>,
-}
-
-impl Reject {
-    pub fn new(code: &str, message: impl Into<String>, retryable: bool) -> Self {
-        Reject {
-            code: code.to_owned(),
-            message: message.into(),
-            retryable,
-            retry_after_seconds: None,
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -167,30 +145,11 @@ pub fn describe(code: u32) -> Option<&'static str> {
         .map(|(_, what)| *what)
 }
 
-/// `Retry-After` in seconds (an HTTP date is not understood).
-pub fn retry_after(headers: &[(String, String)]) -> Option<u32> {
-    headers
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case("retry-after"))
-        .and_then(|(_, value)| value.trim().parse::<u64>().ok())
-        .map(|secs| secs.min(u64::from(u32::MAX)) as u32)
-}
-
 pub fn error_code(value: &serde_json::Value) -> Option<u32> {
     match value {
         serde_json::Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
         serde_json::Value::String(s) => s.trim().parse().ok(),
         _ => None,
-    }
-}
-
-fn body_excerpt(body: &[u8], status: u16) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    if text.is_empty() {
-        format!("WhatsApp Cloud API answered HTTP {status}")
-    } else {
-        text.chars().take(MAX_ERROR_BODY).collect()
     }
 }
 
@@ -240,7 +199,7 @@ pub fn classify(status: u16, headers: &[(String, String)], body: &[u8]) -> Outco
             }
             message
         }
-        None => body_excerpt(body, status),
+        None => body_or_status("WhatsApp Cloud API", status, body),
     };
     let kind = graph_code.and_then(kind_of);
     let retryable = match kind {
@@ -248,19 +207,10 @@ pub fn classify(status: u16, headers: &[(String, String)], body: &[u8]) -> Outco
         Some(Kind::Throttled | Kind::Server | Kind::Account) => true,
         // Unknown code or no Graph error: by HTTP status. Any other 4xx is about this request;
         // anything else (5xx...) says nothing about the recipient.
-        None => matches!(status, 401 | 403 | 404 | 408 | 429) || !(400..500).contains(&status),
+        None => retryable_status(status),
     };
-    let throttled = kind == Some(Kind::Throttled) || status == 429 || status == 503;
-    Outcome::Rejected(Reject {
-        code,
-        message,
-        retryable,
-        retry_after_seconds: if retryable && throttled {
-            retry_after(headers)
-        } else {
-            None
-        },
-    })
+    let throttled = kind == Some(Kind::Throttled) || throttling_status(status);
+    Outcome::Rejected(Reject::new(&code, message, retryable).with_retry_after(throttled, headers))
 }
 
 #[cfg(test)]
@@ -268,10 +218,7 @@ mod tests {
     use super::*;
 
     fn rejected(status: u16, headers: &[(&str, &str)], body: &str) -> Reject {
-        let headers: Vec<(String, String)> = headers
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+        let headers = hermes_guest_kit::pairs(headers);
         match classify(status, &headers, body.as_bytes()) {
             Outcome::Rejected(reject) => reject,
             other => panic!("expected a rejection, got {other:?}"),

@@ -89,7 +89,8 @@ use hermes::provider::types::{
     Accepted, CallbackReply, Channel, Receipt, ReceiptError, ReceiptStatus, ReceiptStyle, Rejection,
 };
 
-use classify::{Outcome, Reject};
+use classify::Outcome;
+use hermes_guest_kit::{FetchFailure, Reject, SendFailure, header};
 use request::{Attempt, Config};
 
 struct WhatsappPlugin;
@@ -105,26 +106,41 @@ fn config() -> Config {
     }
 }
 
-fn rejected(reject: Reject) -> SendResult {
-    host::metric("sends_rejected", 1.0);
-    SendResult::Rejected(Rejection {
-        code: reject.code,
-        message: reject.message,
-        retryable: reject.retryable,
-        retry_after_seconds: reject.retry_after_seconds,
-    })
+impl From<FetchError> for FetchFailure {
+    fn from(err: FetchError) -> Self {
+        match err {
+            FetchError::Denied(err) => FetchFailure::Denied(err),
+            FetchError::Connect(err) => FetchFailure::Connect(err),
+            FetchError::Timeout => FetchFailure::Timeout,
+            FetchError::TooLarge => FetchFailure::TooLarge,
+            FetchError::Transport(err) => FetchFailure::Transport(err),
+        }
+    }
 }
 
-fn in_doubt(message: String) -> SendResult {
-    host::metric("sends_in_doubt", 1.0);
-    SendResult::InDoubt(message)
+impl From<Reject> for Rejection {
+    fn from(reject: Reject) -> Self {
+        Rejection {
+            code: reject.code,
+            message: reject.message,
+            retryable: reject.retryable,
+            retry_after_seconds: reject.retry_after_seconds,
+        }
+    }
 }
 
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+/// The result of a send that failed, counted.
+fn failed(failure: SendFailure) -> SendResult {
+    match failure {
+        SendFailure::Rejected(reject) => {
+            host::metric("sends_rejected", 1.0);
+            SendResult::Rejected(reject.into())
+        }
+        SendFailure::InDoubt(message) => {
+            host::metric("sends_in_doubt", 1.0);
+            SendResult::InDoubt(message)
+        }
+    }
 }
 
 impl Guest for WhatsappPlugin {
@@ -139,11 +155,12 @@ impl Guest for WhatsappPlugin {
 
     fn send(request: SendRequest) -> SendResult {
         if request.channel != Channel::Whatsapp {
-            return rejected(Reject::new(
-                "unsupported_channel",
-                "the WhatsApp Cloud API serves only the whatsapp channel",
-                true,
-            ));
+            return failed(
+                Reject::unsupported_channel(
+                    "the WhatsApp Cloud API serves only the whatsapp channel",
+                )
+                .into(),
+            );
         }
         let http = match request::build(
             &config(),
@@ -155,7 +172,7 @@ impl Guest for WhatsappPlugin {
             },
         ) {
             Ok(http) => http,
-            Err(reject) => return rejected(reject),
+            Err(reject) => return failed(reject.into()),
         };
         let response = match http_client::fetch(&Request {
             method: "POST".to_owned(),
@@ -164,25 +181,9 @@ impl Guest for WhatsappPlugin {
             body: http.body,
         }) {
             Ok(response) => response,
-            // Nothing left: safe to fail over at once.
-            Err(FetchError::Connect(err)) => {
-                return rejected(Reject::new(
-                    "connect_failed",
-                    format!("could not connect to the WhatsApp Cloud API: {err}"),
-                    true,
-                ));
-            }
-            Err(FetchError::Denied(err)) => {
-                return rejected(Reject::new("fetch_denied", err, true));
-            }
-            Err(FetchError::Timeout) => {
-                return in_doubt("no answer from the WhatsApp Cloud API in time".to_owned());
-            }
-            Err(FetchError::TooLarge) => {
-                return in_doubt("the WhatsApp Cloud API's answer was too large".to_owned());
-            }
-            Err(FetchError::Transport(err)) => {
-                return in_doubt(format!("the WhatsApp Cloud API's answer was lost: {err}"));
+            // Connect/Denied: nothing left, a rejection; otherwise the provider may have the message.
+            Err(err) => {
+                return failed(FetchFailure::from(err).after_send("the WhatsApp Cloud API"));
             }
         };
         match classify::classify(response.status, &response.headers, &response.body) {
@@ -209,7 +210,7 @@ impl Guest for WhatsappPlugin {
                         request.attempt_id, response.status, reject.code
                     ),
                 );
-                rejected(reject)
+                failed(reject.into())
             }
         }
     }

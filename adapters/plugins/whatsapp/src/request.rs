@@ -10,7 +10,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::classify::Reject;
+use hermes_guest_kit::{Reject, non_empty};
 
 pub const DEFAULT_BASE_URL: &str = "https://graph.facebook.com";
 pub const DEFAULT_API_VERSION: &str = "v23.0";
@@ -40,19 +40,6 @@ pub struct Attempt<'a> {
     pub attempt_id: &'a str,
     pub to: &'a str,
     pub content: &'a str,
-}
-
-pub fn non_empty(value: &Option<String>) -> Option<&str> {
-    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
-}
-
-fn config_error(message: impl Into<String>) -> Reject {
-    // A misconfigured account is not the recipient's fault: another account may succeed.
-    Reject::new("plugin_config", message, true)
-}
-
-fn invalid(message: impl Into<String>) -> Reject {
-    Reject::new("invalid_content", message, false)
 }
 
 /// `<message-id>:<attempt-id>`, sent as `biz_opaque_callback_data` and parsed back from statuses.
@@ -89,10 +76,10 @@ fn is_path_segment(value: &str) -> bool {
 /// The message object (without the common properties) from Hermes's `ChannelContent` JSON.
 fn message_fields(content: &str) -> Result<Map<String, Value>, Reject> {
     let value: Value = serde_json::from_str(content)
-        .map_err(|err| invalid(format!("the content is not JSON: {err}")))?;
+        .map_err(|err| Reject::invalid_content(format!("the content is not JSON: {err}")))?;
     let channel = value.get("channel").and_then(Value::as_str);
     if channel != Some("whatsapp") {
-        return Err(invalid(format!(
+        return Err(Reject::invalid_content(format!(
             "whatsapp attempt with {} content",
             channel.unwrap_or("unknown")
         )));
@@ -104,7 +91,9 @@ fn message_fields(content: &str) -> Result<Map<String, Value>, Reject> {
                 .get("text")
                 .and_then(Value::as_str)
                 .filter(|t| !t.trim().is_empty())
-                .ok_or_else(|| invalid("whatsapp content without text or template"))?;
+                .ok_or_else(|| {
+                    Reject::invalid_content("whatsapp content without text or template")
+                })?;
             fields.insert("type".into(), json!("text"));
             // TextMessage: `text: {body}`.
             fields.insert("text".into(), json!({ "body": text }));
@@ -126,7 +115,7 @@ fn template_object(template: &Value) -> Result<Value, Reject> {
         .and_then(Value::as_str)
         .map(str::trim)
         .filter(|n| !n.is_empty())
-        .ok_or_else(|| invalid("whatsapp template without a name"))?;
+        .ok_or_else(|| Reject::invalid_content("whatsapp template without a name"))?;
     let code = match template.get("language") {
         Some(Value::String(code)) => Some(code.as_str()),
         Some(Value::Object(language)) => language.get("code").and_then(Value::as_str),
@@ -134,7 +123,7 @@ fn template_object(template: &Value) -> Result<Value, Reject> {
     }
     .map(str::trim)
     .filter(|c| !c.is_empty())
-    .ok_or_else(|| invalid("whatsapp template without a language code"))?;
+    .ok_or_else(|| Reject::invalid_content("whatsapp template without a language code"))?;
     let mut object = Map::new();
     object.insert("name".into(), json!(name));
     object.insert(
@@ -147,7 +136,11 @@ fn template_object(template: &Value) -> Result<Value, Reject> {
         Some(components @ Value::Array(_)) => {
             object.insert("components".into(), components.clone());
         }
-        Some(_) => return Err(invalid("whatsapp template components must be a list")),
+        Some(_) => {
+            return Err(Reject::invalid_content(
+                "whatsapp template components must be a list",
+            ));
+        }
     }
     Ok(Value::Object(object))
 }
@@ -155,15 +148,17 @@ fn template_object(template: &Value) -> Result<Value, Reject> {
 /// The request for one attempt, or why it cannot be made (nothing was sent).
 pub fn build(config: &Config, attempt: Attempt<'_>) -> Result<HttpRequest, Reject> {
     let access_token = non_empty(&config.access_token)
-        .ok_or_else(|| config_error("no access_token configured"))?;
+        .ok_or_else(|| Reject::plugin_config("no access_token configured"))?;
     let phone_number_id = non_empty(&config.phone_number_id)
-        .ok_or_else(|| config_error("no phone_number_id configured"))?;
+        .ok_or_else(|| Reject::plugin_config("no phone_number_id configured"))?;
     if !is_path_segment(phone_number_id) {
-        return Err(config_error("phone_number_id is not a Phone Number ID"));
+        return Err(Reject::plugin_config(
+            "phone_number_id is not a Phone Number ID",
+        ));
     }
     let api_version = non_empty(&config.api_version).unwrap_or(DEFAULT_API_VERSION);
     if !is_path_segment(api_version) {
-        return Err(config_error(
+        return Err(Reject::plugin_config(
             "api_version is not a Graph API version (like v23.0)",
         ));
     }
@@ -172,10 +167,8 @@ pub fn build(config: &Config, attempt: Attempt<'_>) -> Result<HttpRequest, Rejec
     let fields = message_fields(attempt.content)?;
     let opaque = callback_data(attempt.message_id, attempt.attempt_id);
     if opaque.chars().count() > MAX_CALLBACK_DATA {
-        return Err(Reject::new(
-            "invalid_content",
+        return Err(Reject::invalid_content(
             "message and attempt ids are too long for biz_opaque_callback_data",
-            false,
         ));
     }
 
