@@ -90,7 +90,7 @@ use hermes::provider::http_client::{self, FetchError, Request};
 use hermes::provider::types::{Accepted, Channel, ReceiptStyle, Rejection};
 
 use flow::{HttpResponse, SendOutcome};
-use hermes_guest_kit::{FetchFailure, Reject};
+use hermes_guest_kit::FetchFailure;
 use request::{Chan, Config, HttpRequest};
 
 struct FcmPlugin;
@@ -137,28 +137,7 @@ impl flow::Host for WitHost {
     }
 }
 
-impl From<FetchError> for FetchFailure {
-    fn from(err: FetchError) -> Self {
-        match err {
-            FetchError::Denied(err) => FetchFailure::Denied(err),
-            FetchError::Connect(err) => FetchFailure::Connect(err),
-            FetchError::Timeout => FetchFailure::Timeout,
-            FetchError::TooLarge => FetchFailure::TooLarge,
-            FetchError::Transport(err) => FetchFailure::Transport(err),
-        }
-    }
-}
-
-impl From<Reject> for Rejection {
-    fn from(reject: Reject) -> Self {
-        Rejection {
-            code: reject.code,
-            message: reject.message,
-            retryable: reject.retryable,
-            retry_after_seconds: reject.retry_after_seconds,
-        }
-    }
-}
+hermes_guest_kit::wit_glue!();
 
 impl Guest for FcmPlugin {
     fn describe() -> PluginInfo {

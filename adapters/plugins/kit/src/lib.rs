@@ -26,6 +26,54 @@ pub fn non_empty(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
+/// The glue between a plugin's generated WIT types and the kit, the same in every plugin (the
+/// types are generated per plugin crate, so it cannot live here as plain code). Expands to
+/// `From<FetchError> for FetchFailure`, `From<Reject> for Rejection`, and `failed`, which turns a
+/// [`SendFailure`] into the WIT `SendResult` and counts it. Call it at the top level of the plugin's
+/// `lib.rs`, with `FetchError`, `Rejection`, `SendResult` and the `host` interface in scope.
+#[macro_export]
+macro_rules! wit_glue {
+    () => {
+        impl From<FetchError> for $crate::FetchFailure {
+            fn from(err: FetchError) -> Self {
+                match err {
+                    FetchError::Denied(err) => $crate::FetchFailure::Denied(err),
+                    FetchError::Connect(err) => $crate::FetchFailure::Connect(err),
+                    FetchError::Timeout => $crate::FetchFailure::Timeout,
+                    FetchError::TooLarge => $crate::FetchFailure::TooLarge,
+                    FetchError::Transport(err) => $crate::FetchFailure::Transport(err),
+                }
+            }
+        }
+
+        impl From<$crate::Reject> for Rejection {
+            fn from(reject: $crate::Reject) -> Self {
+                Rejection {
+                    code: reject.code,
+                    message: reject.message,
+                    retryable: reject.retryable,
+                    retry_after_seconds: reject.retry_after_seconds,
+                }
+            }
+        }
+
+        /// The result of a send that failed, counted.
+        #[allow(dead_code)] // a plugin with its own send flow (fcm) counts on its own
+        fn failed(failure: $crate::SendFailure) -> SendResult {
+            match failure {
+                $crate::SendFailure::Rejected(reject) => {
+                    host::metric("sends_rejected", 1.0);
+                    SendResult::Rejected(reject.into())
+                }
+                $crate::SendFailure::InDoubt(message) => {
+                    host::metric("sends_in_doubt", 1.0);
+                    SendResult::InDoubt(message)
+                }
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -83,7 +83,7 @@ use hermes::provider::types::{
 };
 
 use classify::Outcome;
-use hermes_guest_kit::{FetchFailure, Reject, SendFailure};
+use hermes_guest_kit::FetchFailure;
 use request::{Chan, Config};
 
 struct MessentePlugin;
@@ -100,42 +100,7 @@ fn config() -> Config {
     }
 }
 
-impl From<FetchError> for FetchFailure {
-    fn from(err: FetchError) -> Self {
-        match err {
-            FetchError::Denied(err) => FetchFailure::Denied(err),
-            FetchError::Connect(err) => FetchFailure::Connect(err),
-            FetchError::Timeout => FetchFailure::Timeout,
-            FetchError::TooLarge => FetchFailure::TooLarge,
-            FetchError::Transport(err) => FetchFailure::Transport(err),
-        }
-    }
-}
-
-impl From<Reject> for Rejection {
-    fn from(reject: Reject) -> Self {
-        Rejection {
-            code: reject.code,
-            message: reject.message,
-            retryable: reject.retryable,
-            retry_after_seconds: reject.retry_after_seconds,
-        }
-    }
-}
-
-/// The result of a send that failed, counted.
-fn failed(failure: SendFailure) -> SendResult {
-    match failure {
-        SendFailure::Rejected(reject) => {
-            host::metric("sends_rejected", 1.0);
-            SendResult::Rejected(reject.into())
-        }
-        SendFailure::InDoubt(message) => {
-            host::metric("sends_in_doubt", 1.0);
-            SendResult::InDoubt(message)
-        }
-    }
-}
+hermes_guest_kit::wit_glue!();
 
 impl Guest for MessentePlugin {
     fn describe() -> PluginInfo {

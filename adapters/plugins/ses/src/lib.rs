@@ -93,7 +93,7 @@ use hermes::provider::types::{
 };
 
 use classify::Outcome;
-use hermes_guest_kit::{FetchFailure, Reject, SendFailure};
+use hermes_guest_kit::{FetchFailure, Reject};
 use request::{Attempt, Config};
 
 /// How long a fetched SNS signing certificate is kept.
@@ -117,42 +117,7 @@ fn config() -> Config {
     }
 }
 
-impl From<FetchError> for FetchFailure {
-    fn from(err: FetchError) -> Self {
-        match err {
-            FetchError::Denied(err) => FetchFailure::Denied(err),
-            FetchError::Connect(err) => FetchFailure::Connect(err),
-            FetchError::Timeout => FetchFailure::Timeout,
-            FetchError::TooLarge => FetchFailure::TooLarge,
-            FetchError::Transport(err) => FetchFailure::Transport(err),
-        }
-    }
-}
-
-impl From<Reject> for Rejection {
-    fn from(reject: Reject) -> Self {
-        Rejection {
-            code: reject.code,
-            message: reject.message,
-            retryable: reject.retryable,
-            retry_after_seconds: reject.retry_after_seconds,
-        }
-    }
-}
-
-/// The result of a send that failed, counted.
-fn failed(failure: SendFailure) -> SendResult {
-    match failure {
-        SendFailure::Rejected(reject) => {
-            host::metric("sends_rejected", 1.0);
-            SendResult::Rejected(reject.into())
-        }
-        SendFailure::InDoubt(message) => {
-            host::metric("sends_in_doubt", 1.0);
-            SendResult::InDoubt(message)
-        }
-    }
-}
+hermes_guest_kit::wit_glue!();
 
 fn message_id_key(provider_message_id: &str) -> String {
     format!("ses_mid:{provider_message_id}")

@@ -90,7 +90,7 @@ use hermes::provider::types::{
 };
 
 use classify::Outcome;
-use hermes_guest_kit::{FetchFailure, Reject, SendFailure, header};
+use hermes_guest_kit::{FetchFailure, Reject, header};
 use request::{Attempt, Config};
 
 struct WhatsappPlugin;
@@ -106,42 +106,7 @@ fn config() -> Config {
     }
 }
 
-impl From<FetchError> for FetchFailure {
-    fn from(err: FetchError) -> Self {
-        match err {
-            FetchError::Denied(err) => FetchFailure::Denied(err),
-            FetchError::Connect(err) => FetchFailure::Connect(err),
-            FetchError::Timeout => FetchFailure::Timeout,
-            FetchError::TooLarge => FetchFailure::TooLarge,
-            FetchError::Transport(err) => FetchFailure::Transport(err),
-        }
-    }
-}
-
-impl From<Reject> for Rejection {
-    fn from(reject: Reject) -> Self {
-        Rejection {
-            code: reject.code,
-            message: reject.message,
-            retryable: reject.retryable,
-            retry_after_seconds: reject.retry_after_seconds,
-        }
-    }
-}
-
-/// The result of a send that failed, counted.
-fn failed(failure: SendFailure) -> SendResult {
-    match failure {
-        SendFailure::Rejected(reject) => {
-            host::metric("sends_rejected", 1.0);
-            SendResult::Rejected(reject.into())
-        }
-        SendFailure::InDoubt(message) => {
-            host::metric("sends_in_doubt", 1.0);
-            SendResult::InDoubt(message)
-        }
-    }
-}
+hermes_guest_kit::wit_glue!();
 
 impl Guest for WhatsappPlugin {
     fn describe() -> PluginInfo {
