@@ -16,6 +16,7 @@ use hermes_adapters::plugin::{AccountConfig, PluginEngine, builtin};
 use hermes_infra::Secret;
 use hermes_infra::http::Problem;
 use hermes_infra::plugin_uploads::{self, Upload};
+use hermes_infra::provider_accounts;
 use serde::Serialize;
 use sqlx::PgPool;
 use subtle::ConstantTimeEq;
@@ -97,15 +98,6 @@ fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), AdminError> 
     }
 }
 
-fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name.len() <= 63
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-}
-
 /// Which version serves a plugin, and from where.
 #[derive(Debug, Serialize)]
 struct PluginVersion {
@@ -163,7 +155,8 @@ async fn upload(
     body: Bytes,
 ) -> Result<(StatusCode, Json<PluginVersion>), AdminError> {
     authorize(&state, &headers)?;
-    if !valid_name(&name) {
+    // Plugin names follow the account names' rule (the table's CHECK says the same).
+    if !provider_accounts::valid_name(&name) {
         return Err(AdminError::BadName(name));
     }
     // Loaded for an account that may reach nothing and holds no secrets: only `describe` runs.

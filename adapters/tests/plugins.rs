@@ -7,7 +7,7 @@ use bytes::Bytes;
 use hermes_adapters::mock::{MockProviderConfig, MockProviderHandle, start};
 use hermes_adapters::plugin::{
     AccountConfig, PluginEngine, PluginError, PluginLimits, PluginProvider, ReceiptStyle, Secret,
-    builtin,
+    StubRequest, StubResponse, builtin,
 };
 use hermes_adapters::{
     CallbackError, CallbackRequest, Provider, SendAccepted, SendError, SendRequest,
@@ -303,6 +303,50 @@ async fn an_https_fetch_speaks_tls_and_a_failed_handshake_sends_nothing() {
         other => panic!("expected the plugin's report, got {other:?}"),
     }
     f.assert_host_still_works().await;
+}
+
+/// A stubbed `fetch` (benchmarks) still enforces the account's allow-list, and answers only
+/// what the account may reach.
+#[tokio::test]
+async fn a_fetch_stub_answers_allowed_hosts_only() {
+    let engine = PluginEngine::new(limits())
+        .unwrap()
+        .with_fetch_stub(std::sync::Arc::new(|request: &StubRequest| StubResponse {
+            status: if request.url.ends_with("/teapot") {
+                418
+            } else {
+                200
+            },
+            headers: Vec::new(),
+            body: Vec::new(),
+        }));
+    let evil = engine
+        .load(
+            builtin::EVIL,
+            AccountConfig {
+                name: "evil".to_owned(),
+                allowed_hosts: vec!["api.example.com".to_owned()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let send = |to: &'static str| {
+        let request = request(Channel::Sms, to, "http://127.0.0.1:9/cb");
+        let evil = &evil;
+        async move {
+            match evil.send(&request).await {
+                Err(SendError::Rejected { error, .. }) => (error.code, error.message),
+                other => panic!("{to}: expected the plugin's report, got {other:?}"),
+            }
+        }
+    };
+    assert_eq!(
+        send("fetch:https://api.example.com/teapot").await,
+        ("fetched".to_owned(), "Ok(418)".to_owned())
+    );
+    let (code, _) = send("fetch:https://elsewhere.example.com/").await;
+    assert_eq!(code, "plugin_denied");
 }
 
 #[tokio::test]

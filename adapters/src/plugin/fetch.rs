@@ -10,6 +10,7 @@ use super::AccountConfig;
 use super::host::bindings::hermes::provider::http_client::{FetchError, Request, Response};
 use super::limits::PluginLimits;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -26,6 +27,57 @@ impl FetchOutcome {
             result: Err(FetchError::Denied(reason)),
             left: false,
         }
+    }
+}
+
+/// Answers a plugin's `fetch` in place of the network: see [`super::PluginEngine::with_fetch_stub`].
+pub type FetchStub = Arc<dyn Fn(&StubRequest) -> StubResponse + Send + Sync>;
+
+/// What a plugin asked to fetch, as a [`FetchStub`] sees it.
+#[derive(Debug, Clone)]
+pub struct StubRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// A [`FetchStub`]'s answer.
+#[derive(Debug, Clone)]
+pub struct StubResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Answers the fetch with `stub` instead of the network, under the same allow-list (the address
+/// checks are the network's and do not apply).
+pub(crate) fn stubbed(account: &AccountConfig, stub: &FetchStub, request: Request) -> FetchOutcome {
+    let host = reqwest::Url::parse(&request.url)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_owned));
+    match host {
+        Some(host) if host_allowed(account, &host) => {}
+        _ => {
+            return FetchOutcome::refused(format!(
+                "the host of {} is not allowed for account {}",
+                request.url, account.name
+            ));
+        }
+    }
+    let answer = stub(&StubRequest {
+        method: request.method,
+        url: request.url,
+        headers: request.headers,
+        body: request.body,
+    });
+    FetchOutcome {
+        result: Ok(Response {
+            status: answer.status,
+            headers: answer.headers,
+            body: answer.body,
+        }),
+        left: true,
     }
 }
 
@@ -68,7 +120,7 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || (first == 0x2001 && ip.segments()[1] == 0x0db8)) // documentation
 }
 
-pub(crate) fn host_allowed(account: &AccountConfig, host: &str) -> bool {
+fn host_allowed(account: &AccountConfig, host: &str) -> bool {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     account.allowed_hosts.iter().any(|allowed| {
         let allowed = allowed.trim_end_matches('.').to_ascii_lowercase();

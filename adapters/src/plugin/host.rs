@@ -1,6 +1,6 @@
 //! The engine, the per-call store and [`PluginProvider`], the [`Provider`] over a plugin.
 
-use super::fetch;
+use super::fetch::{self, FetchStub};
 use super::limits::{CallLimiter, EPOCH_TICK, PluginLimits};
 use super::{AccountConfig, PluginError};
 use crate::provider::{
@@ -177,32 +177,13 @@ impl async_http::Host for PluginState {
         &mut self,
         request: async_http::Request,
     ) -> Result<async_http::Response, async_http::FetchError> {
-        if let Some(stub) = &self.fetch_stub {
-            let host_allowed = reqwest::Url::parse(&request.url)
-                .ok()
-                .and_then(|url| url.host_str().map(str::to_owned))
-                .is_some_and(|host| fetch::host_allowed(&self.account, &host));
-            if !host_allowed {
-                return Err(async_http::FetchError::Denied(format!(
-                    "host of {} is not allowed",
-                    request.url
-                )));
+        let outcome = match &self.fetch_stub {
+            Some(stub) => fetch::stubbed(&self.account, stub, request),
+            None => {
+                let deadline = tokio::time::Instant::from_std(self.deadline);
+                fetch::fetch(&self.account, &self.limits, request, deadline).await
             }
-            self.request_left = true;
-            let answer = stub(&StubRequest {
-                method: request.method,
-                url: request.url,
-                headers: request.headers,
-                body: request.body,
-            });
-            return Ok(async_http::Response {
-                status: answer.status,
-                headers: answer.headers,
-                body: answer.body,
-            });
-        }
-        let deadline = tokio::time::Instant::from_std(self.deadline);
-        let outcome = fetch::fetch(&self.account, &self.limits, request, deadline).await;
+        };
         self.request_left |= outcome.left;
         if let Err(async_http::FetchError::Denied(reason)) = &outcome.result {
             tracing::warn!(provider = %self.account.name, %reason, "plugin fetch refused");
@@ -220,26 +201,6 @@ pub struct PluginEngine {
     linker: Arc<Linker<PluginState>>,
     limits: Arc<PluginLimits>,
     fetch_stub: Option<FetchStub>,
-}
-
-/// Answers a plugin's `fetch` in place of the network: see [`PluginEngine::with_fetch_stub`].
-pub type FetchStub = Arc<dyn Fn(&StubRequest) -> StubResponse + Send + Sync>;
-
-/// What a plugin asked to fetch, as a [`FetchStub`] sees it.
-#[derive(Debug, Clone)]
-pub struct StubRequest {
-    pub method: String,
-    pub url: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-/// A [`FetchStub`]'s answer.
-#[derive(Debug, Clone)]
-pub struct StubResponse {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
 }
 
 impl PluginEngine {

@@ -28,10 +28,8 @@ mod fetch;
 mod host;
 mod limits;
 
-pub use fetch::is_public_address;
-pub use host::{
-    FetchStub, PluginEngine, PluginInfo, PluginProvider, ReceiptStyle, StubRequest, StubResponse,
-};
+pub use fetch::{FetchStub, StubRequest, StubResponse, is_public_address};
+pub use host::{PluginEngine, PluginInfo, PluginProvider, ReceiptStyle};
 pub use limits::{EPOCH_TICK, PluginLimits};
 
 use hermes_domain::message::AttemptError;

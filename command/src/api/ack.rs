@@ -7,6 +7,7 @@
 //! acceptance and needs no acknowledgement.
 
 use super::CommandState;
+use super::body;
 use super::error::ApiError;
 use super::messages::trace_metadata;
 use axum::Json;
@@ -73,9 +74,7 @@ pub async fn acknowledge_push(
     let request: AckRequest = if body.iter().all(u8::is_ascii_whitespace) {
         AckRequest::default()
     } else {
-        let raw: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
-        serde_json::from_value(raw).map_err(|e| ApiError::InvalidRequest(e.to_string()))?
+        body::parse(&body)?.value
     };
     let status = match request.status {
         AckStatus::Delivered => ReceiptStatus::Delivered,

@@ -25,12 +25,17 @@ where
         let bytes: Bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
             .await
             .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY_BYTES))?;
-        let raw: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
-        // serde_json's map is ordered by key, so this is the same for the same document.
-        let canonical = serde_json::to_vec(&raw).expect("a Value serializes");
-        let value =
-            serde_json::from_value(raw).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
-        Ok(Self { value, canonical })
+        parse(&bytes)
     }
+}
+
+/// Parses a JSON body: `invalid_json` when it is not JSON, `invalid_request` when it does not have
+/// the shape of `T`.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<JsonBody<T>, ApiError> {
+    let raw: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    // serde_json's map is ordered by key, so this is the same for the same document.
+    let canonical = serde_json::to_vec(&raw).expect("a Value serializes");
+    let value = serde_json::from_value(raw).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    Ok(JsonBody { value, canonical })
 }
