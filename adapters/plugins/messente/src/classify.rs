@@ -9,12 +9,7 @@
 use hermes_guest_kit::{Reject, body_or_status, retryable_status, throttling_status};
 use serde::Deserialize;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Messente created the omnimessage; the id of our message when the body had one.
-    Accepted(Option<String>),
-    Rejected(Reject),
-}
+pub use hermes_guest_kit::Outcome;
 
 #[derive(Deserialize)]
 struct MessageResult {

@@ -76,14 +76,12 @@ wit_bindgen::generate!({
     world: "provider",
 });
 
-use hermes::provider::host::{self, Level};
-use hermes::provider::http_client::{self, FetchError, Request};
+use hermes::provider::host::{self};
+use hermes::provider::http_client::{self, FetchError};
 use hermes::provider::types::{
     Accepted, Channel, Receipt, ReceiptError, ReceiptStatus, ReceiptStyle, Rejection,
 };
 
-use classify::Outcome;
-use hermes_guest_kit::FetchFailure;
 use request::{Chan, Config};
 
 struct MessentePlugin;
@@ -129,48 +127,12 @@ impl Guest for MessentePlugin {
             Ok(http) => http,
             Err(reject) => return failed(reject.into()),
         };
-        let response = match http_client::fetch(&Request {
-            method: "POST".to_owned(),
-            url: http.url,
-            headers: http.headers,
-            body: http.body,
-        }) {
-            Ok(response) => response,
-            // Connect/Denied: nothing left, a rejection; otherwise the provider may have the message.
-            Err(err) => return failed(FetchFailure::from(err).after_send("Messente")),
-        };
-        match classify::classify(
-            response.status,
-            &response.headers,
-            &response.body,
-            channel_name,
-        ) {
-            Outcome::Accepted(provider_message_id) => {
-                if provider_message_id.is_none() {
-                    host::log(
-                        Level::Warn,
-                        &format!(
-                            "attempt {}: accepted (HTTP {}) but the answer had no message id",
-                            request.attempt_id, response.status
-                        ),
-                    );
-                }
-                host::metric("sends_accepted", 1.0);
-                SendResult::Accepted(Accepted {
-                    provider_message_id,
-                })
-            }
-            Outcome::Rejected(reject) => {
-                host::log(
-                    Level::Info,
-                    &format!(
-                        "attempt {}: Messente answered HTTP {} ({})",
-                        request.attempt_id, response.status, reject.code
-                    ),
-                );
-                failed(reject.into())
-            }
-        }
+        post(
+            "Messente",
+            &request.attempt_id,
+            http,
+            |status, headers, body| classify::classify(status, headers, body, channel_name),
+        )
     }
 
     fn parse_callback(request: CallbackRequest) -> Result<CallbackOutcome, CallbackError> {

@@ -30,12 +30,7 @@ pub enum Chan {
     Other(&'static str),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpRequest {
-    pub url: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
+pub use hermes_guest_kit::HttpRequest;
 
 /// Hermes's `ChannelContent` JSON, checked against the attempt's channel.
 fn parse_content(channel: &str, content: &str) -> Result<Value, Reject> {

@@ -53,12 +53,7 @@ const THROTTLING: &[&str] = &[
     "Throttling",
 ];
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// SES accepted the message; its `MessageId` when the body had one.
-    Accepted(Option<String>),
-    Rejected(Reject),
-}
+pub use hermes_guest_kit::Outcome;
 
 #[derive(Deserialize)]
 struct SendEmailResponse {

@@ -92,8 +92,7 @@ use hermes::provider::types::{
     Accepted, Channel, Receipt, ReceiptError, ReceiptStatus, ReceiptStyle, Rejection,
 };
 
-use classify::Outcome;
-use hermes_guest_kit::{FetchFailure, Reject};
+use hermes_guest_kit::Reject;
 use request::{Attempt, Config};
 
 /// How long a fetched SNS signing certificate is kept.
@@ -225,48 +224,21 @@ impl Guest for SesPlugin {
             Ok(http) => http,
             Err(reject) => return failed(reject.into()),
         };
-        let response = match http_client::fetch(&Request {
-            method: "POST".to_owned(),
-            url: http.url,
-            headers: http.headers,
-            body: http.body,
-        }) {
-            Ok(response) => response,
-            // Connect/Denied: nothing left, a rejection; otherwise the provider may have the message.
-            Err(err) => return failed(FetchFailure::from(err).after_send("SES")),
-        };
-        match classify::classify(response.status, &response.headers, &response.body) {
-            Outcome::Accepted(provider_message_id) => {
-                match &provider_message_id {
-                    Some(id) => host::cache_set(
-                        &message_id_key(id),
-                        &format!("{}:{}", request.message_id, request.attempt_id),
-                        MESSAGE_ID_TTL_SECONDS,
-                    ),
-                    None => host::log(
-                        Level::Warn,
-                        &format!(
-                            "attempt {}: accepted (HTTP {}) but the answer had no MessageId",
-                            request.attempt_id, response.status
-                        ),
-                    ),
-                }
-                host::metric("sends_accepted", 1.0);
-                SendResult::Accepted(Accepted {
-                    provider_message_id,
-                })
-            }
-            Outcome::Rejected(reject) => {
-                host::log(
-                    Level::Info,
-                    &format!(
-                        "attempt {}: SES answered HTTP {} ({})",
-                        request.attempt_id, response.status, reject.code
-                    ),
-                );
-                failed(reject.into())
-            }
+        let result = post("SES", &request.attempt_id, http, |status, headers, body| {
+            classify::classify(status, headers, body)
+        });
+        // Older SES notifications carry no tags: remember which attempt a MessageId is.
+        if let SendResult::Accepted(Accepted {
+            provider_message_id: Some(id),
+        }) = &result
+        {
+            host::cache_set(
+                &message_id_key(id),
+                &format!("{}:{}", request.message_id, request.attempt_id),
+                MESSAGE_ID_TTL_SECONDS,
+            );
         }
+        result
     }
 
     fn parse_callback(request: CallbackRequest) -> Result<CallbackOutcome, CallbackError> {

@@ -33,12 +33,7 @@ pub struct Config {
     pub configuration_set: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpRequest {
-    pub url: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
+pub use hermes_guest_kit::HttpRequest;
 
 /// An AWS region name such as `us-east-1`.
 pub fn is_region(value: &str) -> bool {

@@ -40,12 +40,7 @@ const ACCOUNT_CODES: &[u32] = &[
     63007, // no WhatsApp sender for 'From'
 ];
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Twilio created the Message; its `sid` when the body had one.
-    Accepted(Option<String>),
-    Rejected(Reject),
-}
+pub use hermes_guest_kit::Outcome;
 
 #[derive(Deserialize)]
 struct MessageResource {

@@ -59,14 +59,12 @@ wit_bindgen::generate!({
     world: "provider",
 });
 
-use hermes::provider::host::{self, Level};
-use hermes::provider::http_client::{self, FetchError, Request};
+use hermes::provider::host::{self};
+use hermes::provider::http_client::{self, FetchError};
 use hermes::provider::types::{
     Accepted, Channel, Receipt, ReceiptError, ReceiptStatus, ReceiptStyle, Rejection,
 };
 
-use classify::Outcome;
-use hermes_guest_kit::FetchFailure;
 use request::{Chan, Config};
 
 struct TwilioPlugin;
@@ -113,43 +111,7 @@ impl Guest for TwilioPlugin {
             Ok(http) => http,
             Err(reject) => return failed(reject.into()),
         };
-        let response = match http_client::fetch(&Request {
-            method: "POST".to_owned(),
-            url: http.url,
-            headers: http.headers,
-            body: http.body,
-        }) {
-            Ok(response) => response,
-            // Connect/Denied: nothing left, a rejection; otherwise Twilio may have the message.
-            Err(err) => return failed(FetchFailure::from(err).after_send("Twilio")),
-        };
-        match classify::classify(response.status, &response.headers, &response.body) {
-            Outcome::Accepted(provider_message_id) => {
-                if provider_message_id.is_none() {
-                    host::log(
-                        Level::Warn,
-                        &format!(
-                            "attempt {}: accepted (HTTP {}) but the answer had no sid",
-                            request.attempt_id, response.status
-                        ),
-                    );
-                }
-                host::metric("sends_accepted", 1.0);
-                SendResult::Accepted(Accepted {
-                    provider_message_id,
-                })
-            }
-            Outcome::Rejected(reject) => {
-                host::log(
-                    Level::Info,
-                    &format!(
-                        "attempt {}: Twilio answered HTTP {} ({})",
-                        request.attempt_id, response.status, reject.code
-                    ),
-                );
-                failed(reject.into())
-            }
-        }
+        post("Twilio", &request.attempt_id, http, classify::classify)
     }
 
     fn parse_callback(request: CallbackRequest) -> Result<CallbackOutcome, CallbackError> {

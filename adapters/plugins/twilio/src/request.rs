@@ -29,12 +29,7 @@ pub enum Chan {
     Other(&'static str),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpRequest {
-    pub url: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
+pub use hermes_guest_kit::HttpRequest;
 
 /// A Messaging Service SID: `MG` and 32 hex digits.
 pub fn is_messaging_service_sid(value: &str) -> bool {

@@ -46,14 +46,7 @@ const STATUSES: &[(u32, bool, &str)] = &[
     (33, false, "Number De-activated"),
 ];
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Vonage accepted the message: the `message-id` of its first accepted part.
-    Accepted(Option<String>),
-    Rejected(Reject),
-    /// HTTP 200 without a readable answer: Vonage may have sent the message.
-    InDoubt(String),
-}
+pub use hermes_guest_kit::Outcome;
 
 #[derive(Deserialize)]
 struct SendResponse {

@@ -84,14 +84,12 @@ wit_bindgen::generate!({
 });
 
 use hermes::provider::host::{self, Level};
-use hermes::provider::http_client::{self, FetchError, Request};
+use hermes::provider::http_client::{self, FetchError};
 use hermes::provider::types::{
     Accepted, Channel, Receipt, ReceiptError, ReceiptStatus, ReceiptStyle, Rejection,
 };
 
 use callback::{Incoming, Refusal, SignatureMethod};
-use classify::Outcome;
-use hermes_guest_kit::{FetchFailure, SendFailure};
 use request::{Chan, Config};
 
 struct VonagePlugin;
@@ -148,50 +146,16 @@ impl Guest for VonagePlugin {
                 ),
             );
         }
-        let response = match http_client::fetch(&Request {
-            method: "POST".to_owned(),
-            url: http.url,
-            headers: http.headers,
-            body: http.body,
-        }) {
-            Ok(response) => response,
-            // Connect/Denied: nothing left, a rejection; otherwise the provider may have the message.
-            Err(err) => return failed(FetchFailure::from(err).after_send("Vonage")),
-        };
-        match classify::classify(response.status, &response.headers, &response.body) {
-            Outcome::Accepted(provider_message_id) => {
-                if provider_message_id.is_none() {
-                    host::log(
-                        Level::Warn,
-                        &format!(
-                            "attempt {}: accepted but the answer had no message-id",
-                            request.attempt_id
-                        ),
-                    );
-                }
-                host::metric("sends_accepted", 1.0);
-                SendResult::Accepted(Accepted {
-                    provider_message_id,
-                })
-            }
-            Outcome::Rejected(reject) => {
-                host::log(
-                    Level::Info,
-                    &format!(
-                        "attempt {}: Vonage answered HTTP {} ({})",
-                        request.attempt_id, response.status, reject.code
-                    ),
-                );
-                failed(reject.into())
-            }
-            Outcome::InDoubt(message) => {
-                host::log(
-                    Level::Warn,
-                    &format!("attempt {}: {message}", request.attempt_id),
-                );
-                failed(SendFailure::InDoubt(message))
-            }
-        }
+        post(
+            "Vonage",
+            &request.attempt_id,
+            hermes_guest_kit::HttpRequest {
+                url: http.url,
+                headers: http.headers,
+                body: http.body,
+            },
+            classify::classify,
+        )
     }
 
     fn parse_callback(request: CallbackRequest) -> Result<CallbackOutcome, CallbackError> {

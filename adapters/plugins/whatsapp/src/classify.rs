@@ -75,12 +75,7 @@ const ACCOUNT_CODES: &[u32] = &[
     133010, // phone number not registered
 ];
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The Cloud API took the message; its `wamid` when the body had one.
-    Accepted(Option<String>),
-    Rejected(Reject),
-}
+pub use hermes_guest_kit::Outcome;
 
 #[derive(Deserialize)]
 struct SendResponse {

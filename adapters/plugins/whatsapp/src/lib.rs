@@ -84,13 +84,12 @@ wit_bindgen::generate!({
 });
 
 use hermes::provider::host::{self, Level};
-use hermes::provider::http_client::{self, FetchError, Request};
+use hermes::provider::http_client::{self, FetchError};
 use hermes::provider::types::{
     Accepted, CallbackReply, Channel, Receipt, ReceiptError, ReceiptStatus, ReceiptStyle, Rejection,
 };
 
-use classify::Outcome;
-use hermes_guest_kit::{FetchFailure, Reject, header};
+use hermes_guest_kit::{Reject, header};
 use request::{Attempt, Config};
 
 struct WhatsappPlugin;
@@ -139,45 +138,12 @@ impl Guest for WhatsappPlugin {
             Ok(http) => http,
             Err(reject) => return failed(reject.into()),
         };
-        let response = match http_client::fetch(&Request {
-            method: "POST".to_owned(),
-            url: http.url,
-            headers: http.headers,
-            body: http.body,
-        }) {
-            Ok(response) => response,
-            // Connect/Denied: nothing left, a rejection; otherwise the provider may have the message.
-            Err(err) => {
-                return failed(FetchFailure::from(err).after_send("the WhatsApp Cloud API"));
-            }
-        };
-        match classify::classify(response.status, &response.headers, &response.body) {
-            Outcome::Accepted(provider_message_id) => {
-                if provider_message_id.is_none() {
-                    host::log(
-                        Level::Warn,
-                        &format!(
-                            "attempt {}: accepted (HTTP {}) but the answer had no messages[0].id",
-                            request.attempt_id, response.status
-                        ),
-                    );
-                }
-                host::metric("sends_accepted", 1.0);
-                SendResult::Accepted(Accepted {
-                    provider_message_id,
-                })
-            }
-            Outcome::Rejected(reject) => {
-                host::log(
-                    Level::Info,
-                    &format!(
-                        "attempt {}: the WhatsApp Cloud API answered HTTP {} ({})",
-                        request.attempt_id, response.status, reject.code
-                    ),
-                );
-                failed(reject.into())
-            }
-        }
+        post(
+            "the WhatsApp Cloud API",
+            &request.attempt_id,
+            http,
+            classify::classify,
+        )
     }
 
     fn parse_callback(request: CallbackRequest) -> Result<CallbackOutcome, CallbackError> {

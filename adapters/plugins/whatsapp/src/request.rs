@@ -26,12 +26,7 @@ pub struct Config {
     pub phone_number_id: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpRequest {
-    pub url: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
+pub use hermes_guest_kit::HttpRequest;
 
 /// One attempt, as the plugin needs it.
 #[derive(Debug, Clone, Copy)]
