@@ -72,13 +72,14 @@ impl ProviderSource {
         &mut self,
         plugin: &str,
         uploaded: &HashMap<String, String>,
-    ) -> anyhow::Result<Vec<u8>> {
+    ) -> anyhow::Result<Arc<Vec<u8>>> {
         if let Some(sha256) = uploaded.get(plugin) {
             if let Some(bytes) = self.uploads.get(sha256) {
-                return Ok(bytes.to_vec());
+                return Ok(bytes.clone());
             }
             if let Some(bytes) = plugin_uploads::wasm(&self.pool, plugin, sha256).await? {
-                self.uploads.insert(sha256.clone(), Arc::new(bytes.clone()));
+                let bytes = Arc::new(bytes);
+                self.uploads.insert(sha256.clone(), bytes.clone());
                 return Ok(bytes);
             }
             // Rolled back since the digests were read: fall through to the next source.
@@ -86,14 +87,16 @@ impl ProviderSource {
         if let Some(dir) = &self.plugins_dir {
             let path = dir.join(format!("{plugin}.wasm"));
             match std::fs::read(&path) {
-                Ok(bytes) => return Ok(bytes),
+                Ok(bytes) => return Ok(Arc::new(bytes)),
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
                 Err(err) => anyhow::bail!("reading {}: {err}", path.display()),
             }
         }
-        builtin::by_name(plugin).map(<[u8]>::to_vec).ok_or_else(|| {
-            anyhow::anyhow!("no plugin named {plugin:?} (built in or in the plugins directory)")
-        })
+        builtin::by_name(plugin)
+            .map(|b| Arc::new(b.to_vec()))
+            .ok_or_else(|| {
+                anyhow::anyhow!("no plugin named {plugin:?} (built in or in the plugins directory)")
+            })
     }
 
     async fn desired(&mut self) -> anyhow::Result<Vec<Desired>> {
@@ -143,7 +146,7 @@ impl ProviderSource {
             desired.push(Desired {
                 plugin,
                 account,
-                bytes: Arc::new(bytes),
+                bytes,
                 fingerprint,
             });
         }

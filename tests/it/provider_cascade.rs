@@ -7,64 +7,15 @@
 mod support;
 
 use crate::harness::{TestApp, statuses};
-use base64::Engine as _;
-use hermes_infra::Secret;
-use hermes_infra::provider_accounts::{self, ProviderAccount, SealingKey};
-use hmac::{Hmac, Mac};
+use crate::providers::account;
+use hermes_infra::provider_accounts::{self, SealingKey};
 use serde_json::{Value, json};
-use sha1::Sha1;
 use std::time::Duration;
-use support::{hmac_sha256_hex, moto, prism};
+use support::{hmac_sha256_hex, moto, prism, twilio_signature, whatsapp_status};
 
 const WITHIN: Duration = Duration::from_secs(20);
 const TWILIO_AUTH_TOKEN: &str = "twilio-e2e-auth-token";
 const WHATSAPP_APP_SECRET: &str = "whatsapp-e2e-app-secret";
-
-fn account(plugin: &str, priority: i32, config: &[(&str, &str)]) -> ProviderAccount {
-    ProviderAccount {
-        name: plugin.to_owned(),
-        plugin: plugin.to_owned(),
-        priority,
-        allowed_hosts: vec!["127.0.0.1".to_owned()],
-        allow_private: true,
-        config: config
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), Secret::new((*v).to_owned())))
-            .collect(),
-    }
-}
-
-/// Meta's status webhook for one of our attempts.
-fn whatsapp_status(message_id: &str, attempt_id: &str, status: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "object": "whatsapp_business_account",
-        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
-            "statuses": [{
-                "id": "wamid.HBgLMTY1MDUwNzY1MjAVAgARGBI5QTNDQTVCM0Q0Q0Q2RTY3RTcA",
-                "status": status,
-                "timestamp": "1751347200",
-                "recipient_id": "16505551234",
-                "biz_opaque_callback_data": format!("{message_id}:{attempt_id}"),
-                "errors": [{"code": 131026, "title": "Message undeliverable"}],
-            }],
-        }}]}],
-    }))
-    .unwrap()
-}
-
-fn twilio_signature(url: &str, params: &[(&str, &str)]) -> String {
-    let mut sorted = params.to_vec();
-    sorted.sort();
-    let mut mac = Hmac::<Sha1>::new_from_slice(TWILIO_AUTH_TOKEN.as_bytes()).unwrap();
-    mac.update(url.as_bytes());
-    for (name, value) in sorted {
-        mac.update(name.as_bytes());
-        mac.update(value.as_bytes());
-    }
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whatsapp_then_twilio_sms_then_ses_email_through_the_real_plugins() {
@@ -79,6 +30,7 @@ async fn whatsapp_then_twilio_sms_then_ses_email_through_the_real_plugins() {
         // Twilio could carry WhatsApp too: the Cloud API account comes first.
         account(
             "whatsapp",
+            "whatsapp",
             10,
             &[
                 ("base_url", &whatsapp_api.base_url),
@@ -89,6 +41,7 @@ async fn whatsapp_then_twilio_sms_then_ses_email_through_the_real_plugins() {
         ),
         account(
             "twilio",
+            "twilio",
             20,
             &[
                 ("base_url", &twilio_api.base_url),
@@ -98,6 +51,7 @@ async fn whatsapp_then_twilio_sms_then_ses_email_through_the_real_plugins() {
             ],
         ),
         account(
+            "ses",
             "ses",
             30,
             &[
@@ -158,7 +112,12 @@ async fn whatsapp_then_twilio_sms_then_ses_email_through_the_real_plugins() {
             .body(body)
             .send()
     };
-    let failed = whatsapp_status(&id, &whatsapp_attempt, "failed");
+    let failed = whatsapp_status(
+        &id,
+        &whatsapp_attempt,
+        "failed",
+        json!([{"code": 131026, "title": "Message undeliverable"}]),
+    );
     let forged = format!("sha256={}", hmac_sha256_hex("not-the-app-secret", &failed));
     let refused = webhook(failed.clone(), forged).await.unwrap();
     assert_eq!(refused.status(), 401, "a forged webhook is refused");
@@ -192,7 +151,7 @@ async fn whatsapp_then_twilio_sms_then_ses_email_through_the_real_plugins() {
         .post(&callback_url)
         .header(
             "x-twilio-signature",
-            twilio_signature(&callback_url, &params),
+            twilio_signature(TWILIO_AUTH_TOKEN, &callback_url, &params),
         )
         .header("content-type", "application/x-www-form-urlencoded")
         .body(

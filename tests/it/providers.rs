@@ -33,7 +33,12 @@ pub(crate) async fn served_by(app: &TestApp, id: &str) -> String {
         .to_owned()
 }
 
-fn account(name: &str, plugin: &str, priority: i32, config: &[(&str, &str)]) -> ProviderAccount {
+pub(crate) fn account(
+    name: &str,
+    plugin: &str,
+    priority: i32,
+    config: &[(&str, &str)],
+) -> ProviderAccount {
     ProviderAccount {
         name: name.to_owned(),
         plugin: plugin.to_owned(),

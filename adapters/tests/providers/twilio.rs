@@ -1,13 +1,9 @@
 //! Twilio Programmable Messaging (`twilio/twilio_api_v2010.json`).
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use hermes_adapters::plugin::{PluginProvider, builtin};
 use hermes_adapters::{CallbackError, Provider, SendError, SendRequest};
 use hermes_domain::Channel;
 use hermes_domain::message::{ChannelContent, ReceiptStatus};
-use hmac::{Hmac, Mac};
-use sha1::Sha1;
 use std::sync::Arc;
 
 use crate::support::{self, attempt, callback, only_receipt, prism, sms_text};
@@ -88,17 +84,8 @@ async fn an_unreachable_twilio_is_a_retryable_rejection() {
     }
 }
 
-/// Twilio's documented scheme: base64(HMAC-SHA1(auth token, URL + sorted name/value pairs)).
 fn twilio_signature(url: &str, params: &[(&str, &str)]) -> String {
-    let mut sorted = params.to_vec();
-    sorted.sort();
-    let mut mac = Hmac::<Sha1>::new_from_slice(AUTH_TOKEN.as_bytes()).unwrap();
-    mac.update(url.as_bytes());
-    for (name, value) in sorted {
-        mac.update(name.as_bytes());
-        mac.update(value.as_bytes());
-    }
-    STANDARD.encode(mac.finalize().into_bytes())
+    support::twilio_signature(AUTH_TOKEN, url, params)
 }
 
 fn status_callback(

@@ -62,33 +62,8 @@ async fn text_and_template_messages_satisfy_the_cloud_apis_spec() {
     support::send_accepted(prism, &plugin, &whatsapp("", Some(template))).await;
 }
 
-/// Meta's status webhook (`entry[].changes[].value.statuses[]`), with the callback data Hermes sent.
 fn status_webhook(request: &SendRequest, status: &str, errors: serde_json::Value) -> Vec<u8> {
-    let mut entry = json!({
-        "id": "sample-status",
-        "status": status,
-        "timestamp": "1751347200",
-        "recipient_id": "16505551234",
-        "biz_opaque_callback_data": format!("{}:{}", request.message_id, request.attempt_id),
-    });
-    if !errors.is_null() {
-        entry["errors"] = errors;
-    }
-    serde_json::to_vec(&json!({
-        "object": "whatsapp_business_account",
-        "entry": [{
-            "id": "102290129340398",
-            "changes": [{
-                "field": "messages",
-                "value": {
-                    "messaging_product": "whatsapp",
-                    "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
-                    "statuses": [entry],
-                },
-            }],
-        }],
-    }))
-    .unwrap()
+    support::whatsapp_status(request.message_id, request.attempt_id, status, errors)
 }
 
 fn signed(body: Vec<u8>) -> hermes_adapters::CallbackRequest {

@@ -168,3 +168,54 @@ pub async fn send_accepted(
         ),
     }
 }
+
+/// Twilio's documented request signature: base64(HMAC-SHA1(auth token, the full URL followed by
+/// every POST parameter's name and value, sorted by name)).
+pub fn twilio_signature(auth_token: &str, url: &str, params: &[(&str, &str)]) -> String {
+    use base64::Engine as _;
+    use hmac::{Hmac, Mac};
+    let mut sorted = params.to_vec();
+    sorted.sort();
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(auth_token.as_bytes()).unwrap();
+    mac.update(url.as_bytes());
+    for (name, value) in sorted {
+        mac.update(name.as_bytes());
+        mac.update(value.as_bytes());
+    }
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// Meta's status webhook (`entry[].changes[].value.statuses[]`) for one attempt, carrying the
+/// `biz_opaque_callback_data` Hermes sent with it; `errors` as the Cloud API gives them, or null.
+pub fn whatsapp_status(
+    message_id: impl std::fmt::Display,
+    attempt_id: impl std::fmt::Display,
+    status: &str,
+    errors: serde_json::Value,
+) -> Vec<u8> {
+    let mut entry = serde_json::json!({
+        "id": "wamid.HBgLMTY1MDUwNzY1MjAVAgARGBI5QTNDQTVCM0Q0Q0Q2RTY3RTcA",
+        "status": status,
+        "timestamp": "1751347200",
+        "recipient_id": "16505551234",
+        "biz_opaque_callback_data": format!("{message_id}:{attempt_id}"),
+    });
+    if !errors.is_null() {
+        entry["errors"] = errors;
+    }
+    serde_json::to_vec(&serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{
+            "id": "102290129340398",
+            "changes": [{
+                "field": "messages",
+                "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+                    "statuses": [entry],
+                },
+            }],
+        }],
+    }))
+    .unwrap()
+}
