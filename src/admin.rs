@@ -7,7 +7,7 @@
 //! the admin API is off.
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -37,7 +37,8 @@ pub fn router(state: AdminState) -> axum::Router {
         .route("/admin/v1/plugins", get(list))
         .route("/admin/v1/plugins/{name}", put(upload))
         .route("/admin/v1/plugins/{name}/rollback", post(rollback))
-        .layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES))
+        // The upload reads its body itself, with its own limit and a problem+json refusal.
+        .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 
@@ -51,6 +52,8 @@ enum AdminError {
     BadName(String),
     #[error("not a valid plugin: {0}")]
     InvalidPlugin(String),
+    #[error("the plugin is larger than {MAX_PLUGIN_BYTES} bytes")]
+    TooLarge,
     #[error("plugin {0} has no uploaded version to roll back")]
     NothingToRollBack(String),
     #[error(transparent)]
@@ -72,6 +75,9 @@ impl IntoResponse for AdminError {
             ),
             AdminError::InvalidPlugin(_) => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin", detail)
+            }
+            AdminError::TooLarge => {
+                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", detail)
             }
             AdminError::NothingToRollBack(_) => {
                 Problem::new(StatusCode::NOT_FOUND, "no_upload", detail)
@@ -152,9 +158,12 @@ async fn upload(
     State(state): State<AdminState>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<(StatusCode, Json<PluginVersion>), AdminError> {
     authorize(&state, &headers)?;
+    let body = axum::body::to_bytes(body, MAX_PLUGIN_BYTES)
+        .await
+        .map_err(|_| AdminError::TooLarge)?;
     // Plugin names follow the account names' rule (the table's CHECK says the same).
     if !provider_accounts::valid_name(&name) {
         return Err(AdminError::BadName(name));

@@ -110,6 +110,14 @@ async fn acknowledgements_that_cannot_apply_are_refused_with_a_reason() {
         problem_code(ack(&app, &app.api_key, &push, Some("{not json")).await).await,
         (400, "invalid_json".into())
     );
+    let huge = format!(
+        r#"{{"status": "delivered", "pad": "{}"}}"#,
+        "x".repeat(300 * 1024)
+    );
+    assert_eq!(
+        problem_code(ack(&app, &app.api_key, &push, Some(&huge)).await).await,
+        (413, "payload_too_large".into())
+    );
     // Another tenant cannot see, let alone acknowledge, this message.
     let (_, other_key) = app.new_tenant("other").await;
     assert_eq!(

@@ -51,6 +51,7 @@ async fn plugin_versions_are_uploaded_validated_swapped_in_and_rolled_back() {
     assert_eq!(served_by(&app, &first).await, "mock@0.1.0");
     let put = reqwest::Method::PUT;
     let new_version = mock_version("0.9.9");
+    let too_large = vec![0u8; hermes::admin::MAX_PLUGIN_BYTES + 1];
 
     // Refused: no token, a wrong one, bytes that are no plugin, another plugin, a bad name.
     for (token, path, body, status, code) in [
@@ -88,6 +89,13 @@ async fn plugin_versions_are_uploaded_validated_swapped_in_and_rolled_back() {
             &new_version[..],
             422,
             "invalid_plugin_name",
+        ),
+        (
+            Some(TOKEN),
+            "/admin/v1/plugins/mock",
+            &too_large[..],
+            413,
+            "payload_too_large",
         ),
     ] {
         let (got, problem) = admin(&app, put.clone(), path, token, body).await;

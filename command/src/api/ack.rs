@@ -11,7 +11,7 @@ use super::body;
 use super::error::ApiError;
 use super::messages::trace_metadata;
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use hermes_domain::MessageId;
@@ -58,6 +58,7 @@ pub struct PushAcknowledged {
         (status = 200, description = "Recorded (or already known)", body = PushAcknowledged),
         (status = 400, description = "The body is not valid JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown field or status (only `delivered` and `read`)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than 256 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such message for this tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The message has no push attempt", body = Problem, content_type = "application/problem+json"),
     ),
@@ -68,9 +69,10 @@ pub async fn acknowledge_push(
     tenant: Tenant,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<PushAcknowledged>, ApiError> {
     let id: MessageId = id.parse().map_err(|_| ApiError::NotFound("message"))?;
+    let body = body::read(body).await?;
     let request: AckRequest = if body.iter().all(u8::is_ascii_whitespace) {
         AckRequest::default()
     } else {

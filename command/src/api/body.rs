@@ -22,11 +22,15 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let bytes: Bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
-            .await
-            .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY_BYTES))?;
-        parse(&bytes)
+        parse(&read(req.into_body()).await?)
     }
+}
+
+/// The whole body, refused with `payload_too_large` past [`MAX_BODY_BYTES`].
+pub async fn read(body: axum::body::Body) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY_BYTES))
 }
 
 /// Parses a JSON body: `invalid_json` when it is not JSON, `invalid_request` when it does not have
