@@ -200,6 +200,10 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
     } else {
         crate::http::health_only(state)
     };
+    // Outermost, so that every refusal, including the router's own, is answered cleanly.
+    let app = app.layer(axum::middleware::from_fn(
+        hermes_infra::http::drain_unread_body,
+    ));
     tasks.push(tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "HTTP server stopped");

@@ -8,6 +8,7 @@ mod admin;
 mod api;
 mod cascade;
 mod crash;
+mod early_refusal;
 mod event_store;
 mod metrics;
 mod provider_cascade;

@@ -28,9 +28,14 @@ where
 
 /// The whole body, refused with `payload_too_large` past [`MAX_BODY_BYTES`].
 pub async fn read(body: axum::body::Body) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
+    read_at_most(body, MAX_BODY_BYTES).await
+}
+
+/// The whole body, refused with `payload_too_large` past `limit` bytes.
+pub async fn read_at_most(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit)
         .await
-        .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY_BYTES))
+        .map_err(|_| ApiError::PayloadTooLarge(limit))
 }
 
 /// Parses a JSON body: `invalid_json` when it is not JSON, `invalid_request` when it does not have

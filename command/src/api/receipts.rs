@@ -3,10 +3,11 @@
 //! plugin verifies the signature; nothing is recorded from an unverified call.
 
 use super::CommandState;
+use super::body;
 use super::error::ApiError;
 use crate::handler::CommandError;
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -17,6 +18,10 @@ use hermes_infra::event_store::EventMetadata;
 use hermes_infra::http::Problem;
 use serde::Serialize;
 use utoipa::ToSchema;
+
+/// Largest callback accepted: providers' receipts are a few KB; an SNS notification is at most
+/// 256 KB plus its envelope.
+pub const MAX_CALLBACK_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CallbackRecorded {
@@ -39,6 +44,7 @@ pub struct CallbackRecorded {
         (status = 200, body = CallbackRecorded),
         (status = 401, description = "Signature missing or wrong; nothing recorded", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown provider, message or attempt", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than 1 MiB", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn receive_attempt_callback(
@@ -46,8 +52,9 @@ pub async fn receive_attempt_callback(
     Path((provider, message_id, attempt_id)): Path<(String, String, String)>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
+    let body = body::read_at_most(body, MAX_CALLBACK_BYTES).await?;
     let ids = match (
         message_id.parse::<MessageId>(),
         attempt_id.parse::<AttemptId>(),
@@ -69,6 +76,7 @@ pub async fn receive_attempt_callback(
         (status = 200, body = CallbackRecorded),
         (status = 401, description = "Signature missing or wrong; nothing recorded", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown provider, message or attempt", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than 1 MiB", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn receive_callback(
@@ -76,8 +84,9 @@ pub async fn receive_callback(
     Path(provider): Path<String>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
+    let body = body::read_at_most(body, MAX_CALLBACK_BYTES).await?;
     intake(&state, &provider, Method::POST, None, &uri, headers, body).await
 }
 
