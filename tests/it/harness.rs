@@ -20,8 +20,13 @@ pub fn database_url(name: &str) -> String {
 
 static CLEANED: OnceCell<()> = OnceCell::const_new();
 
-/// Drops the databases earlier runs left behind (once per test process). Only databases nobody
-/// is connected to: another test process running alongside keeps its own.
+/// Test databases are named `hermes_test_<pid>_<uuid>`: the process that made one.
+const DATABASE_PREFIX: &str = "hermes_test_";
+
+/// Drops the databases that test processes no longer running left behind (once per test
+/// process). A database is only dropped when nobody is connected to it and the process that
+/// made it is gone: a test process running alongside may have just created one and not yet
+/// connected.
 async fn drop_stale_databases() {
     CLEANED
         .get_or_init(|| async {
@@ -35,7 +40,7 @@ async fn drop_stale_databases() {
             .fetch_all(&pool)
             .await
             .unwrap_or_default();
-            for name in names {
+            for name in names.into_iter().filter(|n| !made_by_a_live_process(n)) {
                 // Fails harmlessly if someone connected meanwhile.
                 let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                     "DROP DATABASE IF EXISTS \"{name}\""
@@ -47,10 +52,22 @@ async fn drop_stale_databases() {
         .await;
 }
 
+fn made_by_a_live_process(database: &str) -> bool {
+    let pid = database
+        .strip_prefix(DATABASE_PREFIX)
+        .and_then(|rest| rest.split_once('_'))
+        .and_then(|(pid, _)| pid.parse::<u32>().ok());
+    pid.is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+}
+
 /// A fresh, empty database (Hermes migrates it when it starts); returns its URL.
 pub async fn fresh_database() -> String {
     drop_stale_databases().await;
-    let url = database_url(&format!("hermes_test_{}", Uuid::new_v4().simple()));
+    let url = database_url(&format!(
+        "{DATABASE_PREFIX}{}_{}",
+        std::process::id(),
+        Uuid::new_v4().simple()
+    ));
     db::ensure_database(&Secret::new(url.clone()))
         .await
         .expect("create test database");

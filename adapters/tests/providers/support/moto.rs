@@ -7,6 +7,7 @@
 //! per test binary; stopped, like Prism, when the binary's end of a pipe closes.
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
@@ -60,6 +61,48 @@ fn xml_field<'a>(xml: &'a str, tag: &str) -> &'a str {
     &xml[start..end]
 }
 
+/// `moto_server` from a virtualenv in `tools/moto/.venv`, made on first use from the pinned
+/// requirements (and made again when they change), so the tests need no manual install.
+fn moto_server_bin() -> PathBuf {
+    let tools = super::repo_root().join("tools/moto");
+    let venv = tools.join(".venv");
+    let requirements =
+        std::fs::read(tools.join("requirements.txt")).expect("tools/moto/requirements.txt");
+    // Written last, so a half-made virtualenv is never taken for a ready one.
+    let stamp = venv.join("installed-requirements.txt");
+    let ready = || std::fs::read(&stamp).is_ok_and(|installed| installed == requirements);
+    if !ready() {
+        // Several test binaries may get here at once: one installs, the others wait on the lock.
+        let lock = std::fs::File::create(std::env::temp_dir().join("hermes-moto-install.lock"))
+            .expect("creating the install lock");
+        lock.lock().expect("taking the install lock");
+        if !ready() {
+            let run = |program: &std::path::Path, args: &[&str]| {
+                let status = Command::new(program)
+                    .args(args)
+                    .current_dir(&tools)
+                    .status()
+                    .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
+                assert!(status.success(), "{} {args:?} failed", program.display());
+            };
+            let _ = std::fs::remove_dir_all(&venv);
+            run("python3".as_ref(), &["-m", "venv", ".venv"]);
+            run(
+                &venv.join("bin/pip"),
+                &[
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "-r",
+                    "requirements.txt",
+                ],
+            );
+            std::fs::write(&stamp, &requirements).expect("writing the install stamp");
+        }
+    }
+    venv.join("bin/moto_server")
+}
+
 async fn start() -> Moto {
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -67,17 +110,15 @@ async fn start() -> Moto {
         .port();
     let mut child = Command::new("sh")
         .arg("-c")
-        .arg(
-            r#"if command -v moto_server >/dev/null; then moto_server -H 127.0.0.1 -p "$0" & else python3 -m moto.server -H 127.0.0.1 -p "$0" & fi
-               moto=$!; read _ignored; kill $moto"#,
-        )
+        .arg(r#""$0" -H 127.0.0.1 -p "$1" & moto=$!; read _ignored; kill $moto"#)
+        .arg(moto_server_bin())
         .arg(port.to_string())
         .env("INITIAL_NO_AUTH_ACTION_COUNT", "4")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("starting moto (pip install -r tools/moto/requirements.txt)");
+        .expect("starting moto");
     let lifeline = child.stdin.take().expect("piped stdin");
     let base_url = format!("http://127.0.0.1:{port}");
     let http = hermes_adapters::http::client();
