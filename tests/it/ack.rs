@@ -2,9 +2,8 @@
 
 use crate::harness::{TestApp, statuses};
 use serde_json::{Value, json};
-use std::time::Duration;
 
-const WITHIN: Duration = Duration::from_secs(15);
+use crate::harness::WITHIN;
 
 /// A push (to a token the mock accepts and never confirms, like FCM) until delivered, then SMS.
 fn push_then_sms() -> Value {

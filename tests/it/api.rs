@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-const WITHIN: Duration = Duration::from_secs(15);
+use crate::harness::WITHIN;
 const PROBLEM_JSON: &str = "application/problem+json";
 
 /// A one-step SMS the mock provider delivers.

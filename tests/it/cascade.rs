@@ -4,7 +4,7 @@ use crate::harness::{TestApp, message, statuses};
 use serde_json::json;
 use std::time::Duration;
 
-const WITHIN: Duration = Duration::from_secs(15);
+use crate::harness::WITHIN;
 
 fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
     p.iter()

@@ -9,6 +9,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
+/// How long a test waits for something that must happen (a status, a projection, a swap).
+/// Generous on purpose: the tests assert outcomes, not latency (that is for benchmarks), and the
+/// suite runs dozens of Hermes instances at once on two cores, where a subscriber can lag for
+/// seconds. A passing run never waits this long.
+pub const WITHIN: Duration = Duration::from_secs(60);
+
 /// Where test databases are created; override with `HERMES_TEST_PG` (no database name).
 fn pg_base() -> String {
     std::env::var("HERMES_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())

@@ -19,7 +19,7 @@ async fn metrics_show_events_provider_sends_and_subscriber_lag() {
     let id = app
         .send(&message(json!({"phone": "+14155550100"}), &[("sms", 30)]))
         .await;
-    app.wait_for_status(&id, "delivered", Duration::from_secs(15))
+    app.wait_for_status(&id, "delivered", crate::harness::WITHIN)
         .await;
     // The lag gauge is refreshed every second by each active subscriber.
     tokio::time::sleep(Duration::from_millis(1200)).await;

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use support::{hmac_sha256_hex, moto, prism, twilio_signature, whatsapp_status};
 
-const WITHIN: Duration = Duration::from_secs(20);
+use crate::harness::WITHIN;
 const TWILIO_AUTH_TOKEN: &str = "twilio-e2e-auth-token";
 const WHATSAPP_APP_SECRET: &str = "whatsapp-e2e-app-secret";
 

@@ -7,7 +7,7 @@ use hermes_infra::provider_accounts::{self, ProviderAccount, SealingKey};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-const WITHIN: Duration = Duration::from_secs(15);
+use crate::harness::WITHIN;
 const MOCK_SECRET: &str = "mock-receipt-secret-for-swap-test";
 
 /// An SMS that ends as soon as a provider accepts it.
