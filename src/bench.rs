@@ -246,6 +246,7 @@ async fn spawn(args: &BenchArgs) -> anyhow::Result<(RunningApp, String)> {
         secret_key: None,
         plugins_dir: None,
         admin_token: None,
+        mock_provider: true,
     };
     let app = app::start(&server, Roles::all()).await?;
     let tenant = hermes_infra::tenants::create_tenant(&app.pool, "bench")

@@ -1,6 +1,7 @@
 //! Configuration, from command-line flags or the environment (flags win).
 
 use clap::Args;
+use hermes_command::admin::{AdminToken, AdminTokenTooShort};
 use hermes_infra::Secret;
 use std::net::SocketAddr;
 
@@ -47,10 +48,24 @@ pub struct ServerArgs {
     #[arg(long, env = "HERMES_PLUGINS_DIR")]
     pub plugins_dir: Option<std::path::PathBuf>,
     /// Bearer token of the admin API (`/admin/v1/plugins`: upload, list and roll back plugin
-    /// versions). Without it the admin API is off.
+    /// versions), at least 32 characters: Hermes refuses to start with a shorter one. Without it
+    /// the admin API is off.
     #[arg(long, env = "HERMES_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Deliver through the built-in mock provider (fake deliveries) while no provider account is
+    /// configured. Without it, `hermes serve` refuses to start with no account; `hermes dev`
+    /// always uses the mock.
+    #[arg(long, env = "HERMES_MOCK_PROVIDER")]
+    pub mock_provider: bool,
     /// Delay before the embedded mock provider sends a delivery receipt.
     #[arg(long, env = "HERMES_MOCK_RECEIPT_DELAY_MS", default_value_t = 200)]
     pub mock_receipt_delay_ms: u64,
+}
+
+impl ServerArgs {
+    /// The admin token, checked: set but shorter than 32 characters (empty included) is an error,
+    /// unset turns the admin API off.
+    pub fn admin_token(&self) -> Result<Option<AdminToken>, AdminTokenTooShort> {
+        self.admin_token.as_deref().map(AdminToken::new).transpose()
+    }
 }

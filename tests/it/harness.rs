@@ -71,6 +71,7 @@ pub fn server_args(database_url: &str) -> ServerArgs {
         secret_key: None,
         plugins_dir: None,
         admin_token: None,
+        mock_provider: true,
     }
 }
 

@@ -6,6 +6,7 @@ mod harness;
 mod ack;
 mod admin;
 mod api;
+mod api_keys;
 mod cascade;
 mod crash;
 mod event_store;

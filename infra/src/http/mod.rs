@@ -3,5 +3,5 @@
 pub mod auth;
 pub mod problem;
 
-pub use auth::{Authenticator, Tenant};
+pub use auth::{AUTH_CACHE_TTL, Authenticator, Tenant};
 pub use problem::Problem;
