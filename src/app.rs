@@ -12,7 +12,7 @@ use hermes_command::admin::{self, AdminState};
 use hermes_command::api::CommandState;
 use hermes_command::provider_source::ProviderSource;
 use hermes_command::saga::CascadeSaga;
-use hermes_infra::http::Authenticator;
+use hermes_infra::http::{Authenticator, ServerLimits};
 use hermes_infra::provider_accounts::{self, SealingKey};
 use hermes_infra::{db, subscription};
 use hermes_projections::message_views::MessageViews;
@@ -185,11 +185,13 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
     } else {
         crate::http::health_only(state)
     };
-    tasks.push(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "HTTP server stopped");
-        }
-    }));
+    let limits = ServerLimits {
+        header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
+        request_timeout: Duration::from_millis(args.request_timeout_ms),
+    };
+    tasks.push(tokio::spawn(hermes_infra::http::serve(
+        listener, app, limits,
+    )));
     Ok(RunningApp {
         addr,
         base_url,

@@ -247,6 +247,8 @@ async fn spawn(args: &BenchArgs) -> anyhow::Result<(RunningApp, String)> {
         plugins_dir: None,
         admin_token: None,
         mock_provider: true,
+        header_read_timeout_ms: 10_000,
+        request_timeout_ms: 30_000,
     };
     let app = app::start(&server, Roles::all()).await?;
     let tenant = hermes_infra::tenants::create_tenant(&app.pool, "bench")

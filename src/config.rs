@@ -57,6 +57,13 @@ pub struct ServerArgs {
     /// always uses the mock.
     #[arg(long, env = "HERMES_MOCK_PROVIDER")]
     pub mock_provider: bool,
+    /// Longest a client may take to send its request headers; then the connection is closed.
+    #[arg(long, env = "HERMES_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+    /// Longest a request may take (its body upload included); then it is answered 503
+    /// `request_timeout`.
+    #[arg(long, env = "HERMES_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
     /// Delay before the embedded mock provider sends a delivery receipt.
     #[arg(long, env = "HERMES_MOCK_RECEIPT_DELAY_MS", default_value_t = 200)]
     pub mock_receipt_delay_ms: u64,

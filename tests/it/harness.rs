@@ -72,6 +72,8 @@ pub fn server_args(database_url: &str) -> ServerArgs {
         plugins_dir: None,
         admin_token: None,
         mock_provider: true,
+        header_read_timeout_ms: 10_000,
+        request_timeout_ms: 30_000,
     }
 }
 

@@ -13,3 +13,6 @@ mod event_store;
 mod metrics;
 mod provider_cascade;
 mod providers;
+mod server_limits;
+mod timer_clock;
+mod traceparent;
