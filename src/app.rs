@@ -137,7 +137,7 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
         (None, None)
     };
     let key = args
-        .secret_key
+        .secret_key()?
         .as_deref()
         .map(SealingKey::from_hex)
         .transpose()?;

@@ -244,6 +244,7 @@ async fn spawn(args: &BenchArgs) -> anyhow::Result<(RunningApp, String)> {
         mock_provider_secret: None,
         mock_receipt_delay_ms: args.receipt_delay_ms,
         secret_key: None,
+        secret_key_file: None,
         plugins_dir: None,
         admin_token: None,
         mock_provider: true,

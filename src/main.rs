@@ -152,17 +152,19 @@ enum ProviderCommand {
         #[arg(long)]
         allow_private: bool,
         /// A configuration value, `key=value` (repeat): base_url, credentials... Sealed at rest.
+        /// Keep secrets off the command line: `key=@PATH` reads the value from a file, `key=-`
+        /// from standard input (one key at most); `key=@@x` is the literal `@x`.
         #[arg(long = "config", value_parser = parse_key_value)]
         config: Vec<(String, String)>,
-        #[arg(long, env = "HERMES_SECRET_KEY", hide_env_values = true)]
-        secret_key: String,
+        #[command(flatten)]
+        secret_key: SecretKeyArgs,
         #[command(flatten)]
         database: DatabaseArgs,
     },
     /// List the accounts (configuration keys only, never values).
     List {
-        #[arg(long, env = "HERMES_SECRET_KEY", hide_env_values = true)]
-        secret_key: String,
+        #[command(flatten)]
+        secret_key: SecretKeyArgs,
         #[command(flatten)]
         database: DatabaseArgs,
     },
@@ -174,6 +176,28 @@ enum ProviderCommand {
     },
     /// Print a new random secret key for HERMES_SECRET_KEY.
     GenerateKey,
+}
+
+/// The sealing key: `HERMES_SECRET_KEY` or a file, never a flag's value (a command line is visible
+/// to every user of the machine).
+#[derive(clap::Args)]
+struct SecretKeyArgs {
+    /// A file holding the secret key, instead of the `HERMES_SECRET_KEY` environment variable.
+    #[arg(long, env = "HERMES_SECRET_KEY_FILE")]
+    secret_key_file: Option<std::path::PathBuf>,
+    #[arg(skip = hermes::config::secret_key_from_env())]
+    from_env: Option<String>,
+}
+
+impl SecretKeyArgs {
+    fn sealing_key(&self) -> anyhow::Result<hermes_infra::provider_accounts::SealingKey> {
+        let hex =
+            hermes::config::secret_key(self.from_env.as_deref(), self.secret_key_file.as_deref())?
+                .context(
+                    "set HERMES_SECRET_KEY, or give --secret-key-file (HERMES_SECRET_KEY_FILE)",
+                )?;
+        Ok(hermes_infra::provider_accounts::SealingKey::from_hex(&hex)?)
+    }
 }
 
 fn parse_key_value(raw: &str) -> Result<(String, String), String> {
@@ -255,7 +279,16 @@ async fn provider_command(command: ProviderCommand) -> anyhow::Result<()> {
             secret_key,
             database,
         } => {
-            let key = SealingKey::from_hex(&secret_key)?;
+            let key = secret_key.sealing_key()?;
+            let mut stdin_used = false;
+            let config = config
+                .into_iter()
+                .map(|(k, v)| {
+                    let value = hermes::config::config_value(&v, &mut stdin_used)
+                        .with_context(|| format!("--config {k}"))?;
+                    Ok((k, hermes_infra::Secret::new(value)))
+                })
+                .collect::<anyhow::Result<_>>()?;
             let pool = db::connect(&database.url(), 2).await?;
             db::migrate(&pool).await?;
             let account = ProviderAccount {
@@ -264,10 +297,7 @@ async fn provider_command(command: ProviderCommand) -> anyhow::Result<()> {
                 priority,
                 allowed_hosts,
                 allow_private,
-                config: config
-                    .into_iter()
-                    .map(|(k, v)| (k, hermes_infra::Secret::new(v)))
-                    .collect(),
+                config,
             };
             provider_accounts::put(&pool, &key, &account).await?;
             eprintln!("account {} saved", account.name);
@@ -276,7 +306,7 @@ async fn provider_command(command: ProviderCommand) -> anyhow::Result<()> {
             secret_key,
             database,
         } => {
-            let key = SealingKey::from_hex(&secret_key)?;
+            let key = secret_key.sealing_key()?;
             let pool = db::connect(&database.url(), 2).await?;
             db::migrate(&pool).await?;
             for a in provider_accounts::list(&pool, &key).await? {

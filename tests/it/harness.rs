@@ -69,6 +69,7 @@ pub fn server_args(database_url: &str) -> ServerArgs {
         mock_provider_secret: None,
         mock_receipt_delay_ms: 20,
         secret_key: None,
+        secret_key_file: None,
         plugins_dir: None,
         admin_token: None,
         mock_provider: true,

@@ -13,6 +13,7 @@ mod event_store;
 mod metrics;
 mod provider_cascade;
 mod providers;
+mod secrets_argv;
 mod server_limits;
 mod timer_clock;
 mod traceparent;
