@@ -247,6 +247,7 @@ async fn spawn(args: &BenchArgs) -> anyhow::Result<(RunningApp, String)> {
         secret_key_file: None,
         plugins_dir: None,
         admin_token: None,
+        admin_token_file: None,
         mock_provider: true,
         header_read_timeout_ms: 10_000,
         request_timeout_ms: 30_000,

@@ -53,9 +53,12 @@ pub struct ServerArgs {
     pub plugins_dir: Option<std::path::PathBuf>,
     /// Bearer token of the admin API (`/admin/v1/plugins`: upload, list and roll back plugin
     /// versions), at least 32 characters: Hermes refuses to start with a shorter one. Without it
-    /// the admin API is off.
-    #[arg(long, env = "HERMES_ADMIN_TOKEN", hide_env_values = true)]
+    /// the admin API is off. From the environment only (`HERMES_ADMIN_TOKEN`), never a flag.
+    #[arg(skip = std::env::var("HERMES_ADMIN_TOKEN").ok())]
     pub admin_token: Option<String>,
+    /// A file holding the admin API's token, instead of `HERMES_ADMIN_TOKEN`.
+    #[arg(long, env = "HERMES_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<std::path::PathBuf>,
     /// Deliver through the built-in mock provider (fake deliveries) while no provider account is
     /// configured. Without it, `hermes serve` refuses to start with no account; `hermes dev`
     /// always uses the mock.
@@ -76,8 +79,18 @@ pub struct ServerArgs {
 impl ServerArgs {
     /// The admin token, checked: set but shorter than 32 characters (empty included) is an error,
     /// unset turns the admin API off.
-    pub fn admin_token(&self) -> Result<Option<AdminToken>, AdminTokenTooShort> {
-        self.admin_token.as_deref().map(AdminToken::new).transpose()
+    pub fn admin_token(&self) -> anyhow::Result<Option<AdminToken>> {
+        let token = match (&self.admin_token, &self.admin_token_file) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "set HERMES_ADMIN_TOKEN or --admin-token-file (HERMES_ADMIN_TOKEN_FILE), not both"
+            ),
+            (Some(token), None) => Some(token.clone()),
+            (None, Some(path)) => Some(read_secret_file(path)?),
+            (None, None) => None,
+        };
+        let token: Option<Result<AdminToken, AdminTokenTooShort>> =
+            token.as_deref().map(AdminToken::new);
+        Ok(token.transpose()?)
     }
 }
 

@@ -206,9 +206,34 @@ async fn admin_tokens_under_32_characters_refuse_to_start() {
     // 32 characters are enough.
     let mut args = server_args(&database_url);
     args.admin_token = Some("x".repeat(32));
-    app::start(&args, Roles::all())
+    drop(
+        app::start(&args, Roles::all())
+            .await
+            .expect("a 32-character token starts"),
+    );
+
+    // From a file (its trailing newline is not part of it): the same rule.
+    let file = std::env::temp_dir().join(format!("hermes-admin-{}", uuid::Uuid::now_v7()));
+    std::fs::write(&file, format!("{}\n", "y".repeat(31))).unwrap();
+    let mut args = server_args(&database_url);
+    args.admin_token_file = Some(file.clone());
+    let err = app::start(&args, Roles::all())
         .await
-        .expect("a 32-character token starts");
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("it has 31"), "{err}");
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    let started = app::start(&args, Roles::all())
+        .await
+        .expect("a long token from a file starts");
+    let listed = hermes_adapters::http::client()
+        .get(format!("{}/admin/v1/plugins", started.base_url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+    std::fs::remove_file(&file).unwrap();
 }
 
 #[tokio::test]

@@ -72,6 +72,7 @@ pub fn server_args(database_url: &str) -> ServerArgs {
         secret_key_file: None,
         plugins_dir: None,
         admin_token: None,
+        admin_token_file: None,
         mock_provider: true,
         header_read_timeout_ms: 10_000,
         request_timeout_ms: 30_000,

@@ -19,7 +19,7 @@ pub struct AdminToken {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
-    "HERMES_ADMIN_TOKEN (--admin-token) must be at least {MIN_ADMIN_TOKEN_LEN} characters, it has {len}: \
+    "HERMES_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_LEN} characters, it has {len}: \
      use a long random value (e.g. `openssl rand -hex 32`), or unset it to turn the admin API off"
 )]
 pub struct AdminTokenTooShort {
