@@ -2,17 +2,18 @@
 
 use crate::config::ServerArgs;
 use crate::http::{AppState, router};
-use crate::providers::ProviderSource;
 use anyhow::Context;
 use hermes_adapters::ProviderRegistry;
 use hermes_adapters::mock::{self, MockProviderConfig, MockProviderHandle};
 use hermes_adapters::plugin::{AccountConfig, PluginEngine, PluginLimits, Secret};
 use hermes_command::CommandHandler;
 use hermes_command::accept_batcher::AcceptBatcher;
+use hermes_command::admin::{self, AdminState};
 use hermes_command::api::CommandState;
+use hermes_command::provider_source::ProviderSource;
 use hermes_command::saga::CascadeSaga;
-use hermes_infra::http::Authenticator;
-use hermes_infra::provider_accounts::SealingKey;
+use hermes_infra::http::{Authenticator, ServerLimits};
+use hermes_infra::provider_accounts::{self, SealingKey};
 use hermes_infra::{db, subscription};
 use hermes_projections::message_views::MessageViews;
 use hermes_query::QueryState;
@@ -77,7 +78,7 @@ pub struct RunningApp {
     pub addr: SocketAddr,
     pub base_url: String,
     pub pool: PgPool,
-    /// The embedded mock provider, when no external one was configured.
+    /// The embedded mock provider, when the mock is on and no external one was configured.
     pub mock: Option<MockProviderHandle>,
     /// The provider accounts being served (reloaded from the database every 2 s).
     pub providers: ProviderRegistry,
@@ -107,11 +108,21 @@ fn random_secret() -> String {
     hex::encode(bytes)
 }
 
-/// Connects, migrates, and starts the given roles.
+/// Checks the configuration, connects, migrates, and starts the given roles. Refuses to start
+/// with an admin token under 32 characters, and with no provider account unless the mock
+/// provider was asked for (`--mock-provider`).
 pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp> {
+    let admin_token = args.admin_token()?;
     crate::telemetry::prometheus();
     let pool = db::connect(&args.database.url(), args.database.db_pool_size).await?;
     db::migrate(&pool).await?;
+    if !args.mock_provider && provider_accounts::version(&pool).await?.0 == 0 {
+        anyhow::bail!(
+            "no provider account is configured: add one with `hermes provider set`, or start with \
+             --mock-provider (HERMES_MOCK_PROVIDER=true) to deliver through the built-in mock \
+             provider (fake deliveries, for trials and tests)"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -119,40 +130,14 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
     let base_url = format!("http://{addr}");
     let public_url = args.public_url.clone().unwrap_or_else(|| base_url.clone());
 
-    let secret = args
-        .mock_provider_secret
-        .clone()
-        .unwrap_or_else(random_secret);
-    let (mock_url, mock) = match &args.mock_provider_url {
-        Some(url) => (url.clone(), None),
-        None => {
-            let handle = mock::start(
-                tokio::net::TcpListener::bind("127.0.0.1:0").await?,
-                MockProviderConfig {
-                    receipt_delay: Duration::from_millis(args.mock_receipt_delay_ms),
-                    secret: secret.clone(),
-                },
-            )
-            .await;
-            (handle.base_url(), Some(handle))
-        }
-    };
-    let mock_host = reqwest::Url::parse(&mock_url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .context("the mock provider URL has no host")?;
-    let fallback = AccountConfig {
-        name: "mock".to_owned(),
-        allowed_hosts: vec![mock_host],
-        allow_private: true,
-        config: [
-            ("base_url".to_owned(), Secret::new(mock_url)),
-            ("secret".to_owned(), Secret::new(secret)),
-        ]
-        .into(),
+    let (fallback, mock) = if args.mock_provider {
+        let (account, handle) = mock_account(args).await?;
+        (Some(account), handle)
+    } else {
+        (None, None)
     };
     let key = args
-        .secret_key
+        .secret_key()?
         .as_deref()
         .map(SealingKey::from_hex)
         .transpose()?;
@@ -192,23 +177,26 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
         pool: pool.clone(),
     };
     let app = if roles.api {
-        router(state).merge(crate::admin::router(crate::admin::AdminState {
+        router(state).merge(admin::router(AdminState {
             pool: pool.clone(),
-            token: args.admin_token.clone().map(hermes_infra::Secret::new),
+            token: admin_token,
             engine: PluginEngine::new(PluginLimits::default())?,
         }))
     } else {
         crate::http::health_only(state)
     };
-    // Outermost, so that every refusal, including the router's own, is answered cleanly.
+    // Outermost but for the request timeout, so that every refusal, including the router's
+    // own, is answered cleanly.
     let app = app.layer(axum::middleware::from_fn(
         hermes_infra::http::drain_unread_body,
     ));
-    tasks.push(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "HTTP server stopped");
-        }
-    }));
+    let limits = ServerLimits {
+        header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
+        request_timeout: Duration::from_millis(args.request_timeout_ms),
+    };
+    tasks.push(tokio::spawn(hermes_infra::http::serve(
+        listener, app, limits,
+    )));
     Ok(RunningApp {
         addr,
         base_url,
@@ -217,4 +205,44 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
         providers: registry,
         tasks,
     })
+}
+
+/// The mock provider's account: an external mock (`--mock-provider-url`) or an embedded one,
+/// started here.
+async fn mock_account(
+    args: &ServerArgs,
+) -> anyhow::Result<(AccountConfig, Option<MockProviderHandle>)> {
+    let secret = args
+        .mock_provider_secret
+        .clone()
+        .unwrap_or_else(random_secret);
+    let (mock_url, mock) = match &args.mock_provider_url {
+        Some(url) => (url.clone(), None),
+        None => {
+            let handle = mock::start(
+                tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+                MockProviderConfig {
+                    receipt_delay: Duration::from_millis(args.mock_receipt_delay_ms),
+                    secret: secret.clone(),
+                },
+            )
+            .await;
+            (handle.base_url(), Some(handle))
+        }
+    };
+    let mock_host = reqwest::Url::parse(&mock_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .context("the mock provider URL has no host")?;
+    let account = AccountConfig {
+        name: "mock".to_owned(),
+        allowed_hosts: vec![mock_host],
+        allow_private: true,
+        config: [
+            ("base_url".to_owned(), Secret::new(mock_url)),
+            ("secret".to_owned(), Secret::new(secret)),
+        ]
+        .into(),
+    };
+    Ok((account, mock))
 }

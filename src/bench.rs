@@ -244,8 +244,13 @@ async fn spawn(args: &BenchArgs) -> anyhow::Result<(RunningApp, String)> {
         mock_provider_secret: None,
         mock_receipt_delay_ms: args.receipt_delay_ms,
         secret_key: None,
+        secret_key_file: None,
         plugins_dir: None,
         admin_token: None,
+        admin_token_file: None,
+        mock_provider: true,
+        header_read_timeout_ms: 10_000,
+        request_timeout_ms: 30_000,
     };
     let app = app::start(&server, Roles::all()).await?;
     let tenant = hermes_infra::tenants::create_tenant(&app.pool, "bench")

@@ -1,6 +1,7 @@
 //! Configuration, from command-line flags or the environment (flags win).
 
 use clap::Args;
+use hermes_command::admin::{AdminToken, AdminTokenTooShort};
 use hermes_infra::Secret;
 use std::net::SocketAddr;
 
@@ -38,19 +39,120 @@ pub struct ServerArgs {
     /// Secret the mock provider signs its receipts with (default: a random one, for the embedded mock).
     #[arg(long, env = "HERMES_MOCK_PROVIDER_SECRET", hide_env_values = true)]
     pub mock_provider_secret: Option<String>,
-    /// The key provider account configurations are sealed with (64 hex characters). Needed once
-    /// any account is configured (`hermes provider set`).
-    #[arg(long, env = "HERMES_SECRET_KEY", hide_env_values = true)]
+    /// The key provider account configurations are sealed with (64 hex characters), from the
+    /// environment only (`HERMES_SECRET_KEY`), never a flag: a command line is visible to every
+    /// user of the machine. Needed once any account is configured (`hermes provider set`).
+    #[arg(skip = secret_key_from_env())]
     pub secret_key: Option<String>,
+    /// A file holding the secret key, instead of `HERMES_SECRET_KEY`.
+    #[arg(long, env = "HERMES_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<std::path::PathBuf>,
     /// A directory of provider plugins (`<plugin>.wasm`) that override the built-in ones; changes
     /// are validated and swapped in while Hermes runs.
     #[arg(long, env = "HERMES_PLUGINS_DIR")]
     pub plugins_dir: Option<std::path::PathBuf>,
     /// Bearer token of the admin API (`/admin/v1/plugins`: upload, list and roll back plugin
-    /// versions). Without it the admin API is off.
-    #[arg(long, env = "HERMES_ADMIN_TOKEN", hide_env_values = true)]
+    /// versions), at least 32 characters: Hermes refuses to start with a shorter one. Without it
+    /// the admin API is off. From the environment only (`HERMES_ADMIN_TOKEN`), never a flag.
+    #[arg(skip = std::env::var("HERMES_ADMIN_TOKEN").ok())]
     pub admin_token: Option<String>,
+    /// A file holding the admin API's token, instead of `HERMES_ADMIN_TOKEN`.
+    #[arg(long, env = "HERMES_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<std::path::PathBuf>,
+    /// Deliver through the built-in mock provider (fake deliveries) while no provider account is
+    /// configured. Without it, `hermes serve` refuses to start with no account; `hermes dev`
+    /// always uses the mock.
+    #[arg(long, env = "HERMES_MOCK_PROVIDER")]
+    pub mock_provider: bool,
+    /// Longest a client may take to send its request headers; then the connection is closed.
+    #[arg(long, env = "HERMES_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+    /// Longest a request may take (its body upload included); then it is answered 503
+    /// `request_timeout`.
+    #[arg(long, env = "HERMES_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
     /// Delay before the embedded mock provider sends a delivery receipt.
     #[arg(long, env = "HERMES_MOCK_RECEIPT_DELAY_MS", default_value_t = 200)]
     pub mock_receipt_delay_ms: u64,
+}
+
+impl ServerArgs {
+    /// The admin token, checked: set but shorter than 32 characters (empty included) is an error,
+    /// unset turns the admin API off.
+    pub fn admin_token(&self) -> anyhow::Result<Option<AdminToken>> {
+        let token = match (&self.admin_token, &self.admin_token_file) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "set HERMES_ADMIN_TOKEN or --admin-token-file (HERMES_ADMIN_TOKEN_FILE), not both"
+            ),
+            (Some(token), None) => Some(token.clone()),
+            (None, Some(path)) => Some(read_secret_file(path)?),
+            (None, None) => None,
+        };
+        let token: Option<Result<AdminToken, AdminTokenTooShort>> =
+            token.as_deref().map(AdminToken::new);
+        Ok(token.transpose()?)
+    }
+}
+
+impl ServerArgs {
+    /// The sealing key, from `HERMES_SECRET_KEY` or the file `--secret-key-file` names.
+    pub fn secret_key(&self) -> anyhow::Result<Option<String>> {
+        secret_key(self.secret_key.as_deref(), self.secret_key_file.as_deref())
+    }
+}
+
+/// `HERMES_SECRET_KEY`, if set.
+pub fn secret_key_from_env() -> Option<String> {
+    std::env::var("HERMES_SECRET_KEY").ok()
+}
+
+/// The secret key given in the environment or in a file (not both: which one would win is a
+/// guess). A file's trailing newline is not part of the key.
+pub fn secret_key(
+    from_env: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<String>> {
+    match (from_env, file) {
+        (Some(_), Some(_)) => {
+            anyhow::bail!(
+                "set HERMES_SECRET_KEY or --secret-key-file (HERMES_SECRET_KEY_FILE), not both"
+            )
+        }
+        (Some(key), None) => Ok(Some(key.to_owned())),
+        (None, Some(path)) => Ok(Some(read_secret_file(path)?)),
+        (None, None) => Ok(None),
+    }
+}
+
+/// A secret from a file, without its trailing newline.
+pub fn read_secret_file(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    Ok(text
+        .strip_suffix('\n')
+        .map_or(text.as_str(), |t| t.strip_suffix('\r').unwrap_or(t))
+        .to_owned())
+}
+
+/// A `--config key=value` value as given: `@PATH` is read from that file, `-` from standard input
+/// (for one key at most), `@@...` is a literal value starting with `@`; anything else is the value.
+/// Files and stdin keep secrets out of the command line, which every user of the machine can see.
+pub fn config_value(raw: &str, stdin_used: &mut bool) -> anyhow::Result<String> {
+    if let Some(literal) = raw.strip_prefix("@@") {
+        return Ok(format!("@{literal}"));
+    }
+    if let Some(path) = raw.strip_prefix('@') {
+        return read_secret_file(std::path::Path::new(path));
+    }
+    if raw == "-" {
+        anyhow::ensure!(
+            !*stdin_used,
+            "only one --config value can be read from stdin (`-`)"
+        );
+        *stdin_used = true;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+        return Ok(text.trim_end_matches(['\n', '\r']).to_owned());
+    }
+    Ok(raw.to_owned())
 }

@@ -1,11 +1,9 @@
 //! The `hermes` binary's library half: wiring the crates into a running server ([`app`]), and
 //! the operator commands ([`audit`], [`bench`]). `main.rs` is only the CLI.
 
-pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod bench;
 pub mod config;
 pub mod http;
-pub mod providers;
 pub mod telemetry;

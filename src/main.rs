@@ -82,6 +82,11 @@ enum Command {
 
 #[derive(Subcommand)]
 enum TenantCommand {
+    /// A tenant's API keys: list, issue, revoke.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Create a tenant and print its id and API key (shown only once).
     Create {
         #[arg(long)]
@@ -89,6 +94,40 @@ enum TenantCommand {
         /// Print `{"tenant_id": ..., "api_key": ...}`.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// A tenant's keys: id, prefix, name, created, revoked (never the key itself).
+    List {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        /// One JSON object per key.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Issue another key for a tenant and print it (shown only once); the others stay valid.
+    Create {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        /// What the key is for, shown in listings.
+        #[arg(long)]
+        name: Option<String>,
+        /// Print `{"key_id": ..., "prefix": ..., "api_key": ...}`.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Revoke a key, named by its id, its prefix (`hms_1a2b3c4d`) or the key itself. Every Hermes
+    /// process refuses it within 5 s.
+    Revoke {
+        key: String,
         #[command(flatten)]
         database: DatabaseArgs,
     },
@@ -113,17 +152,19 @@ enum ProviderCommand {
         #[arg(long)]
         allow_private: bool,
         /// A configuration value, `key=value` (repeat): base_url, credentials... Sealed at rest.
+        /// Keep secrets off the command line: `key=@PATH` reads the value from a file, `key=-`
+        /// from standard input (one key at most); `key=@@x` is the literal `@x`.
         #[arg(long = "config", value_parser = parse_key_value)]
         config: Vec<(String, String)>,
-        #[arg(long, env = "HERMES_SECRET_KEY", hide_env_values = true)]
-        secret_key: String,
+        #[command(flatten)]
+        secret_key: SecretKeyArgs,
         #[command(flatten)]
         database: DatabaseArgs,
     },
     /// List the accounts (configuration keys only, never values).
     List {
-        #[arg(long, env = "HERMES_SECRET_KEY", hide_env_values = true)]
-        secret_key: String,
+        #[command(flatten)]
+        secret_key: SecretKeyArgs,
         #[command(flatten)]
         database: DatabaseArgs,
     },
@@ -137,11 +178,92 @@ enum ProviderCommand {
     GenerateKey,
 }
 
+/// The sealing key: `HERMES_SECRET_KEY` or a file, never a flag's value (a command line is visible
+/// to every user of the machine).
+#[derive(clap::Args)]
+struct SecretKeyArgs {
+    /// A file holding the secret key, instead of the `HERMES_SECRET_KEY` environment variable.
+    #[arg(long, env = "HERMES_SECRET_KEY_FILE")]
+    secret_key_file: Option<std::path::PathBuf>,
+    #[arg(skip = hermes::config::secret_key_from_env())]
+    from_env: Option<String>,
+}
+
+impl SecretKeyArgs {
+    fn sealing_key(&self) -> anyhow::Result<hermes_infra::provider_accounts::SealingKey> {
+        let hex =
+            hermes::config::secret_key(self.from_env.as_deref(), self.secret_key_file.as_deref())?
+                .context(
+                    "set HERMES_SECRET_KEY, or give --secret-key-file (HERMES_SECRET_KEY_FILE)",
+                )?;
+        Ok(hermes_infra::provider_accounts::SealingKey::from_hex(&hex)?)
+    }
+}
+
 fn parse_key_value(raw: &str) -> Result<(String, String), String> {
     raw.split_once('=')
         .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
         .filter(|(k, _)| !k.is_empty())
         .ok_or_else(|| format!("expected key=value, got {raw:?}"))
+}
+
+async fn key_command(command: KeyCommand) -> anyhow::Result<()> {
+    let database = match &command {
+        KeyCommand::List { database, .. }
+        | KeyCommand::Create { database, .. }
+        | KeyCommand::Revoke { database, .. } => database,
+    };
+    let pool = db::connect(&database.url(), 2).await?;
+    db::migrate(&pool).await?;
+    let when = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map_or_else(
+            || "-".to_owned(),
+            |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        )
+    };
+    match command {
+        KeyCommand::List { tenant, json, .. } => {
+            for k in tenants::list_keys(&pool, tenant).await? {
+                if json {
+                    println!("{}", serde_json::to_string(&k)?);
+                } else {
+                    println!(
+                        "{}\t{}\tname={}\tcreated={}\trevoked={}",
+                        k.id,
+                        k.prefix,
+                        k.name.as_deref().unwrap_or("-"),
+                        when(Some(k.created_at)),
+                        when(k.revoked_at),
+                    );
+                }
+            }
+        }
+        KeyCommand::Create {
+            tenant, name, json, ..
+        } => {
+            let issued = tenants::create_key(&pool, tenant, name.as_deref()).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"key_id": issued.id, "prefix": issued.prefix, "api_key": issued.api_key})
+                );
+            } else {
+                println!("key_id:  {}\napi_key: {}", issued.id, issued.api_key);
+                eprintln!("(the API key is shown only this once)");
+            }
+        }
+        KeyCommand::Revoke { key, .. } => {
+            let k = tenants::revoke_key(&pool, &key).await?;
+            eprintln!(
+                "key {} ({}) of tenant {} revoked at {}; every Hermes refuses it within 5 s",
+                k.id,
+                k.prefix,
+                k.tenant_id,
+                when(k.revoked_at)
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn provider_command(command: ProviderCommand) -> anyhow::Result<()> {
@@ -157,7 +279,16 @@ async fn provider_command(command: ProviderCommand) -> anyhow::Result<()> {
             secret_key,
             database,
         } => {
-            let key = SealingKey::from_hex(&secret_key)?;
+            let key = secret_key.sealing_key()?;
+            let mut stdin_used = false;
+            let config = config
+                .into_iter()
+                .map(|(k, v)| {
+                    let value = hermes::config::config_value(&v, &mut stdin_used)
+                        .with_context(|| format!("--config {k}"))?;
+                    Ok((k, hermes_infra::Secret::new(value)))
+                })
+                .collect::<anyhow::Result<_>>()?;
             let pool = db::connect(&database.url(), 2).await?;
             db::migrate(&pool).await?;
             let account = ProviderAccount {
@@ -166,10 +297,7 @@ async fn provider_command(command: ProviderCommand) -> anyhow::Result<()> {
                 priority,
                 allowed_hosts,
                 allow_private,
-                config: config
-                    .into_iter()
-                    .map(|(k, v)| (k, hermes_infra::Secret::new(v)))
-                    .collect(),
+                config,
             };
             provider_accounts::put(&pool, &key, &account).await?;
             eprintln!("account {} saved", account.name);
@@ -178,7 +306,7 @@ async fn provider_command(command: ProviderCommand) -> anyhow::Result<()> {
             secret_key,
             database,
         } => {
-            let key = SealingKey::from_hex(&secret_key)?;
+            let key = secret_key.sealing_key()?;
             let pool = db::connect(&database.url(), 2).await?;
             db::migrate(&pool).await?;
             for a in provider_accounts::list(&pool, &key).await? {
@@ -255,6 +383,9 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Tenant {
+            command: TenantCommand::Key { command },
+        } => key_command(command).await,
         Command::Provider { command } => provider_command(command).await,
         Command::Audit {
             message_id,
@@ -318,7 +449,9 @@ async fn run_until_signal(running: app::RunningApp) -> anyhow::Result<()> {
 
 const DEMO_TENANT: &str = "demo";
 
-async fn dev(server: ServerArgs) -> anyhow::Result<()> {
+async fn dev(mut server: ServerArgs) -> anyhow::Result<()> {
+    // `dev` is the trial setup: the mock provider serves whenever no account is configured.
+    server.mock_provider = true;
     db::ensure_database(&server.database.url()).await?;
     let running = app::start(&server, Roles::all()).await?;
     let tenant = match tenants::find_by_name(&running.pool, DEMO_TENANT).await? {

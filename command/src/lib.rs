@@ -1,10 +1,13 @@
 //! The write side: command handling, the command API (messages, cancel, provider receipts),
-//! the cascade saga that calls providers, and the timer poller.
+//! the cascade saga that calls providers, the timer poller, the provider accounts served (hot
+//! swap), and the operators' admin API.
 
 pub mod accept_batcher;
+pub mod admin;
 pub mod api;
 pub mod command_batcher;
 pub mod handler;
+pub mod provider_source;
 pub mod saga;
 pub mod timer_poller;
 

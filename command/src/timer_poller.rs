@@ -29,7 +29,7 @@ pub async fn run(handler: CommandHandler) {
             }
             last_purge = Some(Instant::now());
         }
-        match timers::claim_due(handler.pool(), CLAIM_LIMIT, LEASE).await {
+        match timers::claim_due(handler.pool(), chrono::Utc::now(), CLAIM_LIMIT, LEASE).await {
             Ok(due) => {
                 let full = due.len() as i64 == CLAIM_LIMIT;
                 futures::stream::iter(due)

@@ -73,21 +73,27 @@ pub async fn delete_many(conn: &mut PgConnection, ids: &[i64]) -> Result<(), sql
 
 /// Claims up to `limit` due timers for `lease`. A claimed timer that is not deleted before the
 /// lease ends (its poller died) is claimed again by the next poll, here or on another node.
+///
+/// `now` is the caller's clock, the one `due_at` was computed with (the aggregate's, in the
+/// command handler), not the database's: with two clocks, a skew between them would fire every
+/// timer early or late by that skew, before the time its own event announced.
 pub async fn claim_due(
     pool: &PgPool,
+    now: DateTime<Utc>,
     limit: i64,
     lease: std::time::Duration,
 ) -> Result<Vec<DueTimer>, sqlx::Error> {
     sqlx::query_as(
-        "UPDATE timers SET locked_until = now() + make_interval(secs => $2)
+        "UPDATE timers SET locked_until = $1 + make_interval(secs => $3)
          WHERE id IN (
              SELECT id FROM timers
-             WHERE due_at <= now() AND (locked_until IS NULL OR locked_until < now())
+             WHERE due_at <= $1 AND (locked_until IS NULL OR locked_until < $1)
              ORDER BY due_at
-             LIMIT $1
+             LIMIT $2
              FOR UPDATE SKIP LOCKED)
          RETURNING id, tenant_id, stream_id, kind, due_at",
     )
+    .bind(now)
     .bind(limit)
     .bind(lease.as_secs_f64())
     .fetch_all(pool)

@@ -1,7 +1,8 @@
 //! The admin API's plugin versions: uploaded, validated, swapped in while Hermes runs, rolled back.
 
-use crate::harness::TestApp;
+use crate::harness::{TestApp, fresh_database, server_args};
 use crate::providers::{accepted_sms, served_by, wait_until_served_by};
+use hermes::app::{self, Roles};
 use hermes_adapters::plugin::builtin;
 use serde_json::Value;
 
@@ -51,7 +52,7 @@ async fn plugin_versions_are_uploaded_validated_swapped_in_and_rolled_back() {
     assert_eq!(served_by(&app, &first).await, "mock@0.1.0");
     let put = reqwest::Method::PUT;
     let new_version = mock_version("0.9.9");
-    let too_large = vec![0u8; hermes::admin::MAX_PLUGIN_BYTES + 1];
+    let too_large = vec![0u8; hermes_command::admin::MAX_PLUGIN_BYTES + 1];
 
     // Refused: no token, a wrong one, bytes that are no plugin, another plugin, a bad name.
     for (token, path, body, status, code) in [
@@ -184,4 +185,76 @@ async fn the_admin_api_is_off_without_a_token() {
         (status, problem["code"].as_str()),
         (403, Some("admin_disabled"))
     );
+}
+
+#[tokio::test]
+async fn admin_tokens_under_32_characters_refuse_to_start() {
+    let database_url = fresh_database().await;
+    for token in ["", "short", &"x".repeat(31)] {
+        let mut args = server_args(&database_url);
+        args.admin_token = Some(token.to_owned());
+        let err = match app::start(&args, Roles::all()).await {
+            Ok(_) => panic!("started with a {}-character admin token", token.len()),
+            Err(err) => err.to_string(),
+        };
+        assert!(
+            err.contains("HERMES_ADMIN_TOKEN") && err.contains("at least 32 characters"),
+            "{err}"
+        );
+        assert!(!token.is_empty() || err.contains("it has 0"), "{err}");
+    }
+    // 32 characters are enough.
+    let mut args = server_args(&database_url);
+    args.admin_token = Some("x".repeat(32));
+    drop(
+        app::start(&args, Roles::all())
+            .await
+            .expect("a 32-character token starts"),
+    );
+
+    // From a file (its trailing newline is not part of it): the same rule.
+    let file = std::env::temp_dir().join(format!("hermes-admin-{}", uuid::Uuid::now_v7()));
+    std::fs::write(&file, format!("{}\n", "y".repeat(31))).unwrap();
+    let mut args = server_args(&database_url);
+    args.admin_token_file = Some(file.clone());
+    let err = app::start(&args, Roles::all())
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("it has 31"), "{err}");
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    let started = app::start(&args, Roles::all())
+        .await
+        .expect("a long token from a file starts");
+    let listed = hermes_adapters::http::client()
+        .get(format!("{}/admin/v1/plugins", started.base_url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+    std::fs::remove_file(&file).unwrap();
+}
+
+#[tokio::test]
+async fn the_admin_api_answers_only_the_exact_token() {
+    let app = TestApp::spawn_with(|args| args.admin_token = Some(TOKEN.to_owned())).await;
+    let get = reqwest::Method::GET;
+    let same_length_wrong = "b".repeat(TOKEN.len());
+    for (token, status) in [
+        (None, 401),
+        (Some(""), 401),
+        (Some(&same_length_wrong[..]), 401),
+        (Some(&TOKEN[..TOKEN.len() - 1]), 401),
+        (Some(&format!("{TOKEN}x")[..]), 401),
+        (Some(TOKEN), 200),
+    ] {
+        let (got, body) = admin(&app, get.clone(), "/admin/v1/plugins", token, b"").await;
+        assert_eq!(got, status, "token {token:?}: {body}");
+        if status == 401 {
+            assert_eq!(body["code"], "unauthorized", "{body}");
+        } else {
+            assert!(body.as_array().is_some_and(|a| !a.is_empty()), "{body}");
+        }
+    }
 }

@@ -63,6 +63,8 @@ impl Hermes {
         writeln!(&log, "==== start {} ====", self.starts + 1).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_hermes"))
             .arg("serve")
+            // No provider account is configured: the mock must be asked for.
+            .arg("--mock-provider")
             .env_remove("HERMES_ROLES")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())

@@ -92,8 +92,13 @@ pub fn server_args(database_url: &str) -> ServerArgs {
         mock_provider_secret: None,
         mock_receipt_delay_ms: 20,
         secret_key: None,
+        secret_key_file: None,
         plugins_dir: None,
         admin_token: None,
+        admin_token_file: None,
+        mock_provider: true,
+        header_read_timeout_ms: 10_000,
+        request_timeout_ms: 30_000,
     }
 }
 

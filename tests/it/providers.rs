@@ -188,3 +188,57 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[tokio::test]
+async fn serve_refuses_to_start_without_accounts_unless_the_mock_is_asked_for() {
+    let database_url = crate::harness::fresh_database().await;
+    let mut args = crate::harness::server_args(&database_url);
+    args.mock_provider = false;
+    let err = match hermes::app::start(&args, hermes::app::Roles::all()).await {
+        Ok(_) => panic!("started with no provider account and no mock"),
+        Err(err) => err.to_string(),
+    };
+    assert!(
+        err.contains("no provider account") && err.contains("--mock-provider"),
+        "{err}"
+    );
+
+    // Asked for explicitly: the mock serves as account `mock`.
+    args.mock_provider = true;
+    let app = hermes::app::start(&args, hermes::app::Roles::all())
+        .await
+        .expect("starts with --mock-provider");
+    assert_eq!(app.providers.names(), ["mock"]);
+    assert!(app.mock.is_some());
+    drop(app);
+
+    // With an account configured, it starts without the mock, and no mock serves.
+    let key_hex = SealingKey::generate_hex();
+    let pool = hermes_infra::db::connect(&Secret::new(database_url.clone()), 2)
+        .await
+        .unwrap();
+    provider_accounts::put(
+        &pool,
+        &SealingKey::from_hex(&key_hex).unwrap(),
+        &account(
+            "twilio-test",
+            "twilio",
+            100,
+            &[
+                ("base_url", "http://127.0.0.1:9"),
+                ("account_sid", "AC00000000000000000000000000000000"),
+                ("auth_token", "token"),
+                ("from", "+15005550006"),
+            ],
+        ),
+    )
+    .await
+    .unwrap();
+    args.mock_provider = false;
+    args.secret_key = Some(key_hex);
+    let app = hermes::app::start(&args, hermes::app::Roles::all())
+        .await
+        .expect("starts with an account");
+    assert_eq!(app.providers.names(), ["twilio-test"]);
+    assert!(app.mock.is_none());
+}

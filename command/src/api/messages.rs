@@ -64,6 +64,7 @@ pub(super) fn trace_metadata(headers: &HeaderMap, tenant: &Tenant) -> EventMetad
         traceparent: headers
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
+            .and_then(super::traceparent::parse)
             .map(str::to_owned),
         actor: Some(format!("tenant:{}", tenant.0)),
         ..Default::default()

@@ -6,6 +6,7 @@ pub mod body;
 pub mod error;
 pub mod messages;
 pub mod receipts;
+pub mod traceparent;
 
 use crate::accept_batcher::AcceptBatcher;
 use crate::handler::CommandHandler;

@@ -1,112 +1,21 @@
-//! The admin API: `/admin/v1/plugins`, where an operator uploads a new version of a provider plugin
-//! (validated before it is stored: it must load and its `describe` must answer with the name it is
-//! uploaded as), sees which version serves, and rolls back. Every Hermes process picks the change
-//! up at its next reload (`providers::RELOAD_EVERY`); calls in flight finish on the old version.
-//!
-//! Authenticated with `HERMES_ADMIN_TOKEN` (a bearer token, compared in constant time); without it
-//! the admin API is off.
+//! `/admin/v1/plugins`: an operator uploads a new version of a provider plugin (validated before it
+//! is stored: it must load and its `describe` must answer with the name it is uploaded as), sees
+//! which version serves, and rolls back. Every Hermes process picks the change up at its next
+//! reload (`provider_source::RELOAD_EVERY`); calls in flight finish on the old version.
 
+use super::{AdminError, AdminState, MAX_PLUGIN_BYTES, authorize};
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-use hermes_adapters::plugin::{AccountConfig, PluginEngine, builtin};
-use hermes_infra::Secret;
-use hermes_infra::http::Problem;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use hermes_adapters::plugin::{AccountConfig, builtin};
 use hermes_infra::plugin_uploads::{self, Upload};
 use hermes_infra::provider_accounts;
 use serde::Serialize;
-use sqlx::PgPool;
-use subtle::ConstantTimeEq;
-
-/// Largest plugin accepted (the built-in ones are 30 to 400 KB).
-pub const MAX_PLUGIN_BYTES: usize = 16 << 20;
-
-#[derive(Clone)]
-pub struct AdminState {
-    pub pool: PgPool,
-    /// `None`: the admin API is off.
-    pub token: Option<Secret<String>>,
-    pub engine: PluginEngine,
-}
-
-pub fn router(state: AdminState) -> axum::Router {
-    axum::Router::new()
-        .route("/admin/v1/plugins", get(list))
-        .route("/admin/v1/plugins/{name}", put(upload))
-        .route("/admin/v1/plugins/{name}/rollback", post(rollback))
-        // The upload reads its body itself, with its own limit and a problem+json refusal.
-        .layer(DefaultBodyLimit::disable())
-        .with_state(state)
-}
-
-#[derive(Debug, thiserror::Error)]
-enum AdminError {
-    #[error("the admin API is off: set HERMES_ADMIN_TOKEN to turn it on")]
-    Disabled,
-    #[error("missing or wrong admin token")]
-    Unauthorized,
-    #[error("invalid plugin name {0:?}: lowercase letters, digits, '-' and '_', at most 63")]
-    BadName(String),
-    #[error("not a valid plugin: {0}")]
-    InvalidPlugin(String),
-    #[error("the plugin is larger than {MAX_PLUGIN_BYTES} bytes")]
-    TooLarge,
-    #[error("plugin {0} has no uploaded version to roll back")]
-    NothingToRollBack(String),
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-}
-
-impl IntoResponse for AdminError {
-    fn into_response(self) -> Response {
-        let detail = self.to_string();
-        match self {
-            AdminError::Disabled => Problem::new(StatusCode::FORBIDDEN, "admin_disabled", detail),
-            AdminError::Unauthorized => {
-                Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
-            }
-            AdminError::BadName(_) => Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_plugin_name",
-                detail,
-            ),
-            AdminError::InvalidPlugin(_) => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin", detail)
-            }
-            AdminError::TooLarge => {
-                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", detail)
-            }
-            AdminError::NothingToRollBack(_) => {
-                Problem::new(StatusCode::NOT_FOUND, "no_upload", detail)
-            }
-            e @ AdminError::Database(_) => Problem::internal(&e),
-        }
-        .into_response()
-    }
-}
-
-fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), AdminError> {
-    let Some(token) = &state.token else {
-        return Err(AdminError::Disabled);
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
-        Ok(())
-    } else {
-        Err(AdminError::Unauthorized)
-    }
-}
 
 /// Which version serves a plugin, and from where.
 #[derive(Debug, Serialize)]
-struct PluginVersion {
+pub(super) struct PluginVersion {
     name: String,
     /// `upload`, or `builtin` (the plugins directory, if any, is not listed: it is per process).
     source: &'static str,
@@ -128,7 +37,7 @@ impl From<Upload> for PluginVersion {
 }
 
 /// `GET /admin/v1/plugins`: the uploaded versions serving, and the built-in plugins.
-async fn list(
+pub(super) async fn list(
     State(state): State<AdminState>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<PluginVersion>>, AdminError> {
@@ -154,7 +63,7 @@ async fn list(
 }
 
 /// `PUT /admin/v1/plugins/{name}` with the component's bytes: validated, then it serves.
-async fn upload(
+pub(super) async fn upload(
     State(state): State<AdminState>,
     Path(name): Path<String>,
     headers: HeaderMap,
@@ -193,7 +102,7 @@ async fn upload(
 
 /// `POST /admin/v1/plugins/{name}/rollback`: the newest upload goes; the one before it (or the
 /// plugins directory's file, or the built-in) serves again.
-async fn rollback(
+pub(super) async fn rollback(
     State(state): State<AdminState>,
     Path(name): Path<String>,
     headers: HeaderMap,

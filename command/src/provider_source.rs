@@ -2,7 +2,9 @@
 //!
 //! Accounts come from the `provider_accounts` table (`hermes provider set`), their configuration
 //! sealed under `HERMES_SECRET_KEY`. With no account configured, the built-in mock provider serves
-//! every channel as account `mock`, so `hermes dev` works out of the box.
+//! every channel as account `mock` when the process was started with one (`hermes dev`, or
+//! `hermes serve --mock-provider`), so `hermes dev` works out of the box; otherwise nothing serves
+//! (fake deliveries never happen by accident).
 //!
 //! A plugin is, first found: the newest version uploaded through the admin API
 //! (`plugin_uploads`), `<plugin>.wasm` in the plugins directory (`--plugins-dir`), the built-in
@@ -40,8 +42,8 @@ pub struct ProviderSource {
     key: Option<SealingKey>,
     plugins_dir: Option<PathBuf>,
     engine: PluginEngine,
-    /// The account used when none is configured (the mock provider).
-    fallback: AccountConfig,
+    /// The account used when none is configured (the mock provider), if this process has one.
+    fallback: Option<AccountConfig>,
     /// Fingerprint of what each loaded account was loaded from.
     loaded: HashMap<String, [u8; 32]>,
     /// Uploaded plugin bytes by digest, so a poll reads only digests.
@@ -53,7 +55,7 @@ impl ProviderSource {
         pool: PgPool,
         key: Option<SealingKey>,
         plugins_dir: Option<PathBuf>,
-        fallback: AccountConfig,
+        fallback: Option<AccountConfig>,
     ) -> anyhow::Result<Self> {
         Ok(Self {
             pool,
@@ -105,7 +107,15 @@ impl ProviderSource {
             .retain(|sha256, _| uploaded.values().any(|s| s == sha256));
         let (count, _) = provider_accounts::version(&self.pool).await?;
         let accounts: Vec<(String, AccountConfig)> = if count == 0 {
-            vec![("mock".to_owned(), self.fallback.clone())]
+            match &self.fallback {
+                Some(mock) => vec![("mock".to_owned(), mock.clone())],
+                None => {
+                    tracing::error!(
+                        "no provider account is configured and the mock provider is off: nothing can be sent"
+                    );
+                    Vec::new()
+                }
+            }
         } else {
             let key = self.key.as_ref().ok_or_else(|| {
                 anyhow::anyhow!(

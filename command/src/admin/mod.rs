@@ -1,0 +1,102 @@
+//! The admin API (`/admin/v1/...`), for operators: plugin versions ([`plugins`]).
+//!
+//! Authenticated with `HERMES_ADMIN_TOKEN` ([`token`]: at least 32 characters, compared by digest in
+//! constant time); without it the admin API is off.
+
+mod plugins;
+mod token;
+
+pub use token::{AdminToken, AdminTokenTooShort, MIN_ADMIN_TOKEN_LEN};
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use hermes_adapters::plugin::PluginEngine;
+use hermes_infra::http::Problem;
+use sqlx::PgPool;
+
+/// Largest plugin accepted (the built-in ones are 30 to 400 KB).
+pub const MAX_PLUGIN_BYTES: usize = 16 << 20;
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub pool: PgPool,
+    /// `None`: the admin API is off.
+    pub token: Option<AdminToken>,
+    pub engine: PluginEngine,
+}
+
+pub fn router(state: AdminState) -> axum::Router {
+    axum::Router::new()
+        .route("/admin/v1/plugins", get(plugins::list))
+        .route("/admin/v1/plugins/{name}", put(plugins::upload))
+        .route("/admin/v1/plugins/{name}/rollback", post(plugins::rollback))
+        // The upload reads its body itself, with its own limit and a problem+json refusal.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AdminError {
+    #[error("the admin API is off: set HERMES_ADMIN_TOKEN to turn it on")]
+    Disabled,
+    #[error("missing or wrong admin token")]
+    Unauthorized,
+    #[error("invalid plugin name {0:?}: lowercase letters, digits, '-' and '_', at most 63")]
+    BadName(String),
+    #[error("not a valid plugin: {0}")]
+    InvalidPlugin(String),
+    #[error("the plugin is larger than {MAX_PLUGIN_BYTES} bytes")]
+    TooLarge,
+    #[error("plugin {0} has no uploaded version to roll back")]
+    NothingToRollBack(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let detail = self.to_string();
+        match self {
+            AdminError::Disabled => Problem::new(StatusCode::FORBIDDEN, "admin_disabled", detail),
+            AdminError::Unauthorized => {
+                Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+            }
+            AdminError::BadName(_) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_plugin_name",
+                detail,
+            ),
+            AdminError::InvalidPlugin(_) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin", detail)
+            }
+            AdminError::TooLarge => {
+                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", detail)
+            }
+            AdminError::NothingToRollBack(_) => {
+                Problem::new(StatusCode::NOT_FOUND, "no_upload", detail)
+            }
+            e @ AdminError::Database(_) => Problem::internal(&e),
+        }
+        .into_response()
+    }
+}
+
+/// The request's bearer token must be the configured one. A missing header is compared like a
+/// wrong token (as an empty one), so its answer takes no other path.
+pub(crate) fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), AdminError> {
+    let Some(token) = &state.token else {
+        return Err(AdminError::Disabled);
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if token.matches(given) {
+        Ok(())
+    } else {
+        Err(AdminError::Unauthorized)
+    }
+}
