@@ -12,3 +12,5 @@ mod event_store;
 mod metrics;
 mod provider_cascade;
 mod providers;
+mod receipt_binding;
+mod sealed_accounts;
