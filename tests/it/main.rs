@@ -14,3 +14,4 @@ mod provider_cascade;
 mod providers;
 mod receipt_binding;
 mod sealed_accounts;
+mod tenant_errors;
