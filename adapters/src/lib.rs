@@ -11,6 +11,7 @@ pub mod mock;
 pub mod plugin;
 pub mod provider;
 pub mod registry;
+pub mod tenant_error;
 
 pub use provider::{
     CallbackError, CallbackOutcome, CallbackReply, CallbackRequest, Provider, Receipt,

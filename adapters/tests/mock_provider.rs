@@ -694,6 +694,36 @@ async fn tampered_or_unsigned_receipts_are_refused() {
     }
 }
 
+#[tokio::test]
+async fn an_account_without_a_secret_refuses_every_receipt() {
+    let f = fixture().await;
+    let request = f.request(Channel::Sms, "+15551234567", "ok");
+    let body = serde_json::to_vec(&json!({
+        "message_id": request.message_id, "attempt_id": request.attempt_id,
+        "provider_message_id": "mock-1", "status": "delivered",
+        "error_code": null, "error_message": null, "timestamp": "2026-01-01T00:00:00Z",
+    }))
+    .unwrap();
+    // A forger signs with the empty key, which anyone can compute.
+    let mut headers = HeaderMap::new();
+    headers.insert(SIGNATURE_HEADER, sign("", &body).parse().unwrap());
+    let forged = CallbackRequest {
+        ids: Some((request.message_id, request.attempt_id)),
+        method: http::Method::POST,
+        url: request.callback_url.clone(),
+        headers,
+        body: body.into(),
+    };
+    let keyless = mock_plugin(&f.server.base_url(), "").await;
+    assert_eq!(
+        keyless
+            .parse_callback(&forged)
+            .await
+            .map(|outcome| outcome.receipts),
+        Err(CallbackError::InvalidSignature)
+    );
+}
+
 /// A receipt crafted with `sign`, as other crates' tests will.
 fn crafted(request: &SendRequest, body: Value) -> CallbackRequest {
     let body = serde_json::to_vec(&body).unwrap();

@@ -9,7 +9,7 @@
 use crate::handler::{CommandError, CommandHandler, Executed};
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use hermes_adapters::{Provider, ProviderRegistry, SendError, SendRequest};
+use hermes_adapters::{Provider, ProviderRegistry, SendError, SendRequest, tenant_error};
 use hermes_domain::message::{AttemptError, Message, MessageCommand, MessageEvent, SendOutcome};
 use hermes_domain::routing::pick_provider;
 use hermes_domain::{AttemptId, MessageId};
@@ -212,6 +212,9 @@ impl CascadeSaga {
             Err(SendError::Rejected {
                 error, retryable, ..
             }) => {
+                tracing::info!(provider = %attempt.provider, %attempt_id, code = %error.code,
+                    message = %error.message, retryable, "provider rejected the attempt");
+                let error = tenant_error::for_tenant(&error, retryable);
                 // `m` already holds this attempt, so its provider counts as tried.
                 let tried = m.providers_tried(attempt.step_index);
                 let failover = retryable
@@ -223,7 +226,13 @@ impl CascadeSaga {
                     failover,
                 }
             }
-            Err(SendError::InDoubt(reason)) => SendOutcome::InDoubt { reason },
+            Err(SendError::InDoubt(reason)) => {
+                tracing::warn!(provider = %attempt.provider, %attempt_id, %reason,
+                    "provider call left the attempt in doubt");
+                SendOutcome::InDoubt {
+                    reason: tenant_error::IN_DOUBT_FOR_TENANT.to_owned(),
+                }
+            }
         }
     }
 

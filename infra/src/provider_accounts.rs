@@ -91,6 +91,21 @@ impl SealingKey {
     }
 }
 
+/// The associated data a configuration is sealed with: everything that decides where its
+/// credentials go (the account, the plugin that receives them, the hosts it may reach and
+/// whether private addresses are allowed). Someone who can write the table but does not hold the
+/// key cannot point sealed credentials at another plugin or host: the blob no longer opens.
+fn binding(name: &str, plugin: &str, allowed_hosts: &[String], allow_private: bool) -> String {
+    serde_json::to_string(&(
+        "hermes-account/2",
+        name,
+        plugin,
+        allowed_hosts,
+        allow_private,
+    ))
+    .expect("strings and a bool always serialize")
+}
+
 /// One provider account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderAccount {
@@ -129,7 +144,15 @@ pub async fn put(
         .map(|(k, v)| (k.as_str(), v.expose().as_str()))
         .collect();
     let plain = serde_json::to_vec(&plain).expect("a string map always serializes");
-    let sealed = key.seal(&plain, &account.name);
+    let sealed = key.seal(
+        &plain,
+        &binding(
+            &account.name,
+            &account.plugin,
+            &account.allowed_hosts,
+            account.allow_private,
+        ),
+    );
     sqlx::query(
         "INSERT INTO provider_accounts (name, plugin, priority, allowed_hosts, allow_private, sealed_config)
          VALUES ($1, $2, $3, $4, $5, $6)
@@ -159,6 +182,10 @@ pub async fn delete(pool: &PgPool, name: &str) -> Result<bool, AccountError> {
 type Row = (String, String, i32, Vec<String>, bool, Vec<u8>);
 
 /// Every account, in priority order, configurations opened.
+///
+/// Rows sealed before the plugin, hosts and `allow_private` were bound (their associated data was
+/// the name alone) still open, and are resealed with the full binding on the spot, so every row
+/// is upgraded by the first reload of a process holding the key.
 pub async fn list(pool: &PgPool, key: &SealingKey) -> Result<Vec<ProviderAccount>, AccountError> {
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT name, plugin, priority, allowed_hosts, allow_private, sealed_config
@@ -166,27 +193,56 @@ pub async fn list(pool: &PgPool, key: &SealingKey) -> Result<Vec<ProviderAccount
     )
     .fetch_all(pool)
     .await?;
-    rows.into_iter()
-        .map(
-            |(name, plugin, priority, allowed_hosts, allow_private, sealed)| {
-                let config: BTreeMap<String, String> = key
+    let mut accounts = Vec::with_capacity(rows.len());
+    for (name, plugin, priority, allowed_hosts, allow_private, sealed) in rows {
+        let bound = binding(&name, &plugin, &allowed_hosts, allow_private);
+        let plain = match key.open(&sealed, &bound) {
+            Some(plain) => plain,
+            None => {
+                let plain = key
                     .open(&sealed, &name)
-                    .and_then(|plain| serde_json::from_slice(&plain).ok())
                     .ok_or_else(|| AccountError::Unsealable(name.clone()))?;
-                Ok(ProviderAccount {
-                    name,
-                    plugin,
-                    priority,
-                    allowed_hosts,
-                    allow_private,
-                    config: config
-                        .into_iter()
-                        .map(|(k, v)| (k, Secret::new(v)))
-                        .collect(),
-                })
-            },
-        )
-        .collect()
+                reseal(pool, &name, &sealed, &key.seal(&plain, &bound)).await?;
+                plain
+            }
+        };
+        let config: BTreeMap<String, String> =
+            serde_json::from_slice(&plain).map_err(|_| AccountError::Unsealable(name.clone()))?;
+        accounts.push(ProviderAccount {
+            name,
+            plugin,
+            priority,
+            allowed_hosts,
+            allow_private,
+            config: config
+                .into_iter()
+                .map(|(k, v)| (k, Secret::new(v)))
+                .collect(),
+        });
+    }
+    Ok(accounts)
+}
+
+/// Replaces a row's old-style blob with `resealed`, unless the row changed meanwhile.
+async fn reseal(
+    pool: &PgPool,
+    name: &str,
+    old: &[u8],
+    resealed: &[u8],
+) -> Result<(), AccountError> {
+    tracing::info!(
+        account = name,
+        "provider account sealed the old way (name only): resealed with its plugin and hosts bound"
+    );
+    sqlx::query(
+        "UPDATE provider_accounts SET sealed_config = $3 WHERE name = $1 AND sealed_config = $2",
+    )
+    .bind(name)
+    .bind(old)
+    .bind(resealed)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// Changes when any account changes: the count and the latest `updated_at`.
@@ -226,6 +282,27 @@ mod tests {
         let mut tampered = sealed.clone();
         *tampered.last_mut().unwrap() ^= 1;
         assert_eq!(key.open(&tampered, "twilio"), None);
+    }
+
+    #[test]
+    fn the_binding_covers_plugin_hosts_and_allow_private() {
+        let key = SealingKey::from_hex(&SealingKey::generate_hex()).unwrap();
+        let hosts = vec!["api.twilio.com".to_owned()];
+        let sealed = key.seal(b"{}", &binding("sms", "twilio", &hosts, false));
+        assert!(
+            key.open(&sealed, &binding("sms", "twilio", &hosts, false))
+                .is_some()
+        );
+        for other in [
+            binding("sms", "evil", &hosts, false),
+            binding("sms", "twilio", &["attacker.example".to_owned()], false),
+            binding("sms", "twilio", &[], false),
+            binding("sms", "twilio", &hosts, true),
+            binding("sms2", "twilio", &hosts, false),
+            "sms".to_owned(),
+        ] {
+            assert_eq!(key.open(&sealed, &other), None, "{other}");
+        }
     }
 
     #[test]

@@ -112,12 +112,21 @@ async fn whatsapp_then_twilio_sms_then_ses_email_through_the_real_plugins() {
             .body(body)
             .send()
     };
-    let failed = whatsapp_status(
+    // The status names the wamid the Cloud API answered the send with (Hermes refuses a receipt
+    // about another provider message than its attempt's).
+    let wamid = m["attempts"][0]["provider_message_id"].as_str().unwrap();
+    let failed = String::from_utf8(whatsapp_status(
         &id,
         &whatsapp_attempt,
         "failed",
         json!([{"code": 131026, "title": "Message undeliverable"}]),
-    );
+    ))
+    .unwrap()
+    .replace(
+        "wamid.HBgLMTY1MDUwNzY1MjAVAgARGBI5QTNDQTVCM0Q0Q0Q2RTY3RTcA",
+        wamid,
+    )
+    .into_bytes();
     let forged = format!("sha256={}", hmac_sha256_hex("not-the-app-secret", &failed));
     let refused = webhook(failed.clone(), forged).await.unwrap();
     assert_eq!(refused.status(), 401, "a forged webhook is refused");
@@ -138,11 +147,12 @@ async fn whatsapp_then_twilio_sms_then_ses_email_through_the_real_plugins() {
     assert_eq!(m["attempts"][0]["error"]["code"], "whatsapp_131026");
     assert_eq!(m["attempts"][1]["provider"], "twilio");
     let sms_attempt = m["attempts"][1]["id"].as_str().unwrap();
+    let message_sid = m["attempts"][1]["provider_message_id"].as_str().unwrap();
     let callback_url = app.url(&format!("/v1/webhooks/twilio/{id}/{sms_attempt}"));
     let params = [
         ("AccountSid", "ACbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"),
         ("ErrorCode", "30003"),
-        ("MessageSid", "SM1342fe1b2c904d1ab04f0fc7a58abca9"),
+        ("MessageSid", message_sid),
         ("MessageStatus", "undelivered"),
         ("To", "+16505551234"),
     ];

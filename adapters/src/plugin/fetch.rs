@@ -82,15 +82,35 @@ pub(crate) fn stubbed(account: &AccountConfig, stub: &FetchStub, request: Reques
 }
 
 /// Whether `ip` is a public unicast address: not loopback, private, link-local, shared (CGNAT),
-/// unspecified, broadcast, multicast, documentation, benchmarking or reserved; IPv4-mapped IPv6
-/// addresses are judged as IPv4.
+/// unspecified, broadcast, multicast, documentation, benchmarking or reserved. IPv6 forms that
+/// carry an IPv4 address a gateway or the host's stack may route to (IPv4-mapped `::ffff:a.b.c.d`,
+/// IPv4-compatible `::a.b.c.d`, NAT64 `64:ff9b::/96`, 6to4 `2002::/16`) are judged by that IPv4
+/// address, so `64:ff9b::7f00:1` is as private as `127.0.0.1`.
 pub fn is_public_address(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+        IpAddr::V6(v6) => match embedded_v4(v6) {
             Some(v4) => is_public_v4(v4),
             None => is_public_v6(v6),
         },
+    }
+}
+
+/// The IPv4 address an IPv6 address stands for, in the forms that translate to IPv4 traffic.
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let low = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    match s {
+        // IPv4-compatible (deprecated, RFC 4291 2.5.5.1); `::` and `::1` are judged as IPv6.
+        [0, 0, 0, 0, 0, 0, hi, lo] if hi != 0 => Some(low(hi, lo)),
+        // NAT64 well-known prefix (RFC 6052).
+        [0x0064, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(low(hi, lo)),
+        // 6to4 (RFC 3056): the site's IPv4 address follows the prefix.
+        [0x2002, hi, lo, ..] => Some(low(hi, lo)),
+        _ => None,
     }
 }
 
@@ -117,6 +137,8 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || ip.is_multicast()
         || (first & 0xfe00) == 0xfc00 // unique local
         || (first & 0xffc0) == 0xfe80 // link-local
+        || (first & 0xffc0) == 0xfec0 // site-local (deprecated, still routed inside sites)
+        || (first == 0x0064 && ip.segments()[1] == 0xff9b) // NAT64, local-use 64:ff9b:1::/48 too
         || (first == 0x2001 && ip.segments()[1] == 0x0db8)) // documentation
 }
 
@@ -317,10 +339,31 @@ mod tests {
             "fd00::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            // IPv4 hiding in IPv6: compatible, NAT64, 6to4.
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "::169.254.169.254",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::1.1.1.1",
+            "2002:7f00:1::1",
+            "2002:a00:1::",
+            "2002:a9fe:a9fe::1",
+            // Site-local.
+            "fec0::1",
+            "feff::1",
         ] {
             assert!(!is_public_address(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["1.1.1.1", "93.184.216.34", "2606:4700:4700::1111"] {
+        for ip in [
+            "1.1.1.1",
+            "93.184.216.34",
+            "2606:4700:4700::1111",
+            // The same forms around a public IPv4 address stay public.
+            "64:ff9b::1.1.1.1",
+            "2002:101:101::1",
+            "::1.1.1.1",
+        ] {
             assert!(is_public_address(ip.parse().unwrap()), "{ip}");
         }
     }

@@ -58,33 +58,12 @@ async fn sms_and_whatsapp_omnimessages_satisfy_messentes_spec() {
 async fn signed_delivery_reports_become_receipts_and_tampered_ones_are_refused() {
     let messente = plugin("http://127.0.0.1:9").await;
     let request = sms("hi");
-    let report = |status: &str, err: u32| {
-        serde_json::to_vec(&serde_json::json!({
-            "status": status,
-            "sender": "Hermes",
-            "err": err,
-            "message_id": "3e28ec48-d620-4191-a96e-d91ba8ecc949",
-            "to": "+37255512345",
-            "channel": "sms",
-            "error": null,
-            "omnimessage_id": "d7248cda-6c1a-4436-acf5-aaf249bb67d3",
-            "timestamp": "2020-02-04T08:09:42.389630",
-            "price_info": {"part_price": "0.1", "parts_count": 2, "total_price": "0.2"}
-        }))
-        .unwrap()
-    };
-    let signed = |body: Vec<u8>| {
-        let signature = hmac_sha256_hex(PASSWORD, &body);
-        callback(
-            "messente",
-            Some(&request),
-            &[
-                ("x-messente-signature", signature.as_str()),
-                ("content-type", "application/json"),
-            ],
-            body,
-        )
-    };
+    // Messente stamps a report with its status's time (UTC, no zone) and posts it at once.
+    let now = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6f")
+        .to_string();
+    let report = |status: &str, err: u32| report_at(status, err, &now);
+    let signed = |body: Vec<u8>| signed_report(&request, body);
 
     let receipt = only_receipt(messente.parse_callback(&signed(report("DELIVRD", 0))).await);
     assert_eq!(receipt.status, ReceiptStatus::Delivered);
@@ -112,4 +91,75 @@ async fn signed_delivery_reports_become_receipts_and_tampered_ones_are_refused()
         messente.parse_callback(&unsigned).await,
         Err(CallbackError::InvalidSignature)
     );
+}
+
+/// A captured report replayed later is refused by its signed `timestamp` (5 minutes plus 1 of
+/// skew); replayed at once onto another attempt's URL, it still names its own provider message,
+/// which Hermes compares with the attempt's (`tests/it`).
+#[tokio::test]
+async fn replayed_delivery_reports_go_stale() {
+    let messente = plugin("http://127.0.0.1:9").await;
+    let request = sms("hi");
+    let at = |ago: i64| {
+        (chrono::Utc::now() - chrono::Duration::seconds(ago))
+            .format("%Y-%m-%dT%H:%M:%S%.6f")
+            .to_string()
+    };
+    let fresh = messente
+        .parse_callback(&signed_report(&request, report_at("DELIVRD", 0, &at(60))))
+        .await;
+    assert_eq!(only_receipt(fresh).status, ReceiptStatus::Delivered);
+    for (ago, why) in [
+        (6 * 60 + 2, "older than the window"),
+        (-3 * 60, "from the future beyond the skew"),
+    ] {
+        assert_eq!(
+            messente
+                .parse_callback(&signed_report(&request, report_at("DELIVRD", 0, &at(ago))))
+                .await,
+            Err(CallbackError::InvalidSignature),
+            "{why}"
+        );
+    }
+    // The documented example is from 2020: far too old.
+    assert_eq!(
+        messente
+            .parse_callback(&signed_report(
+                &request,
+                report_at("DELIVRD", 0, "2020-02-04T08:09:42.389630")
+            ))
+            .await,
+        Err(CallbackError::InvalidSignature)
+    );
+}
+
+/// The documented report's fields, for our message, stamped `timestamp`.
+fn report_at(status: &str, err: u32, timestamp: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "status": status,
+        "sender": "Hermes",
+        "err": err,
+        "message_id": "3e28ec48-d620-4191-a96e-d91ba8ecc949",
+        "to": "+37255512345",
+        "channel": "sms",
+        "error": null,
+        "omnimessage_id": "d7248cda-6c1a-4436-acf5-aaf249bb67d3",
+        "timestamp": timestamp,
+        "price_info": {"part_price": "0.1", "parts_count": 2, "total_price": "0.2"}
+    }))
+    .unwrap()
+}
+
+/// `body` signed with the account's password, posted to `request`'s callback URL.
+fn signed_report(request: &SendRequest, body: Vec<u8>) -> hermes_adapters::CallbackRequest {
+    let signature = hmac_sha256_hex(PASSWORD, &body);
+    callback(
+        "messente",
+        Some(request),
+        &[
+            ("x-messente-signature", signature.as_str()),
+            ("content-type", "application/json"),
+        ],
+        body,
+    )
 }

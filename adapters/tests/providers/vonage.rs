@@ -73,6 +73,13 @@ async fn signed_delivery_receipts_find_their_attempt_by_client_ref() {
     let vonage = plugin("http://127.0.0.1:9").await;
     let request = sms("hi");
     let client_ref = format!("{}:{}", request.message_id, request.attempt_id);
+    // Vonage signs each request as it sends it.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let signed_at: &str = &now;
     // The fields of the spec's `DeliveryReceipt` example, for our message.
     let receipt = |status: &'static str, err: &'static str| {
         vec![
@@ -86,7 +93,7 @@ async fn signed_delivery_receipts_find_their_attempt_by_client_ref() {
             ("err-code", err),
             ("api-key", "abcd1234"),
             ("message-timestamp", "2020-01-01 12:00:00"),
-            ("timestamp", "1583836560"),
+            ("timestamp", signed_at),
             ("nonce", "ec11dd3e-1e7f-4db5-9467-82b02cd223b9"),
         ]
     };
@@ -111,10 +118,8 @@ async fn signed_delivery_receipts_find_their_attempt_by_client_ref() {
         (delivered.message_id, delivered.attempt_id),
         (request.message_id, request.attempt_id)
     );
-    assert_eq!(
-        delivered.provider_message_id.as_deref(),
-        Some("0A0000001234567B")
-    );
+    // The part's `messageId` is not the attempt's (a long text has one per part).
+    assert_eq!(delivered.provider_message_id, None);
 
     let failed = only_receipt(vonage.parse_callback(&post(receipt("failed", "6"))).await);
     assert_eq!(failed.status, ReceiptStatus::Failed);
@@ -134,6 +139,61 @@ async fn signed_delivery_receipts_find_their_attempt_by_client_ref() {
         .into();
     assert_eq!(
         vonage.parse_callback(&tampered).await,
+        Err(CallbackError::InvalidSignature)
+    );
+}
+
+/// A captured receipt is bound to its attempt by the signed `client-ref` and to its moment by the
+/// signed `timestamp`: replayed onto another attempt's URL it still names its own attempt (which
+/// Hermes then refuses as not the URL's), and replayed later it is refused.
+#[tokio::test]
+async fn replayed_delivery_receipts_keep_their_attempt_and_go_stale() {
+    let vonage = plugin("http://127.0.0.1:9").await;
+    let captured = sms("hi");
+    let victim = sms("hello");
+    let client_ref = format!("{}:{}", captured.message_id, captured.attempt_id);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let receipt = |signed_at: u64| {
+        let signed_at = signed_at.to_string();
+        signed_receipt(&[
+            ("messageId", "0A0000001234567B"),
+            ("status", "delivered"),
+            ("err-code", "0"),
+            ("client-ref", client_ref.as_str()),
+            ("timestamp", signed_at.as_str()),
+            ("nonce", "ec11dd3e-1e7f-4db5-9467-82b02cd223b9"),
+        ])
+    };
+    let headers = [("content-type", "application/json")];
+
+    // Onto the victim attempt's own URL: the receipt still names the captured attempt.
+    let onto_victim = only_receipt(
+        vonage
+            .parse_callback(&callback("vonage", Some(&victim), &headers, receipt(now)))
+            .await,
+    );
+    assert_eq!(
+        (onto_victim.message_id, onto_victim.attempt_id),
+        (captured.message_id, captured.attempt_id)
+    );
+
+    // Six minutes and a second after it was signed (5 min + 1 min skew): stale.
+    let stale = receipt(now - 6 * 60 - 1);
+    assert_eq!(
+        vonage
+            .parse_callback(&callback("vonage", None, &headers, stale))
+            .await,
+        Err(CallbackError::InvalidSignature)
+    );
+    // Dated in the future beyond the skew: refused too.
+    let future = receipt(now + 5 * 60);
+    assert_eq!(
+        vonage
+            .parse_callback(&callback("vonage", None, &headers, future))
+            .await,
         Err(CallbackError::InvalidSignature)
     );
 }

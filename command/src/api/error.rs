@@ -26,6 +26,10 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("unknown provider {0}")]
     UnknownProvider(String),
+    #[error(
+        "a receipt in this callback is about another attempt than the URL names; nothing was recorded"
+    )]
+    ReceiptAttemptMismatch,
     #[error(transparent)]
     Callback(#[from] CallbackError),
     #[error(transparent)]
@@ -68,6 +72,9 @@ impl IntoResponse for ApiError {
             ApiError::UnknownProvider(_) => {
                 Problem::new(StatusCode::NOT_FOUND, "unknown_provider", detail)
             }
+            ApiError::ReceiptAttemptMismatch => {
+                Problem::new(StatusCode::FORBIDDEN, "receipt_attempt_mismatch", detail)
+            }
             ApiError::Callback(CallbackError::InvalidSignature) => {
                 Problem::new(StatusCode::UNAUTHORIZED, "invalid_signature", detail)
             }
@@ -90,6 +97,26 @@ impl IntoResponse for ApiError {
                     StatusCode::CONFLICT,
                     "no_push_attempt",
                     "the message has no push attempt to acknowledge",
+                ),
+                CommandError::Domain(DomainError::ReceiptFromAnotherAccount {
+                    attempt_id,
+                    account,
+                }) => Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "receipt_account_mismatch",
+                    format!(
+                        "attempt {attempt_id} was not sent by provider account {account}; nothing was recorded"
+                    ),
+                ),
+                CommandError::Domain(DomainError::ReceiptForAnotherProviderMessage {
+                    attempt_id,
+                    ..
+                }) => Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "receipt_provider_id_mismatch",
+                    format!(
+                        "the receipt is about another provider message than attempt {attempt_id}; nothing was recorded"
+                    ),
                 ),
                 CommandError::Domain(DomainError::UnknownAttempt(id)) => Problem::new(
                     StatusCode::NOT_FOUND,

@@ -12,7 +12,7 @@ use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hermes_adapters::{CallbackError, CallbackReply, CallbackRequest, Receipt};
-use hermes_domain::message::MessageCommand;
+use hermes_domain::message::{DomainError, MessageCommand};
 use hermes_domain::{AttemptId, MessageId};
 use hermes_infra::event_store::EventMetadata;
 use hermes_infra::http::Problem;
@@ -43,6 +43,7 @@ pub struct CallbackRecorded {
     responses(
         (status = 200, body = CallbackRecorded),
         (status = 401, description = "Signature missing or wrong; nothing recorded", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A receipt is about another attempt than the URL names (`receipt_attempt_mismatch`) or about an attempt another provider account sent (`receipt_account_mismatch`) or about another provider message than the attempt's (`receipt_provider_id_mismatch`); nothing recorded", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown provider, message or attempt", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than 1 MiB", body = Problem, content_type = "application/problem+json"),
     )
@@ -75,6 +76,7 @@ pub async fn receive_attempt_callback(
     responses(
         (status = 200, body = CallbackRecorded),
         (status = 401, description = "Signature missing or wrong; nothing recorded", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A receipt is about another attempt than the URL names (`receipt_attempt_mismatch`) or about an attempt another provider account sent (`receipt_account_mismatch`) or about another provider message than the attempt's (`receipt_provider_id_mismatch`); nothing recorded", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown provider, message or attempt", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than 1 MiB", body = Problem, content_type = "application/problem+json"),
     )
@@ -149,6 +151,41 @@ async fn intake(
         metrics::counter!("hermes_callbacks_refused_total", "provider" => provider_name.to_owned(), "reason" => reason)
             .increment(1);
     })?;
+    let refused = |reason: &'static str| {
+        metrics::counter!("hermes_callbacks_refused_total", "provider" => provider_name.to_owned(), "reason" => reason)
+            .increment(1);
+    };
+    // A per-attempt URL is the one Hermes gave the provider for that attempt: a receipt in it
+    // about any other attempt (a captured receipt replayed onto another URL, a plugin bug) is
+    // refused as a whole, before anything is recorded.
+    if let Some((url_message, url_attempt)) = ids
+        && let Some(other) = outcome
+            .receipts
+            .iter()
+            .find(|r| (r.message_id, r.attempt_id) != (url_message, url_attempt))
+    {
+        refused("attempt_mismatch");
+        tracing::warn!(provider = provider_name, url_message = %url_message, url_attempt = %url_attempt,
+            receipt_message = %other.message_id, receipt_attempt = %other.attempt_id,
+            "callback refused: its receipt is about another attempt than its URL");
+        return Err(ApiError::ReceiptAttemptMismatch);
+    }
+    // Each attempt must have been sent by this account, and be the provider message the receipt
+    // names (see `Message::check_receipt_binding`). With several receipts, every one is checked
+    // before the first is recorded, so a refused callback records nothing (an attempt's account
+    // and provider message id never change once set; the check is repeated as each is recorded).
+    if outcome.receipts.len() > 1 {
+        for r in &outcome.receipts {
+            match check_binding(state, provider_name, r).await {
+                Err(ApiError::Command(CommandError::NotFound)) if ids.is_none() => {}
+                Err(e) => {
+                    refused_for_binding(&e, refused);
+                    return Err(e);
+                }
+                Ok(()) => {}
+            }
+        }
+    }
     let metadata = EventMetadata {
         actor: Some(format!("provider:{provider_name}")),
         ..Default::default()
@@ -165,15 +202,31 @@ async fn intake(
         let command = MessageCommand::RecordReceipt {
             attempt_id,
             status,
-            provider_message_id,
+            provider_message_id: provider_message_id.clone(),
             error,
         };
-        match state
+        let account = provider_name.to_owned();
+        let executed = state
             .handler
-            .execute(message_id, None, &command, &metadata, None)
-            .await
-        {
-            Ok(done) => recorded += usize::from(!done.events.is_empty()),
+            .execute_with(message_id, None, &metadata, None, move |m| {
+                m.check_receipt_binding(attempt_id, &account, provider_message_id.as_deref())?;
+                Ok(Some(command.clone()))
+            })
+            .await;
+        match executed {
+            Ok(done) => {
+                recorded += usize::from(done.is_some_and(|d| !d.events.is_empty()));
+            }
+            Err(
+                e @ CommandError::Domain(
+                    DomainError::ReceiptFromAnotherAccount { .. }
+                    | DomainError::ReceiptForAnotherProviderMessage { .. },
+                ),
+            ) => {
+                let e = ApiError::from(e);
+                refused_for_binding(&e, refused);
+                return Err(e);
+            }
             // On an account-wide webhook, signed by the provider but about no message of ours
             // (another system sharing the account, or data already purged): answering 404 would
             // only make the provider retry it forever and lose the receipts for ours in the same
@@ -198,4 +251,55 @@ async fn intake(
             .into_response(),
         None => Json(CallbackRecorded { recorded }).into_response(),
     })
+}
+
+/// Whether a receipt may be recorded for the attempt it names (see
+/// [`hermes_domain::message::Message::check_receipt_binding`]), without recording anything.
+async fn check_binding(
+    state: &CommandState,
+    account: &str,
+    receipt: &Receipt,
+) -> Result<(), ApiError> {
+    let account = account.to_owned();
+    let attempt_id = receipt.attempt_id;
+    let provider_message_id = receipt.provider_message_id.clone();
+    state
+        .handler
+        .execute_with(
+            receipt.message_id,
+            None,
+            &EventMetadata::default(),
+            None,
+            move |m| {
+                m.check_receipt_binding(attempt_id, &account, provider_message_id.as_deref())?;
+                Ok(None)
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+fn refused_for_binding(e: &ApiError, refused: impl Fn(&'static str)) {
+    match e {
+        ApiError::Command(CommandError::Domain(DomainError::ReceiptFromAnotherAccount {
+            attempt_id,
+            account,
+        })) => {
+            refused("account_mismatch");
+            tracing::warn!(%attempt_id, account = account.as_str(),
+                "callback refused: its attempt was sent by another provider account");
+        }
+        ApiError::Command(CommandError::Domain(
+            DomainError::ReceiptForAnotherProviderMessage {
+                attempt_id,
+                receipt,
+                attempt,
+            },
+        )) => {
+            refused("provider_id_mismatch");
+            tracing::warn!(%attempt_id, receipt = receipt.as_str(), attempt = attempt.as_str(),
+                "callback refused: its receipt is about another provider message than its attempt");
+        }
+        _ => {}
+    }
 }

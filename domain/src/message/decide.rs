@@ -73,6 +73,17 @@ pub enum DomainError {
     AlreadyTerminal(MessageStatus),
     #[error("the message has no push attempt to acknowledge")]
     NoPushAttempt,
+    #[error("attempt {attempt_id} was not sent by provider account {account}")]
+    ReceiptFromAnotherAccount {
+        attempt_id: AttemptId,
+        account: String,
+    },
+    #[error("the receipt is about provider message {receipt}, attempt {attempt_id} is {attempt}")]
+    ReceiptForAnotherProviderMessage {
+        attempt_id: AttemptId,
+        receipt: String,
+        attempt: String,
+    },
 }
 
 /// Accepting a new message: its first events. The message starts on its first cascade step.
@@ -268,6 +279,40 @@ impl Message {
             }
         }
         Ok(events)
+    }
+
+    /// Whether a receipt that arrived at `account`'s webhook may be recorded for `attempt_id`:
+    /// - the attempt was sent by that account (the account its `AttemptDispatched` names):
+    ///   another account's plugin verified a signature that says nothing about this attempt;
+    /// - when the provider named the attempt's message at send and the receipt names one too,
+    ///   they are the same message. A provider that signs only its own ids (Messente signs the
+    ///   report's body, which carries its message id but not Hermes's) is bound to the attempt
+    ///   this way: a captured report replayed onto another attempt's URL names the wrong one.
+    pub fn check_receipt_binding(
+        &self,
+        attempt_id: AttemptId,
+        account: &str,
+        provider_message_id: Option<&str>,
+    ) -> Result<(), DomainError> {
+        let attempt = self
+            .attempt(attempt_id)
+            .ok_or(DomainError::UnknownAttempt(attempt_id))?;
+        if attempt.provider != account {
+            return Err(DomainError::ReceiptFromAnotherAccount {
+                attempt_id,
+                account: account.to_owned(),
+            });
+        }
+        match (attempt.provider_message_id.as_deref(), provider_message_id) {
+            (Some(known), Some(named)) if known != named => {
+                Err(DomainError::ReceiptForAnotherProviderMessage {
+                    attempt_id,
+                    receipt: named.to_owned(),
+                    attempt: known.to_owned(),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     fn decide_receipt(

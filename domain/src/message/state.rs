@@ -92,6 +92,25 @@ impl AttemptStatus {
     }
 }
 
+impl AttemptStatus {
+    /// The order receipts move an attempt along: nothing from the provider yet (dispatching, in
+    /// doubt, or only Hermes's own verdict: rejected at send, timed out) < sent < delivered <
+    /// read = failed. Read and failed are the provider's last word: no receipt moves an attempt
+    /// out of them. Timed out and rejected rank lowest because a late receipt may still tell
+    /// what happened (a provider that answered 503 delivers after all).
+    pub fn rank(self) -> u8 {
+        match self {
+            AttemptStatus::Dispatching
+            | AttemptStatus::InDoubt
+            | AttemptStatus::Rejected
+            | AttemptStatus::TimedOut => 0,
+            AttemptStatus::Sent => 1,
+            AttemptStatus::Delivered => 2,
+            AttemptStatus::Read | AttemptStatus::Failed => 3,
+        }
+    }
+}
+
 impl From<ReceiptStatus> for AttemptStatus {
     fn from(r: ReceiptStatus) -> Self {
         match r {
@@ -414,14 +433,16 @@ impl Message {
     }
 
     /// Whether a receipt would move the attempt forward (and is therefore not a duplicate).
+    ///
+    /// A receipt is recorded only when it moves the attempt strictly up [`AttemptStatus::rank`],
+    /// so an attempt's status is monotone and one attempt records at most three receipts however
+    /// often its callbacks are replayed (`failed → sent → failed → …` would otherwise grow the
+    /// stream without bound). A failure after a send that was already refused adds nothing.
     pub(crate) fn receipt_moves_forward(attempt: &Attempt, receipt: ReceiptStatus) -> bool {
         let to: AttemptStatus = receipt.into();
-        match receipt {
-            ReceiptStatus::Failed => !matches!(
-                attempt.status,
-                AttemptStatus::Failed | AttemptStatus::Rejected
-            ),
-            _ => to.progress() > attempt.status.progress(),
+        if to == AttemptStatus::Failed && attempt.status == AttemptStatus::Rejected {
+            return false;
         }
+        to.rank() > attempt.status.rank()
     }
 }

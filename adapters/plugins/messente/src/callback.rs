@@ -37,6 +37,91 @@ pub fn verify(secret: &str, body: &[u8], signature: Option<&str>) -> bool {
     mac_for(secret, body).verify_slice(&tag).is_ok()
 }
 
+/// How old a report's `timestamp` may be. Messente stamps a report with the time of the status
+/// it reports and posts it at once, so an older report is a replay (or a report Messente held
+/// back that long, which is refused too: the window is the price of refusing replays). Five
+/// minutes, plus [`CLOCK_SKEW_SECS`] either way.
+pub const MAX_AGE_SECS: u64 = 5 * 60;
+/// How far Messente's clock and ours may disagree.
+pub const CLOCK_SKEW_SECS: u64 = 60;
+
+/// Whether a report stamped `at` (seconds since the epoch) is fresh at `now`.
+pub fn fresh(at: Option<u64>, now: u64) -> bool {
+    at.is_some_and(|t| t <= now + CLOCK_SKEW_SECS && now <= t + MAX_AGE_SECS + CLOCK_SKEW_SECS)
+}
+
+/// The report's `timestamp` in seconds since the epoch. Messente writes it as ISO 8601 without a
+/// zone (`2020-02-04T08:09:42.389630`, UTC); a `Z` or a `±HH:MM` offset is understood too.
+pub fn report_time(body: &[u8]) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct Stamped {
+        timestamp: Option<String>,
+    }
+    let stamped: Stamped = serde_json::from_slice(body).ok()?;
+    parse_timestamp(stamped.timestamp?.trim())
+}
+
+fn parse_timestamp(value: &str) -> Option<u64> {
+    let bytes = value.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = value.get(range)?;
+        part.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    if bytes.len() < 19
+        || bytes[4] != b'-'
+        || bytes[7] != b'-'
+        || !matches!(bytes[10], b'T' | b't' | b' ')
+        || bytes[13] != b':'
+        || bytes[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+        return None;
+    }
+    if second > 60 {
+        return None;
+    }
+    let mut rest = &value[19..];
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        rest = &fraction[digits..];
+    }
+    let offset = match rest {
+        "" | "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let zone = rest[1..].replace(':', "");
+            if zone.len() != 4 || !zone.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let (h, m): (i64, i64) = (zone[..2].parse().ok()?, zone[2..].parse().ok()?);
+            sign * (h * 3600 + m * 60)
+        }
+    };
+    // Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
+    u64::try_from(secs).ok()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Sent,
@@ -134,6 +219,50 @@ pub fn interpret(body: &[u8]) -> Result<Option<Parsed>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn report_timestamps_parse_as_utc() {
+        // `date -u -d 2020-02-04T08:09:42 +%s`
+        assert_eq!(
+            parse_timestamp("2020-02-04T08:09:42.389630"),
+            Some(1_580_803_782)
+        );
+        assert_eq!(parse_timestamp("2020-02-04T08:09:42Z"), Some(1_580_803_782));
+        assert_eq!(parse_timestamp("2020-02-04 08:09:42"), Some(1_580_803_782));
+        assert_eq!(
+            parse_timestamp("2020-02-04T10:09:42+02:00"),
+            Some(1_580_803_782)
+        );
+        assert_eq!(
+            parse_timestamp("2000-01-23T04:56:07.000+00:00"),
+            Some(948_603_367)
+        );
+        assert_eq!(parse_timestamp("1970-01-01T00:00:00"), Some(0));
+        for bad in [
+            "",
+            "2020-02-04",
+            "2020-13-04T08:09:42",
+            "2020-02-04T08:09:42.",
+            "2020-02-04T08:09:42+2",
+            "yesterday",
+            "2020-02-04T08:09:42 UTC",
+        ] {
+            assert_eq!(parse_timestamp(bad), None, "{bad}");
+        }
+        assert_eq!(report_time(DOCUMENTED_DLR.as_bytes()), Some(1_580_803_782));
+        assert_eq!(report_time(br#"{"status": "DELIVRD"}"#), None);
+    }
+
+    #[test]
+    fn only_fresh_reports_pass() {
+        let at = 1_580_803_782;
+        assert!(fresh(Some(at), at));
+        assert!(fresh(Some(at), at + MAX_AGE_SECS + CLOCK_SKEW_SECS));
+        assert!(!fresh(Some(at), at + MAX_AGE_SECS + CLOCK_SKEW_SECS + 1));
+        assert!(fresh(Some(at), at - CLOCK_SKEW_SECS));
+        assert!(!fresh(Some(at), at - CLOCK_SKEW_SECS - 1));
+        assert!(!fresh(None, at));
+    }
 
     /// The callback example of Messente's "Delivery Report" documentation, byte for byte.
     const DOCUMENTED_DLR: &str = r#"{

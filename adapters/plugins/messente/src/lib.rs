@@ -45,7 +45,14 @@
 //!
 //! # Delivery reports
 //! JSON POSTs to the omnimessage's `dlr_url`, i.e. the attempt's callback URL, whose message and
-//! attempt ids correlate the report (a report without them is `Malformed`). Fields (spec
+//! attempt ids correlate the report (a report without them is `Malformed`). The URL is not
+//! signed, only the body, and the body carries no Hermes id: what binds a report to its attempt
+//! is its signed `message_id`, which the receipt names and Hermes compares with the provider
+//! message id the attempt was accepted with (a captured report replayed onto another attempt's
+//! URL is refused, `receipt_provider_id_mismatch`). The signed `timestamp` (the reported status's
+//! time, ISO 8601, UTC) must be at most 5 minutes old, with 1 minute of clock skew allowed either
+//! way; a report without one, or outside that window, is a replay and refused as
+//! `InvalidSignature`. Fields (spec
 //! `DeliveryResult` + documentation example): `status`, `channel`, `message_id`, `omnimessage_id`,
 //! `to`, `sender`, `err`, `error`, `timestamp`, `price_info`. The `X-Messente-Signature` header
 //! must be hex(HMAC-SHA256(`password`, raw body)) (documentation "API Setup / Security": "For
@@ -76,7 +83,7 @@ wit_bindgen::generate!({
     world: "provider",
 });
 
-use hermes::provider::host::{self};
+use hermes::provider::host::{self, Level};
 use hermes::provider::http_client::{self, FetchError};
 use hermes::provider::types::{
     Accepted, Channel, Receipt, ReceiptError, ReceiptStatus, ReceiptStyle, Rejection,
@@ -141,6 +148,18 @@ impl Guest for MessentePlugin {
         // Verify before anything else: nothing unauthenticated is even looked at.
         if !callback::verify(password.trim(), &request.body, signature) {
             host::metric("callbacks_invalid_signature", 1.0);
+            return Err(CallbackError::InvalidSignature);
+        }
+        if !callback::fresh(
+            callback::report_time(&request.body),
+            host::now_millis() / 1000,
+        ) {
+            host::log(
+                Level::Warn,
+                "signed delivery report refused: its timestamp is missing or outside the window \
+                 (a replay)",
+            );
+            host::metric("callbacks_stale", 1.0);
             return Err(CallbackError::InvalidSignature);
         }
         let (Some(message_id), Some(attempt_id)) = (request.message_id, request.attempt_id) else {

@@ -55,7 +55,14 @@ impl Guest for MockPlugin {
     }
 
     fn parse_callback(request: CallbackRequest) -> Result<CallbackOutcome, CallbackError> {
-        let secret = host::config("secret").unwrap_or_default();
+        // An empty key makes an HMAC anyone can compute: without a secret nothing is accepted.
+        let Some(secret) = host::config("secret").filter(|s| !s.is_empty()) else {
+            host::log(
+                Level::Error,
+                "no `secret` configured: every receipt is refused as unsigned",
+            );
+            return Err(CallbackError::InvalidSignature);
+        };
         // Verify before parsing: nothing unauthenticated is even looked at.
         let header = request
             .headers

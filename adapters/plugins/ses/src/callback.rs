@@ -179,6 +179,15 @@ pub fn is_cert_url(url: &str, expected_region: Option<&str>) -> bool {
             .is_some_and(|p| p.ends_with(".pem"))
 }
 
+/// Whether `topic_arn` is one of the account's topics (`sns_topic_arns`: ARNs separated by commas
+/// or whitespace, compared exactly; ARNs are case-sensitive). No list allows no topic.
+pub fn topic_allowed(allowed: &Option<String>, topic_arn: &str) -> bool {
+    allowed.as_deref().is_some_and(|list| {
+        list.split(|c: char| c == ',' || c.is_whitespace())
+            .any(|arn| !arn.is_empty() && arn == topic_arn)
+    })
+}
+
 /// The region named in a topic ARN (`arn:aws:sns:<region>:<account>:<name>`).
 pub fn topic_region(topic_arn: &str) -> Option<&str> {
     let mut parts = topic_arn.split(':');
@@ -506,6 +515,26 @@ mod tests {
         assert_eq!(topic_region(TOPIC), Some("us-east-1"));
         assert_eq!(topic_region("arn:aws:sqs:us-east-1:1:q"), None);
         assert_eq!(topic_region("nope"), None);
+    }
+
+    #[test]
+    fn only_the_listed_topics_are_allowed() {
+        let list = Some(format!(
+            " {TOPIC}, arn:aws:sns:eu-west-1:123456789012:other\n"
+        ));
+        assert!(topic_allowed(&list, TOPIC));
+        assert!(topic_allowed(
+            &list,
+            "arn:aws:sns:eu-west-1:123456789012:other"
+        ));
+        assert!(!topic_allowed(
+            &list,
+            "arn:aws:sns:us-east-1:999999999999:ses-events"
+        ));
+        assert!(!topic_allowed(&list, &TOPIC.to_uppercase()));
+        assert!(!topic_allowed(&list, ""));
+        assert!(!topic_allowed(&None, TOPIC));
+        assert!(!topic_allowed(&Some(" , ".to_owned()), ""));
     }
 
     fn with_hermes_tags(mut event: Value) -> String {

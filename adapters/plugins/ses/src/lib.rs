@@ -25,6 +25,7 @@
 //! | `from` | `FromEmailAddress`, a verified identity (`Name <addr@example.com>` allowed); required |
 //! | `configuration_set` | `ConfigurationSetName`: the configuration set whose event destination publishes to SNS (optional, but receipts need it unless identity notifications are set up) |
 //! | `base_url` | API root, default `https://email.{region}.amazonaws.com` |
+//! | `sns_topic_arns` | the SNS topic ARNs this account takes notifications from, separated by commas or whitespace; required for receipts (without it every SNS message is refused) |
 //! | `sns_trusted_cert_pem` | PEM certificate to verify SNS signatures with instead of fetching `SigningCertURL` (tests, pinned deployments) |
 //!
 //! # Error classification (send)
@@ -44,8 +45,11 @@
 //! - Fetch errors: Connect/Denied -> retryable rejection; Timeout/TooLarge/Transport -> in doubt.
 //!
 //! # Receipts (SES -> SNS -> `/v1/webhooks/ses`)
-//! SNS POSTs JSON envelopes to Hermes's account-wide webhook (no ids in the URL). Every envelope's
-//! signature is verified FIRST ("Verifying the signatures of Amazon SNS messages": the documented
+//! SNS POSTs JSON envelopes to Hermes's account-wide webhook (no ids in the URL). An envelope whose
+//! `TopicArn` is not in `sns_topic_arns` is refused as `invalid-signature` before anything else
+//! (no certificate fetched, no subscription confirmed): SNS signs for any AWS account, so a valid
+//! signature alone would let anyone subscribe the webhook to their own topic and publish a
+//! "Delivery" for a message id they know. Every other envelope's signature is then verified ("Verifying the signatures of Amazon SNS messages": the documented
 //! fields per `Type` as `Name\nValue\n`, `SignatureVersion` 1 = SHA1withRSA, 2 = SHA256withRSA,
 //! base64 `Signature`) against `sns_trusted_cert_pem` when configured, else against the
 //! certificate at `SigningCertURL`, fetched only when it is `https://sns.<region>.amazonaws.com/...pem`
@@ -250,6 +254,19 @@ impl Guest for SesPlugin {
         // The envelope must be read to know what was signed; nothing in it is used before the
         // signature is verified.
         let envelope = callback::parse_envelope(&request.body).map_err(CallbackError::Malformed)?;
+        // Only the account's own topics: checked first, as the topic is also what the signature
+        // covers, so a forged TopicArn fails the signature check that follows.
+        if !callback::topic_allowed(&host::config("sns_topic_arns"), &envelope.topic_arn) {
+            host::log(
+                Level::Warn,
+                &format!(
+                    "SNS {} from topic {} refused: not in sns_topic_arns",
+                    envelope.kind, envelope.topic_arn
+                ),
+            );
+            host::metric("callbacks_foreign_topic", 1.0);
+            return Err(CallbackError::InvalidSignature);
+        }
         let key = signing_key(&envelope).inspect_err(|err| {
             if matches!(err, CallbackError::InvalidSignature) {
                 host::metric("callbacks_invalid_signature", 1.0);

@@ -313,6 +313,8 @@ pub fn interpret(params: &[(String, String)]) -> Result<Option<Parsed>, String> 
 pub enum Refusal {
     /// No valid signature (or no secret / an unknown method configured to check one).
     InvalidSignature,
+    /// Signed, but the signature's `timestamp` is missing or outside the window: a replay.
+    Stale,
     Malformed(String),
 }
 
@@ -331,14 +333,28 @@ pub struct Incoming<'a> {
     pub url: &'a str,
     pub headers: &'a [(String, String)],
     pub body: &'a [u8],
-    /// The ids in the callback URL, when it carries them.
-    pub message_id: Option<&'a str>,
-    pub attempt_id: Option<&'a str>,
+    /// Now, in seconds since the Unix epoch (the host's clock).
+    pub now_secs: u64,
+}
+
+/// How old a signed callback's `timestamp` may be: Vonage signs each request when it sends it,
+/// so an older one is a replay. Five minutes, plus [`CLOCK_SKEW_SECS`] either way.
+pub const MAX_AGE_SECS: u64 = 5 * 60;
+/// How far Vonage's clock and ours may disagree.
+pub const CLOCK_SKEW_SECS: u64 = 60;
+
+/// Whether a signed `timestamp` (seconds since the epoch) is fresh at `now`.
+pub fn fresh(timestamp: Option<&str>, now: u64) -> bool {
+    timestamp
+        .and_then(|t| t.parse::<u64>().ok())
+        .is_some_and(|t| t <= now + CLOCK_SKEW_SECS && now <= t + MAX_AGE_SECS + CLOCK_SKEW_SECS)
 }
 
 /// The whole callback: read the fields, verify the signature (before anything else is looked
-/// at), then the receipt and the attempt it names (the URL's ids, else `client-ref`). `Ok(None)`
-/// for a verified receipt with a status Hermes does not track.
+/// at) and its freshness, then the receipt and the attempt it names. The attempt comes from the
+/// signed `client-ref` only, never from the URL (its path is not signed: a captured receipt
+/// could be replayed onto another attempt's URL); Hermes checks that a per-attempt URL's ids
+/// are the receipt's. `Ok(None)` for a verified receipt with a status Hermes does not track.
 pub fn handle(
     secret: &str,
     method: Option<SignatureMethod>,
@@ -355,19 +371,19 @@ pub fn handle(
     if !verify(secret.trim(), method, &params) {
         return Err(Refusal::InvalidSignature);
     }
+    if !fresh(param(&params, "timestamp"), incoming.now_secs) {
+        return Err(Refusal::Stale);
+    }
     let Some(parsed) = interpret(&params).map_err(Refusal::Malformed)? else {
         return Ok(None);
     };
-    let (message_id, attempt_id) = match (incoming.message_id, incoming.attempt_id) {
-        (Some(message_id), Some(attempt_id)) => (message_id.to_owned(), attempt_id.to_owned()),
-        _ => parsed.reference.clone().ok_or_else(|| {
-            Refusal::Malformed(
-                "the delivery receipt names no attempt: neither the callback URL nor client-ref \
-                 (<message-id>:<attempt-id>) carries one"
-                    .to_owned(),
-            )
-        })?,
-    };
+    let (message_id, attempt_id) = parsed.reference.clone().ok_or_else(|| {
+        Refusal::Malformed(
+            "the delivery receipt names no attempt: its client-ref is not \
+             <message-id>:<attempt-id>"
+                .to_owned(),
+        )
+    })?;
     Ok(Some(AttemptReceipt {
         message_id,
         attempt_id,
@@ -696,19 +712,35 @@ mod tests {
             .into_bytes()
     }
 
-    fn incoming<'a>(
-        headers: &'a [(String, String)],
-        body: &'a [u8],
-        ids: Option<(&'a str, &'a str)>,
-    ) -> Incoming<'a> {
+    /// The signed `timestamp` of the test receipts, and a moment shortly after it.
+    const SIGNED_AT: u64 = 1_582_650_446;
+    const NOW: u64 = SIGNED_AT + 30;
+
+    fn incoming<'a>(headers: &'a [(String, String)], body: &'a [u8]) -> Incoming<'a> {
         Incoming {
             method: "POST",
             url: "https://hermes.example/v1/webhooks/vonage",
             headers,
             body,
-            message_id: ids.map(|(m, _)| m),
-            attempt_id: ids.map(|(_, a)| a),
+            now_secs: NOW,
         }
+    }
+
+    #[test]
+    fn only_fresh_timestamps_pass() {
+        let at = SIGNED_AT.to_string();
+        assert!(fresh(Some(&at), SIGNED_AT));
+        assert!(fresh(Some(&at), SIGNED_AT + MAX_AGE_SECS + CLOCK_SKEW_SECS));
+        assert!(!fresh(
+            Some(&at),
+            SIGNED_AT + MAX_AGE_SECS + CLOCK_SKEW_SECS + 1
+        ));
+        // Vonage's clock a little ahead of ours is fine; far ahead is not.
+        assert!(fresh(Some(&at), SIGNED_AT - CLOCK_SKEW_SECS));
+        assert!(!fresh(Some(&at), SIGNED_AT - CLOCK_SKEW_SECS - 1));
+        assert!(!fresh(None, SIGNED_AT));
+        assert!(!fresh(Some("yesterday"), SIGNED_AT));
+        assert!(!fresh(Some("-1"), SIGNED_AT));
     }
 
     #[test]
@@ -735,8 +767,8 @@ mod tests {
         let body = signed_form("secret", SignatureMethod::Md5Hash, &fields);
         let headers = pairs(&[("content-type", "application/x-www-form-urlencoded")]);
 
-        // Account-wide webhook: the attempt comes from client-ref.
-        let receipt = handle("secret", md5hash, incoming(&headers, &body, None))
+        // The attempt comes from the signed client-ref, whatever URL the receipt came to.
+        let receipt = handle("secret", md5hash, incoming(&headers, &body))
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -745,18 +777,17 @@ mod tests {
         );
         assert_eq!(receipt.parsed.status, Status::Failed);
         assert_eq!(receipt.parsed.error.as_ref().unwrap().0, "vonage_4");
-        // Per-attempt callback URL: its ids win.
-        let receipt = handle(
-            "secret",
-            md5hash,
-            incoming(&headers, &body, Some(("M", "A"))),
-        )
-        .unwrap()
-        .unwrap();
+        let mut elsewhere = incoming(&headers, &body);
+        elsewhere.url = "https://hermes.example/v1/webhooks/vonage/M/A";
+        let receipt = handle("secret", md5hash, elsewhere).unwrap().unwrap();
         assert_eq!(
             (receipt.message_id.as_str(), receipt.attempt_id.as_str()),
-            ("M", "A")
+            (m, a)
         );
+        // The same signed receipt replayed after the window: refused.
+        let mut later = incoming(&headers, &body);
+        later.now_secs = SIGNED_AT + MAX_AGE_SECS + CLOCK_SKEW_SECS + 1;
+        assert_eq!(handle("secret", md5hash, later), Err(Refusal::Stale));
 
         // No secret, another secret, another method, no method: refused.
         for (secret, method) in [
@@ -766,7 +797,7 @@ mod tests {
             ("secret", None),
         ] {
             assert_eq!(
-                handle(secret, method, incoming(&headers, &body, None)),
+                handle(secret, method, incoming(&headers, &body)),
                 Err(Refusal::InvalidSignature)
             );
         }
@@ -775,11 +806,7 @@ mod tests {
             .unwrap()
             .replace("status=failed", "status=delivered");
         assert_eq!(
-            handle(
-                "secret",
-                md5hash,
-                incoming(&headers, tampered.as_bytes(), None)
-            ),
+            handle("secret", md5hash, incoming(&headers, tampered.as_bytes())),
             Err(Refusal::InvalidSignature)
         );
         // Unsigned.
@@ -787,17 +814,13 @@ mod tests {
             .extend_pairs(fields.iter())
             .finish();
         assert_eq!(
-            handle(
-                "secret",
-                md5hash,
-                incoming(&headers, unsigned.as_bytes(), None)
-            ),
+            handle("secret", md5hash, incoming(&headers, unsigned.as_bytes())),
             Err(Refusal::InvalidSignature)
         );
         // Unparseable JSON is unsigned too: nothing unauthenticated gets a detailed answer.
         let json = pairs(&[("content-type", "application/json")]);
         assert_eq!(
-            handle("secret", md5hash, incoming(&json, b"{oops", None)),
+            handle("secret", md5hash, incoming(&json, b"{oops")),
             Err(Refusal::InvalidSignature)
         );
 
@@ -808,14 +831,14 @@ mod tests {
             &[
                 ("status", "delivered"),
                 ("client-ref", "mine"),
-                ("timestamp", "1"),
+                ("timestamp", "1582650446"),
             ],
         );
         assert!(matches!(
             handle(
                 "secret",
                 Some(SignatureMethod::Sha256),
-                incoming(&headers, &body, None)
+                incoming(&headers, &body)
             ),
             Err(Refusal::Malformed(_))
         ));
@@ -823,13 +846,31 @@ mod tests {
         let body = signed_form(
             "secret",
             SignatureMethod::Sha256,
-            &[("status", "accepted"), ("client-ref", &reference)],
+            &[
+                ("status", "accepted"),
+                ("client-ref", &reference),
+                ("timestamp", "1582650446"),
+            ],
+        );
+        // Signed, fresh, but without a timestamp: refused as a possible replay.
+        let undated = signed_form(
+            "secret",
+            SignatureMethod::Sha256,
+            &[("status", "delivered"), ("client-ref", &reference)],
         );
         assert_eq!(
             handle(
                 "secret",
                 Some(SignatureMethod::Sha256),
-                incoming(&headers, &body, None)
+                incoming(&headers, &undated)
+            ),
+            Err(Refusal::Stale)
+        );
+        assert_eq!(
+            handle(
+                "secret",
+                Some(SignatureMethod::Sha256),
+                incoming(&headers, &body)
             ),
             Ok(None)
         );
@@ -847,6 +888,7 @@ mod tests {
                 ("messageId", "0A0000001234567B"),
                 ("status", "delivered"),
                 ("err-code", "0"),
+                ("client-ref", &format!("{m}:{a}")),
                 ("timestamp", "1582650446"),
                 ("nonce", "ec11dd3e-1e7f-4db5-9467-82b02cd223b9"),
             ],
@@ -861,8 +903,7 @@ mod tests {
                 url: &url,
                 headers: &[],
                 body: b"",
-                message_id: Some(m),
-                attempt_id: Some(a),
+                now_secs: NOW,
             },
         )
         .unwrap()

@@ -51,9 +51,16 @@
 //! secret)), the others hex(HMAC(secret, that)). A receipt without a valid `sig` (unsigned,
 //! tampered, a field repeated) is `invalid-signature`.
 //!
-//! The message and attempt come from the callback URL (`/v1/webhooks/vonage/{message}/{attempt}`)
-//! when it carries them, else from `client-ref` (`<message-id>:<attempt-id>`); a receipt with
-//! neither is `malformed`.
+//! The signed `timestamp` (seconds since the epoch; Vonage signs each request as it sends it) must
+//! be at most 5 minutes old, with 1 minute of clock skew allowed either way: a receipt without
+//! one, or outside that window, is a replay and refused as `invalid-signature`.
+//!
+//! The message and attempt come from the signed `client-ref` (`<message-id>:<attempt-id>`) only,
+//! never from the callback URL's path, which Vonage does not sign (a captured receipt replayed
+//! onto another attempt's URL still names its own attempt, and Hermes refuses a receipt whose
+//! ids differ from the per-attempt URL's); a receipt without a Hermes `client-ref` is
+//! `malformed`. Receipts carry no provider message id (each part of a long text has its own;
+//! the attempt keeps the one the send returned).
 //!
 //! | DLR `status` | Hermes receipt |
 //! |---|---|
@@ -61,8 +68,6 @@
 //! | `expired`, `failed`, `rejected` | `failed`, code `vonage_<err-code>` (`vonage_<status>` when `err-code` is missing or `0`) |
 //! | `accepted`, `buffered`, `unknown`, anything else | none (empty list) |
 //!
-//! The provider message id of a receipt is its `messageId` (for a long text, the id of the part
-//! the receipt is about).
 //!
 //! # Testing against Prism
 //! The spec's server is `https://rest.nexmo.com/sms` with the path `/{format}`; Prism ignores the
@@ -176,14 +181,22 @@ impl Guest for VonagePlugin {
                 url: &request.url,
                 headers: &request.headers,
                 body: &request.body,
-                message_id: request.message_id.as_deref(),
-                attempt_id: request.attempt_id.as_deref(),
+                now_secs: host::now_millis() / 1000,
             },
         );
         let receipt = match handled {
             Ok(receipt) => receipt,
             Err(Refusal::InvalidSignature) => {
                 host::metric("callbacks_invalid_signature", 1.0);
+                return Err(CallbackError::InvalidSignature);
+            }
+            Err(Refusal::Stale) => {
+                host::log(
+                    Level::Warn,
+                    "signed delivery receipt refused: its timestamp is missing or outside the \
+                     window (a replay)",
+                );
+                host::metric("callbacks_stale", 1.0);
                 return Err(CallbackError::InvalidSignature);
             }
             Err(Refusal::Malformed(why)) => return Err(CallbackError::Malformed(why)),
@@ -199,7 +212,11 @@ impl Guest for VonagePlugin {
                         callback::Status::Delivered => ReceiptStatus::Delivered,
                         callback::Status::Failed => ReceiptStatus::Failed,
                     },
-                    provider_message_id: receipt.parsed.provider_message_id,
+                    // Each part of a long text has its own `messageId`, while the attempt
+                    // knows the first part's: naming the part would make Hermes refuse the
+                    // other parts' receipts as about another message. The signed `client-ref`
+                    // already binds the receipt to its attempt.
+                    provider_message_id: None,
                     error: receipt
                         .parsed
                         .error

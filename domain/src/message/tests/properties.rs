@@ -8,6 +8,8 @@
 //! - (c) once terminal, the outcome (success, failed, expired, cancelled) never changes, and
 //!   exactly one terminal event is ever written;
 //! - (d) `version` is the number of events applied;
+//! - (e) a recorded receipt moves its attempt strictly forward (monotone status, so however often
+//!   callbacks are replayed an attempt records at most three receipts);
 //!
 //! and after every command: delivering it again decides nothing new (a dispatch delivered again
 //! may put its attempt in doubt, but never dispatches). Finally, firing the current step's
@@ -15,7 +17,7 @@
 //! the same state as applying it event by event.
 
 use super::*;
-use crate::message::MessageStatus;
+use crate::message::{AttemptStatus, MessageStatus};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::TestCaseError;
@@ -267,6 +269,12 @@ impl Sim {
                         .any(|a| a.channel == Channel::Push)
                 );
             }
+            Err(
+                e @ (DomainError::ReceiptFromAnotherAccount { .. }
+                | DomainError::ReceiptForAnotherProviderMessage { .. }),
+            ) => {
+                prop_assert!(false, "decide never checks accounts: {:?}", e);
+            }
             Err(DomainError::AlreadyTerminal(status)) => {
                 prop_assert_eq!(command, &MessageCommand::Cancel);
                 prop_assert_eq!(status, self.state.status);
@@ -293,6 +301,21 @@ impl Sim {
                 "{} after the message ended ({:?})",
                 e.event_type(),
                 self.state.status
+            );
+        }
+        // (e)
+        if let MessageEvent::ReceiptRecorded {
+            attempt_id, status, ..
+        } = e
+        {
+            let before = self.state.attempt(*attempt_id).map(|a| a.status);
+            let after = AttemptStatus::from(*status);
+            prop_assert!(
+                before.is_some_and(|b| b.rank() < after.rank()),
+                "a receipt moved {} from {:?} to {:?}, not forward",
+                attempt_id,
+                before,
+                after
             );
         }
         if e.is_terminal() {

@@ -759,6 +759,50 @@ fn duplicate_receipts_record_nothing() {
 }
 
 #[test]
+fn replayed_alternating_receipts_never_move_an_attempt_back() {
+    // A provider (or an attacker replaying captured callbacks) alternates failed and sent.
+    let fx = Fx::three_steps();
+    let mut history = fx.sent_first();
+    history.push(receipt(attempt(1), ReceiptStatus::Failed, false, t(10)));
+    history.push(fx.started(1, t(10)));
+    for (i, status) in [
+        ReceiptStatus::Sent,
+        ReceiptStatus::Failed,
+        ReceiptStatus::Delivered,
+        ReceiptStatus::Read,
+        ReceiptStatus::Sent,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        MessageTest::given(history.clone())
+            .when(receipt_cmd(attempt(1), status), t(11 + i as i64))
+            .then_expect_no_events()
+            .then_state(|m| {
+                assert_eq!(m.attempt(attempt(1)).unwrap().status, AttemptStatus::Failed)
+            });
+    }
+    // Delivered, then failed, then the same two again: the failure is the last word.
+    let fx = Fx::one_step(Until::Read);
+    let mut history = fx.sent_first();
+    history.push(receipt(attempt(1), ReceiptStatus::Delivered, false, t(10)));
+    MessageTest::given(history.clone())
+        .when(receipt_cmd(attempt(1), ReceiptStatus::Failed), t(11))
+        .then_expect_events(vec![
+            receipt(attempt(1), ReceiptStatus::Failed, false, t(11)),
+            exhausted(t(11)),
+        ]);
+    history.push(receipt(attempt(1), ReceiptStatus::Failed, false, t(11)));
+    history.push(exhausted(t(11)));
+    MessageTest::given(history.clone())
+        .when(receipt_cmd(attempt(1), ReceiptStatus::Delivered), t(12))
+        .then_expect_no_events();
+    MessageTest::given(history)
+        .when(receipt_cmd(attempt(1), ReceiptStatus::Read), t(12))
+        .then_expect_no_events();
+}
+
+#[test]
 fn an_older_receipt_after_a_newer_one_records_nothing() {
     let fx = Fx::one_step(Until::Read);
     let mut history = fx.sent_first();
@@ -910,4 +954,49 @@ fn a_dispatch_after_the_ttl_passed_expires_the_message_instead_of_sending() {
         .when(dispatch(0, 0, attempt(1)), t(46))
         .then_expect_events(vec![MessageEvent::MessageExpired { at: t(46) }])
         .then_state(|m| assert!(m.attempts.is_empty()));
+}
+
+// --- which account may report on an attempt ----------------------------------------------------
+
+#[test]
+fn only_the_account_that_sent_an_attempt_may_report_on_it() {
+    let fx = Fx::three_steps();
+    let m = Message::from_events(MESSAGE, &fx.sent_first()).unwrap();
+    let known = provider_id(attempt(1));
+    assert_eq!(
+        m.check_receipt_binding(attempt(1), PROVIDER, Some(&known)),
+        Ok(())
+    );
+    assert_eq!(m.check_receipt_binding(attempt(1), PROVIDER, None), Ok(()));
+    assert_eq!(
+        m.check_receipt_binding(attempt(1), "other-account", Some(&known)),
+        Err(DomainError::ReceiptFromAnotherAccount {
+            attempt_id: attempt(1),
+            account: "other-account".into(),
+        })
+    );
+    assert_eq!(
+        m.check_receipt_binding(attempt(2), PROVIDER, None),
+        Err(DomainError::UnknownAttempt(attempt(2)))
+    );
+}
+
+#[test]
+fn a_receipt_about_another_provider_message_is_not_this_attempts() {
+    let fx = Fx::three_steps();
+    let m = Message::from_events(MESSAGE, &fx.sent_first()).unwrap();
+    assert_eq!(
+        m.check_receipt_binding(attempt(1), PROVIDER, Some("replayed-from-elsewhere")),
+        Err(DomainError::ReceiptForAnotherProviderMessage {
+            attempt_id: attempt(1),
+            receipt: "replayed-from-elsewhere".into(),
+            attempt: provider_id(attempt(1)),
+        })
+    );
+    // An attempt whose send answer never came (in doubt) has no id to compare yet.
+    let m = Message::from_events(MESSAGE, &fx.dispatched_first()).unwrap();
+    assert_eq!(
+        m.check_receipt_binding(attempt(1), PROVIDER, Some("any")),
+        Ok(())
+    );
 }
