@@ -23,7 +23,7 @@ struct Case {
 }
 
 fn cases(app: &TestApp) -> Vec<Case> {
-    let upload_too_large = hermes::admin::MAX_PLUGIN_BYTES + 1;
+    let upload_too_large = hermes_command::admin::MAX_PLUGIN_BYTES + 1;
     let (message, attempt) = (Uuid::now_v7(), Uuid::now_v7());
     let key: &'static str = Box::leak(app.api_key.clone().into_boxed_str());
     let put = reqwest::Method::PUT;
