@@ -13,7 +13,7 @@ pub mod provider;
 pub mod registry;
 
 pub use provider::{
-    CallbackError, CallbackOutcome, CallbackReply, CallbackRequest, Provider, Receipt,
-    SendAccepted, SendError, SendRequest,
+    CallbackError, CallbackOutcome, CallbackReply, CallbackRequest, LookupError, LookupRequest,
+    Provider, Receipt, SendAccepted, SendError, SendRequest,
 };
 pub use registry::ProviderRegistry;
