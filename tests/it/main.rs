@@ -8,6 +8,7 @@ mod admin;
 mod api;
 mod cascade;
 mod crash;
+mod downtime;
 mod event_store;
 mod metrics;
 mod provider_cascade;
