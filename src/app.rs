@@ -162,6 +162,7 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
     if roles.timers {
         tasks.push(tokio::spawn(hermes_command::timer_poller::run(
             handler.clone(),
+            hermes_command::reconcile::Reconciler::new(handler.clone(), providers.clone()),
         )));
     }
     // The API is started whatever the roles, for health checks; its routes need the api role.

@@ -14,7 +14,7 @@ pub mod registry;
 pub mod tenant_error;
 
 pub use provider::{
-    CallbackError, CallbackOutcome, CallbackReply, CallbackRequest, Provider, Receipt,
-    SendAccepted, SendError, SendRequest,
+    CallbackError, CallbackOutcome, CallbackReply, CallbackRequest, LookupError, LookupRequest,
+    Provider, Receipt, SendAccepted, SendError, SendRequest,
 };
 pub use registry::ProviderRegistry;

@@ -100,6 +100,26 @@ pub enum CallbackError {
     Malformed(String),
 }
 
+/// An attempt Hermes asks its provider about (reconciliation, see [`Provider::lookup_status`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupRequest {
+    pub message_id: MessageId,
+    pub attempt_id: AttemptId,
+    pub channel: Channel,
+    /// The provider's id from its answer to the send, if one was recorded.
+    pub provider_message_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    /// The provider (or its plugin) offers no status lookup.
+    #[error("the provider offers no status lookup")]
+    Unsupported,
+    /// The provider could not be asked, or its answer was not understood.
+    #[error("the status lookup failed: {0}")]
+    Failed(String),
+}
+
 pub trait Provider: Send + Sync {
     /// The account's name: used in routing, in `/v1/webhooks/{name}` and in attempt events.
     fn name(&self) -> &str;
@@ -115,4 +135,14 @@ pub trait Provider: Send + Sync {
         &'a self,
         request: &'a CallbackRequest,
     ) -> BoxFuture<'a, Result<CallbackOutcome, CallbackError>>;
+    /// Asks the provider for the attempt's status: a receipt for exactly that attempt, or `None`
+    /// when the provider does not know it or has no status yet. Providers without a lookup
+    /// answer [`LookupError::Unsupported`].
+    fn lookup_status<'a>(
+        &'a self,
+        request: &'a LookupRequest,
+    ) -> BoxFuture<'a, Result<Option<Receipt>, LookupError>> {
+        let _ = request;
+        Box::pin(std::future::ready(Err(LookupError::Unsupported)))
+    }
 }

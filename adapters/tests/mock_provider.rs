@@ -15,7 +15,8 @@ use hermes_adapters::mock::{
 };
 use hermes_adapters::plugin::{AccountConfig, PluginEngine, PluginLimits, PluginProvider, builtin};
 use hermes_adapters::{
-    CallbackError, CallbackRequest, Provider, Receipt, SendAccepted, SendError, SendRequest,
+    CallbackError, CallbackRequest, LookupError, LookupRequest, Provider, Receipt, SendAccepted,
+    SendError, SendRequest,
 };
 use hermes_domain::message::{AttemptError, ChannelContent, ReceiptStatus};
 use hermes_domain::{AttemptId, Channel, MessageId, TenantId};
@@ -39,7 +40,7 @@ struct Hit {
 }
 
 /// Stands in for Hermes's webhook endpoint. `POST /{mode}/...`: `ok` answers 200, `flaky` answers
-/// 503 to its first POST and 200 after, `refuse` always answers 400.
+/// 503 to its first POST and 200 after, `down` always answers 503, `refuse` always answers 400.
 #[derive(Clone, Default)]
 struct Receiver {
     hits: Arc<Mutex<Vec<Hit>>>,
@@ -89,6 +90,7 @@ async fn record(
     let earlier = hits.iter().filter(|h| h.body == body).count();
     let answered = match mode.as_str() {
         "flaky" if earlier == 0 => StatusCode::SERVICE_UNAVAILABLE,
+        "down" => StatusCode::SERVICE_UNAVAILABLE,
         "refuse" => StatusCode::BAD_REQUEST,
         _ => StatusCode::OK,
     };
@@ -920,4 +922,238 @@ async fn connection_dropped_after_the_request_left_is_in_doubt() {
         Err(SendError::InDoubt(reason)) => assert!(!reason.is_empty()),
         other => panic!("expected in doubt, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_receipt_that_keeps_failing_does_not_hold_up_the_others() {
+    let f = fixture().await;
+    let (stuck, result) = f.send_with(Channel::Sms, "+15551234567", "down").await;
+    accepted_id(result);
+    // Retried more than once, and still being retried...
+    wait_for("the stuck receipt to be retried", || {
+        let tries = f
+            .receiver
+            .hits()
+            .iter()
+            .filter(|h| json_of(&h.body)["attempt_id"] == stuck.attempt_id.to_string())
+            .count();
+        (tries >= 2 && f.server.stats().receipt_retries >= 2).then_some(())
+    })
+    .await;
+    // ...while receipts of later sends go through.
+    for _ in 0..3 {
+        let (request, result) = f.send(Channel::Sms, "+15551234568").await;
+        accepted_id(result);
+        f.receipts(&request, 1).await;
+    }
+    assert!(f.receiver.taken(stuck.attempt_id).is_empty());
+    assert_eq!(
+        f.server.stats().receipts_abandoned,
+        0,
+        "still retrying, not given up"
+    );
+}
+
+#[tokio::test]
+async fn receipts_posted_while_the_receiver_is_down_arrive_once_it_is_up() {
+    // Nothing listens at first: connection refused, as while Hermes restarts.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let f = fixture().await;
+    let mut requests = Vec::new();
+    for _ in 0..5 {
+        let mut request = f.request(Channel::Sms, "+15551234567", "ok");
+        request.callback_url = format!(
+            "http://127.0.0.1:{port}/ok/{}/{}",
+            request.message_id, request.attempt_id
+        );
+        accepted_id(f.provider.send(&request).await);
+        requests.push(request);
+    }
+    wait_for("failed tries of the receipts", || {
+        (f.server.stats().receipt_retries >= 5).then_some(())
+    })
+    .await;
+    // The receiver comes up on that port.
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
+    let app = Router::new()
+        .route("/{mode}/{*rest}", post(record))
+        .with_state(hits.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    wait_for("every receipt", || {
+        (f.server.stats().receipts_delivered == 5).then_some(())
+    })
+    .await;
+    let hits = hits.lock().unwrap().clone();
+    for request in &requests {
+        let taken: Vec<_> = hits
+            .iter()
+            .filter(|h| json_of(&h.body)["attempt_id"] == request.attempt_id.to_string())
+            .collect();
+        assert_eq!(
+            taken.len(),
+            1,
+            "one receipt per attempt, once it could arrive"
+        );
+        let receipts = f
+            .provider
+            .parse_callback(&callback(request, taken[0]))
+            .await
+            .unwrap()
+            .receipts;
+        assert_eq!(receipts[0].status, ReceiptStatus::Delivered);
+    }
+}
+
+fn lookup_for(request: &SendRequest, provider_message_id: Option<String>) -> LookupRequest {
+    LookupRequest {
+        message_id: request.message_id,
+        attempt_id: request.attempt_id,
+        channel: request.channel,
+        provider_message_id,
+    }
+}
+
+#[tokio::test]
+async fn the_status_lookup_answers_what_the_provider_knows_so_far() {
+    let f = fixture().await;
+    assert!(f.provider.info().status_lookup);
+    let (request, result) = f.send(Channel::Sms, "+15551234567").await;
+    let id = accepted_id(result);
+    f.receipts(&request, 1).await;
+    let receipt = f
+        .provider
+        .lookup_status(&lookup_for(&request, Some(id.clone())))
+        .await
+        .unwrap()
+        .expect("a status");
+    assert_eq!(receipt.status, ReceiptStatus::Delivered);
+    assert_eq!(
+        (receipt.message_id, receipt.attempt_id),
+        (request.message_id, request.attempt_id)
+    );
+    assert_eq!(receipt.provider_message_id, Some(id));
+    // Without the provider's id (the attempt is in doubt): found by the attempt id.
+    let by_attempt = f
+        .provider
+        .lookup_status(&lookup_for(&request, None))
+        .await
+        .unwrap()
+        .expect("a status");
+    assert_eq!(by_attempt.status, ReceiptStatus::Delivered);
+
+    let (bounce, result) = f.send(Channel::Email, "bounce+lookup@example.com").await;
+    let id = accepted_id(result);
+    f.receipts(&bounce, 1).await;
+    let failed = f
+        .provider
+        .lookup_status(&lookup_for(&bounce, Some(id)))
+        .await
+        .unwrap()
+        .expect("a status");
+    assert_eq!(failed.status, ReceiptStatus::Failed);
+    assert_eq!(failed.error.map(|e| e.code).as_deref(), Some("bounce"));
+
+    // Accepted but never receipted: no status to tell.
+    let (silent, result) = f.send(Channel::Sms, "+15551230008").await;
+    let id = accepted_id(result);
+    assert_eq!(
+        f.provider
+            .lookup_status(&lookup_for(&silent, Some(id)))
+            .await,
+        Ok(None)
+    );
+    // Never sent: unknown to the provider.
+    let never = f.request(Channel::Sms, "+15551234567", "ok");
+    assert_eq!(
+        f.provider.lookup_status(&lookup_for(&never, None)).await,
+        Ok(None)
+    );
+    assert_eq!(
+        f.provider
+            .lookup_status(&lookup_for(&never, Some("mock-nonsense".into())))
+            .await,
+        Ok(None)
+    );
+}
+
+#[tokio::test]
+async fn a_mock_started_again_still_knows_what_its_previous_run_delivered() {
+    let f = fixture().await;
+    let (request, result) = f.send(Channel::Sms, "+15551234567").await;
+    let id = accepted_id(result);
+    f.receipts(&request, 1).await;
+    f.server.shutdown().await;
+
+    let again = start(
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        MockProviderConfig {
+            receipt_delay: RECEIPT_DELAY,
+            secret: SECRET.to_owned(),
+        },
+    )
+    .await;
+    let provider = mock_plugin(&again.base_url(), SECRET).await;
+    let receipt = provider
+        .lookup_status(&lookup_for(&request, Some(id)))
+        .await
+        .unwrap()
+        .expect("a status");
+    assert_eq!(receipt.status, ReceiptStatus::Delivered);
+    // What it cannot know: an attempt id it never saw (in doubt, sent to the previous run).
+    assert_eq!(
+        provider.lookup_status(&lookup_for(&request, None)).await,
+        Ok(None)
+    );
+}
+
+#[tokio::test]
+async fn a_plugin_without_the_lookup_export_loads_and_has_no_lookup() {
+    // The vonage plugin is of the plain `provider` world.
+    let engine = PluginEngine::new(PluginLimits::default()).unwrap();
+    let vonage = engine
+        .load(
+            builtin::VONAGE,
+            AccountConfig {
+                name: "vonage".to_owned(),
+                ..AccountConfig::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!vonage.info().status_lookup);
+    let request = SendRequest {
+        tenant_id: TenantId::new(),
+        message_id: MessageId::new(),
+        attempt_id: AttemptId::new(),
+        channel: Channel::Sms,
+        to: "+15551234567".to_owned(),
+        content: content_for(Channel::Sms),
+        callback_url: "http://127.0.0.1:9/x".to_owned(),
+    };
+    assert_eq!(
+        vonage
+            .lookup_status(&lookup_for(&request, Some("x".into())))
+            .await,
+        Err(LookupError::Unsupported)
+    );
+}
+
+#[tokio::test]
+async fn a_lookup_when_the_provider_is_unreachable_fails_without_a_status() {
+    let provider = mock_plugin("http://127.0.0.1:9", SECRET).await;
+    let request = SendRequest {
+        tenant_id: TenantId::new(),
+        message_id: MessageId::new(),
+        attempt_id: AttemptId::new(),
+        channel: Channel::Sms,
+        to: "+15551234567".to_owned(),
+        content: content_for(Channel::Sms),
+        callback_url: "http://127.0.0.1:9/x".to_owned(),
+    };
+    let answer = provider.lookup_status(&lookup_for(&request, None)).await;
+    assert!(matches!(answer, Err(LookupError::Failed(_))), "{answer:?}");
 }

@@ -97,6 +97,17 @@ impl CommandHandler {
         &self.pool
     }
 
+    /// The message's current state, read from its stream (no command, nothing written).
+    pub async fn load(&self, message_id: MessageId) -> Result<Option<Message>, CommandError> {
+        let mut conn = self.pool.acquire().await?;
+        let mut state = None;
+        for e in event_store::load_stream(&mut conn, message_id.0).await? {
+            let event = MessageEvent::from_stored(&e.event_type, e.schema_version, e.payload)?;
+            state = Message::apply(state, message_id, &event);
+        }
+        Ok(state)
+    }
+
     /// Stores new messages in one transaction (group commit), answering each in order. If the
     /// transaction fails, each request is tried on its own so one bad request cannot fail others.
     pub async fn accept_many(

@@ -1,6 +1,7 @@
 //! The write side: command handling, the command API (messages, cancel, provider receipts),
-//! the cascade saga that calls providers, the timer poller, the provider accounts served (hot
-//! swap), and the operators' admin API.
+//! the cascade saga that calls providers, the timer poller, reconciliation (asking a provider
+//! before a step's timeout gives up on an attempt), the provider accounts served (hot swap), and
+//! the operators' admin API.
 
 pub mod accept_batcher;
 pub mod admin;
@@ -8,6 +9,7 @@ pub mod api;
 pub mod command_batcher;
 pub mod handler;
 pub mod provider_source;
+pub mod reconcile;
 pub mod saga;
 pub mod timer_poller;
 

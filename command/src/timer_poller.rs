@@ -1,7 +1,10 @@
 //! Fires due timers as commands. Any number of pollers may run: claims are leased with
 //! `FOR UPDATE SKIP LOCKED`, and a timer row is deleted in the transaction that handles it.
+//! A step timeout first asks the provider about the step's unanswered attempt
+//! ([`Reconciler`]): a receipt that was lost is recorded before the cascade would move on.
 
 use crate::handler::{CommandError, CommandHandler};
+use crate::reconcile::Reconciler;
 use futures::StreamExt;
 use hermes_domain::MessageId;
 use hermes_domain::message::{MessageCommand, TimerKind};
@@ -18,7 +21,7 @@ const IDLE: Duration = Duration::from_millis(50);
 const CONCURRENCY: usize = 32;
 const PURGE_EVERY: Duration = Duration::from_secs(600);
 
-pub async fn run(handler: CommandHandler) {
+pub async fn run(handler: CommandHandler, reconciler: Reconciler) {
     let mut last_purge: Option<Instant> = None;
     loop {
         if last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
@@ -34,9 +37,9 @@ pub async fn run(handler: CommandHandler) {
                 let full = due.len() as i64 == CLAIM_LIMIT;
                 futures::stream::iter(due)
                     .for_each_concurrent(CONCURRENCY, |t| {
-                        let handler = &handler;
+                        let (handler, reconciler) = (&handler, &reconciler);
                         async move {
-                            if let Err(e) = fire(handler, &t).await {
+                            if let Err(e) = fire(handler, reconciler, &t).await {
                                 tracing::warn!(timer = t.id, error = %e, "timer failed; it fires again when its lease ends");
                             }
                         }
@@ -52,8 +55,16 @@ pub async fn run(handler: CommandHandler) {
     }
 }
 
-async fn fire(handler: &CommandHandler, t: &DueTimer) -> Result<(), CommandError> {
+async fn fire(
+    handler: &CommandHandler,
+    reconciler: &Reconciler,
+    t: &DueTimer,
+) -> Result<(), CommandError> {
     let kind: TimerKind = serde_json::from_value(t.kind.clone())?;
+    // If this fails (the database), the timer fires again when its lease ends.
+    reconciler
+        .before_timer(MessageId(t.stream_id), kind)
+        .await?;
     let metadata = EventMetadata {
         actor: Some("timer".into()),
         ..Default::default()

@@ -33,18 +33,46 @@ const SUBMITTERS: usize = 4;
 const SECRET: &str = "crash-test-mock-secret";
 const TERMINAL: [&str; 5] = ["delivered", "read", "failed", "expired", "cancelled"];
 
-/// The `hermes serve` child process. Dropping it kills the process (also when a test panics,
-/// in which case the tail of its log is printed).
-struct Hermes {
+/// The `hermes serve` (or `dev`) child process. Dropping it kills the process (also when a test
+/// panics, in which case the tail of its log is printed).
+pub(crate) struct Hermes {
     child: Option<Child>,
     port: u16,
     env: Vec<(&'static str, String)>,
     dir: PathBuf,
     starts: usize,
+    /// `serve` or `dev`.
+    subcommand: &'static str,
 }
 
 impl Hermes {
-    fn base_url(&self) -> String {
+    /// Not started yet: [`Self::spawn`] starts it, on a fixed free port with a log in a fresh
+    /// temporary directory.
+    pub(crate) fn new(subcommand: &'static str, env: Vec<(&'static str, String)>) -> Self {
+        let dir = std::env::temp_dir().join(format!("hermes-crash-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let mut env = env;
+        env.extend([
+            ("HERMES_LISTEN", format!("127.0.0.1:{port}")),
+            // Stable across restarts, so receipts for earlier attempts reach the new process.
+            ("HERMES_PUBLIC_URL", format!("http://127.0.0.1:{port}")),
+            (
+                "RUST_LOG",
+                std::env::var("HERMES_CRASH_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            ),
+        ]);
+        Hermes {
+            child: None,
+            port,
+            env,
+            dir,
+            starts: 0,
+            subcommand,
+        }
+    }
+
+    pub(crate) fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
@@ -52,7 +80,7 @@ impl Hermes {
         self.dir.join("hermes.log")
     }
 
-    fn spawn(&mut self) {
+    pub(crate) fn spawn(&mut self) {
         assert!(self.child.is_none(), "hermes is already running");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -62,9 +90,9 @@ impl Hermes {
         use std::io::Write;
         writeln!(&log, "==== start {} ====", self.starts + 1).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_hermes"))
-            .arg("serve")
-            // No provider account is configured: the mock must be asked for.
-            .arg("--mock-provider")
+            .arg(self.subcommand)
+            // No provider account is configured: `serve` must be asked for the mock.
+            .args((self.subcommand == "serve").then_some("--mock-provider"))
             .env_remove("HERMES_ROLES")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -77,14 +105,14 @@ impl Hermes {
     }
 
     /// SIGKILL: no shutdown hook, no flush, no goodbye.
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 
-    async fn wait_ready(&mut self, client: &reqwest::Client) {
+    pub(crate) async fn wait_ready(&mut self, client: &reqwest::Client) {
         let deadline = Instant::now() + Duration::from_secs(30);
         let url = format!("{}/healthz", self.base_url());
         loop {
@@ -217,28 +245,15 @@ impl Rig {
         )
         .await;
         let (provider_url, road) = start_slow_road(mock.base_url(), seed).await;
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("hermes-crash-{}", Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut hermes = Hermes {
-            child: None,
-            port,
-            env: vec![
+        let mut hermes = Hermes::new(
+            "serve",
+            vec![
                 ("DATABASE_URL", database_url),
                 ("HERMES_DB_POOL_SIZE", "16".into()),
-                ("HERMES_LISTEN", format!("127.0.0.1:{port}")),
-                // Stable across restarts, so receipts for earlier attempts reach the new process.
-                ("HERMES_PUBLIC_URL", format!("http://127.0.0.1:{port}")),
                 ("HERMES_MOCK_PROVIDER_URL", provider_url),
                 ("HERMES_MOCK_PROVIDER_SECRET", SECRET.into()),
-                (
-                    "RUST_LOG",
-                    std::env::var("HERMES_CRASH_RUST_LOG").unwrap_or_else(|_| "warn".into()),
-                ),
             ],
-            dir,
-            starts: 0,
-        };
+        );
         let client = hermes_adapters::http::client_builder()
             .timeout(Duration::from_secs(5))
             .connect_timeout(Duration::from_secs(1))
@@ -295,7 +310,7 @@ impl Rig {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
 }

@@ -9,6 +9,7 @@ mod api;
 mod api_keys;
 mod cascade;
 mod crash;
+mod downtime;
 mod early_refusal;
 mod event_store;
 mod metrics;

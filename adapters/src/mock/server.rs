@@ -24,10 +24,21 @@
 //!
 //! Email local parts may carry a `+label` (`bounce+42@example.com`), as SES's simulator allows, so
 //! concurrent tests can use distinct addresses with the same outcome.
+//!
+//! Receipts the callback URL does not take (no connection, a timeout, 5xx, 408, 429) are retried
+//! with exponential backoff and jitter for up to ten minutes, each receipt on its own (one that
+//! keeps failing never holds up another).
+//!
+//! Like a real provider's Message resource, `GET /messages/{id}` answers a message's current
+//! status (`queued` until its first receipt is due, then that receipt's status), and
+//! `GET /attempts/{attempt_id}` finds a message by the attempt it was sent for. The status is
+//! derived from the provider message id itself, which encodes the message's fate and when it was
+//! accepted: a mock started again (the one embedded in `hermes dev` dies with it) still answers
+//! for the messages its previous run accepted, as a provider that outlives Hermes would.
 
 use crate::mock::signature::{SIGNATURE_HEADER, sign};
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -35,9 +46,10 @@ use bytes::Bytes;
 use chrono::{SecondsFormat, Utc};
 use hermes_domain::Channel;
 use hermes_domain::message::ChannelContent;
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -56,6 +68,8 @@ const RECEIPT_RETRY_FOR: Duration = Duration::from_secs(600);
 /// Hermes's webhook endpoint is local and fast; a receipt POST slower than this is retried.
 const RECEIPT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const RECEIPT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Attempts whose provider message id `GET /attempts/{id}` remembers (the oldest are forgotten).
+const REMEMBERED_ATTEMPTS: usize = 100_000;
 
 /// How the mock provider behaves.
 #[derive(Debug, Clone)]
@@ -83,6 +97,10 @@ pub struct MockProviderStats {
     pub receipts_scheduled: u64,
     /// Receipts the callback URL answered with 2xx.
     pub receipts_delivered: u64,
+    /// Tries of a receipt that were not taken (no connection, a timeout, 5xx, 408, 429) and are
+    /// retried.
+    #[serde(default)]
+    pub receipt_retries: u64,
     /// Receipts given up on: a 3xx/4xx other than 408/429, or ten minutes of failures. Receipts
     /// still pending at shutdown are in neither counter.
     pub receipts_abandoned: u64,
@@ -154,12 +172,16 @@ pub async fn start(
         config,
         stop: stop_rx.clone(),
         sends: Mutex::new(HashMap::new()),
+        attempts: Mutex::default(),
         receipts_scheduled: AtomicU64::new(0),
         receipts_delivered: AtomicU64::new(0),
+        receipt_retries: AtomicU64::new(0),
         receipts_abandoned: AtomicU64::new(0),
     });
     let app = Router::new()
         .route("/messages", post(send_message))
+        .route("/messages/{id}", get(get_message))
+        .route("/attempts/{attempt_id}", get(get_attempt))
         .route("/stats", get(get_stats))
         .with_state(state.clone());
     let mut signal = stop_rx;
@@ -203,8 +225,11 @@ struct ServerState {
     stop: watch::Receiver<bool>,
     /// Sends per attempt id.
     sends: Mutex<HashMap<String, u64>>,
+    /// Provider message ids of accepted attempts, for `GET /attempts/{id}`.
+    attempts: Mutex<RememberedAttempts>,
     receipts_scheduled: AtomicU64,
     receipts_delivered: AtomicU64,
+    receipt_retries: AtomicU64,
     receipts_abandoned: AtomicU64,
 }
 
@@ -223,7 +248,32 @@ impl ServerState {
             duplicates,
             receipts_scheduled: self.receipts_scheduled.load(Ordering::SeqCst),
             receipts_delivered: self.receipts_delivered.load(Ordering::SeqCst),
+            receipt_retries: self.receipt_retries.load(Ordering::SeqCst),
             receipts_abandoned: self.receipts_abandoned.load(Ordering::SeqCst),
+        }
+    }
+}
+
+/// Attempt id -> provider message id, bounded: the oldest are forgotten first.
+#[derive(Debug, Default)]
+struct RememberedAttempts {
+    ids: HashMap<String, String>,
+    order: VecDeque<String>,
+}
+
+impl RememberedAttempts {
+    fn insert(&mut self, attempt_id: String, provider_message_id: String) {
+        if self.ids.len() >= REMEMBERED_ATTEMPTS
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.ids.remove(&oldest);
+        }
+        if self
+            .ids
+            .insert(attempt_id.clone(), provider_message_id)
+            .is_none()
+        {
+            self.order.push_back(attempt_id);
         }
     }
 }
@@ -259,6 +309,124 @@ struct PlannedReceipt {
     error: Option<(&'static str, &'static str)>,
 }
 
+/// What happens to an accepted message. It is written into the provider message id, so the
+/// status of any message this provider accepted can be told from its id alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Delivered,
+    /// Delivered, then read after twice the delay (WhatsApp).
+    Read,
+    Undelivered,
+    Bounce,
+    Complaint,
+    /// No receipt, ever.
+    Silent,
+}
+
+impl Fate {
+    const ALL: [Fate; 6] = [
+        Fate::Delivered,
+        Fate::Read,
+        Fate::Undelivered,
+        Fate::Bounce,
+        Fate::Complaint,
+        Fate::Silent,
+    ];
+
+    fn letter(self) -> char {
+        match self {
+            Fate::Delivered => 'd',
+            Fate::Read => 'r',
+            Fate::Undelivered => 'u',
+            Fate::Bounce => 'b',
+            Fate::Complaint => 'c',
+            Fate::Silent => 's',
+        }
+    }
+
+    fn receipts(self, delay: Duration) -> Vec<PlannedReceipt> {
+        let failed = |code, message| {
+            vec![PlannedReceipt {
+                after: delay,
+                status: "failed",
+                error: Some((code, message)),
+            }]
+        };
+        let delivered = PlannedReceipt {
+            after: delay,
+            status: "delivered",
+            error: None,
+        };
+        match self {
+            Fate::Delivered => vec![delivered],
+            Fate::Read => vec![
+                delivered,
+                PlannedReceipt {
+                    after: delay * 2,
+                    status: "read",
+                    error: None,
+                },
+            ],
+            Fate::Undelivered => failed("undelivered", "the carrier could not deliver the message"),
+            Fate::Bounce => failed("bounce", "the recipient's mail server rejected the message"),
+            Fate::Complaint => failed("complaint", "the recipient marked the message as spam"),
+            Fate::Silent => Vec::new(),
+        }
+    }
+}
+
+/// A provider message id: `mock-<fate letter>-<accepted at, Unix ms>-<delay ms>-<uuid>`.
+fn provider_message_id(fate: Fate, accepted_at_ms: i64, delay: Duration) -> String {
+    format!(
+        "mock-{}-{accepted_at_ms}-{}-{}",
+        fate.letter(),
+        delay.as_millis(),
+        uuid::Uuid::new_v4()
+    )
+}
+
+/// The fate, acceptance time (Unix ms) and receipt delay a provider message id encodes.
+fn parse_provider_message_id(id: &str) -> Option<(Fate, i64, Duration)> {
+    let mut parts = id.strip_prefix("mock-")?.splitn(4, '-');
+    let letter = parts.next()?;
+    let fate = Fate::ALL
+        .into_iter()
+        .find(|f| letter.len() == 1 && letter.starts_with(f.letter()))?;
+    let accepted_at_ms = parts.next()?.parse().ok()?;
+    let delay = Duration::from_millis(parts.next()?.parse().ok()?);
+    uuid::Uuid::parse_str(parts.next()?).ok()?;
+    Some((fate, accepted_at_ms, delay))
+}
+
+/// The status the provider reports for a message at `now_ms`: the last receipt due by then.
+fn status_at(fate: Fate, accepted_at_ms: i64, delay: Duration, now_ms: i64) -> StatusBody {
+    let elapsed = Duration::from_millis(u64::try_from(now_ms - accepted_at_ms).unwrap_or(0));
+    let due = fate
+        .receipts(delay)
+        .into_iter()
+        .take_while(|r| r.after <= elapsed)
+        .last();
+    match due {
+        Some(r) => StatusBody {
+            status: r.status,
+            error_code: r.error.map(|(code, _)| code),
+            error_message: r.error.map(|(_, message)| message),
+        },
+        None => StatusBody {
+            status: "queued",
+            error_code: None,
+            error_message: None,
+        },
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct StatusBody {
+    status: &'static str,
+    error_code: Option<&'static str>,
+    error_message: Option<&'static str>,
+}
+
 /// What the provider does with one send.
 #[derive(Debug)]
 enum Outcome {
@@ -267,22 +435,11 @@ enum Outcome {
         code: &'static str,
         message: &'static str,
     },
-    Accept(Vec<PlannedReceipt>),
+    Accept(Fate),
 }
 
-fn decide(channel: Channel, to: &str, delay: Duration) -> Outcome {
-    let failed = |code, message| {
-        Outcome::Accept(vec![PlannedReceipt {
-            after: delay,
-            status: "failed",
-            error: Some((code, message)),
-        }])
-    };
-    let delivered = PlannedReceipt {
-        after: delay,
-        status: "delivered",
-        error: None,
-    };
+fn decide(channel: Channel, to: &str) -> Outcome {
+    let failed = |fate| Outcome::Accept(fate);
     match channel {
         Channel::Sms | Channel::Whatsapp => {
             if to.ends_with("0001") {
@@ -292,33 +449,28 @@ fn decide(channel: Channel, to: &str, delay: Duration) -> Outcome {
                     message: "the number is not a valid mobile number",
                 }
             } else if to.ends_with("0009") {
-                failed("undelivered", "the carrier could not deliver the message")
+                failed(Fate::Undelivered)
             } else if to.ends_with("0008") {
-                Outcome::Accept(Vec::new())
+                Outcome::Accept(Fate::Silent)
             } else if channel == Channel::Whatsapp {
-                let read = PlannedReceipt {
-                    after: delay * 2,
-                    status: "read",
-                    error: None,
-                };
-                Outcome::Accept(vec![delivered, read])
+                Outcome::Accept(Fate::Read)
             } else {
-                Outcome::Accept(vec![delivered])
+                Outcome::Accept(Fate::Delivered)
             }
         }
         Channel::Email => {
             let local = to.split('@').next().unwrap_or("");
             let local = local.split('+').next().unwrap_or("").to_ascii_lowercase();
             match local.as_str() {
-                "bounce" => failed("bounce", "the recipient's mail server rejected the message"),
-                "complaint" => failed("complaint", "the recipient marked the message as spam"),
-                "silent" => Outcome::Accept(Vec::new()),
+                "bounce" => failed(Fate::Bounce),
+                "complaint" => failed(Fate::Complaint),
+                "silent" => Outcome::Accept(Fate::Silent),
                 "suppressed" => Outcome::Reject {
                     status: StatusCode::BAD_REQUEST,
                     code: "suppressed",
                     message: "the address is on the suppression list",
                 },
-                _ => Outcome::Accept(vec![delivered]),
+                _ => Outcome::Accept(Fate::Delivered),
             }
         }
         Channel::Push => {
@@ -330,9 +482,9 @@ fn decide(channel: Channel, to: &str, delay: Duration) -> Outcome {
                 }
             } else if to.starts_with("silent") {
                 // Like FCM: accepted, and no receipt ever (the app acknowledges, or nobody does).
-                Outcome::Accept(Vec::new())
+                Outcome::Accept(Fate::Silent)
             } else {
-                Outcome::Accept(vec![delivered])
+                Outcome::Accept(Fate::Delivered)
             }
         }
     }
@@ -385,7 +537,7 @@ async fn send_message(State(state): State<Arc<ServerState>>, body: Bytes) -> Res
         .entry(send.attempt_id.clone())
         .or_insert(0) += 1;
 
-    match decide(send.channel, &send.to, state.config.receipt_delay) {
+    match decide(send.channel, &send.to) {
         Outcome::Reject {
             status,
             code,
@@ -394,8 +546,16 @@ async fn send_message(State(state): State<Arc<ServerState>>, body: Bytes) -> Res
             tracing::debug!(attempt_id = %send.attempt_id, code, "mock provider rejected a send");
             error_response(status, code, message)
         }
-        Outcome::Accept(receipts) => {
-            let provider_message_id = format!("mock-{}", uuid::Uuid::new_v4());
+        Outcome::Accept(fate) => {
+            let delay = state.config.receipt_delay;
+            let provider_message_id =
+                provider_message_id(fate, Utc::now().timestamp_millis(), delay);
+            state
+                .attempts
+                .lock()
+                .expect("attempts lock poisoned")
+                .insert(send.attempt_id.clone(), provider_message_id.clone());
+            let receipts = fate.receipts(delay);
             if !receipts.is_empty() {
                 state
                     .receipts_scheduled
@@ -419,6 +579,43 @@ async fn send_message(State(state): State<Arc<ServerState>>, body: Bytes) -> Res
 
 async fn get_stats(State(state): State<Arc<ServerState>>) -> axum::Json<MockProviderStats> {
     axum::Json(state.stats())
+}
+
+/// `GET /messages/{id}`: the message's current status, told from its id.
+async fn get_message(Path(id): Path<String>) -> Response {
+    message_status(&id)
+}
+
+/// `GET /attempts/{attempt_id}`: the message sent for that attempt, if this run accepted one.
+async fn get_attempt(
+    State(state): State<Arc<ServerState>>,
+    Path(attempt_id): Path<String>,
+) -> Response {
+    let id = state
+        .attempts
+        .lock()
+        .expect("attempts lock poisoned")
+        .ids
+        .get(&attempt_id)
+        .cloned();
+    match id {
+        Some(id) => message_status(&id),
+        None => error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no message for that attempt",
+        ),
+    }
+}
+
+fn message_status(id: &str) -> Response {
+    let Some((fate, accepted_at_ms, delay)) = parse_provider_message_id(id) else {
+        return error_response(StatusCode::NOT_FOUND, "not_found", "no such message");
+    };
+    let status = status_at(fate, accepted_at_ms, delay, Utc::now().timestamp_millis());
+    let mut body = serde_json::to_value(&status).expect("a status always serializes");
+    body["id"] = json!(id);
+    axum::Json(body).into_response()
 }
 
 /// Sends one accepted message's receipts in order (a `read` never overtakes its `delivered`),
@@ -460,8 +657,8 @@ async fn send_receipts(
 }
 
 /// POSTs one signed receipt, retrying what a real provider retries: connection failures and
-/// timeouts, 5xx, 408 and 429, with exponential backoff for up to ten minutes. Any other answer is
-/// final. Returns whether the receiver took it.
+/// timeouts, 5xx, 408 and 429, with exponential backoff and jitter for up to ten minutes. Any
+/// other answer is final. Returns whether the receiver took it.
 async fn deliver_receipt(state: &ServerState, url: &str, attempt_id: &str, body: Vec<u8>) -> bool {
     let signature = sign(&state.config.secret, &body);
     let body = Bytes::from(body);
@@ -493,13 +690,21 @@ async fn deliver_receipt(state: &ServerState, url: &str, attempt_id: &str, body:
                 tracing::debug!(%url, attempt_id, error = %err, "receipt not delivered; will retry");
             }
         }
-        if Instant::now() + backoff > give_up_at {
+        let wait = jittered(backoff);
+        if Instant::now() + wait > give_up_at {
             tracing::warn!(%url, attempt_id, "receipt not delivered after ten minutes; giving up on it");
             return false;
         }
-        tokio::time::sleep(backoff).await;
+        state.receipt_retries.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(wait).await;
         backoff = (backoff * 2).min(RECEIPT_BACKOFF_CAP);
     }
+}
+
+/// Between half and all of `backoff` ("equal jitter"): receipts that failed together (Hermes went
+/// down) do not all come back at the same instant when it is up again.
+fn jittered(backoff: Duration) -> Duration {
+    backoff.mul_f64(rand::rng().random_range(0.5..=1.0))
 }
 
 #[cfg(test)]
@@ -511,7 +716,8 @@ mod tests {
     fn codes(outcome: Outcome) -> Vec<(&'static str, Option<&'static str>)> {
         match outcome {
             Outcome::Reject { code, .. } => vec![("rejected", Some(code))],
-            Outcome::Accept(receipts) => receipts
+            Outcome::Accept(fate) => fate
+                .receipts(D)
                 .into_iter()
                 .map(|r| (r.status, r.error.map(|(code, _)| code)))
                 .collect(),
@@ -521,21 +727,22 @@ mod tests {
     #[test]
     fn email_local_part_ignores_plus_label_and_case() {
         assert_eq!(
-            codes(decide(Channel::Email, "Bounce+7@x.test", D)),
+            codes(decide(Channel::Email, "Bounce+7@x.test")),
             [("failed", Some("bounce"))]
         );
-        assert_eq!(codes(decide(Channel::Email, "silent+a@x.test", D)), []);
+        assert_eq!(codes(decide(Channel::Email, "silent+a@x.test")), []);
         // Only the local part counts.
         assert_eq!(
-            codes(decide(Channel::Email, "ann@bounce.test", D)),
+            codes(decide(Channel::Email, "ann@bounce.test")),
             [("delivered", None)]
         );
     }
 
     #[test]
     fn whatsapp_read_comes_after_delivered() {
-        match decide(Channel::Whatsapp, "+15550001234", D) {
-            Outcome::Accept(r) => {
+        match decide(Channel::Whatsapp, "+15550001234") {
+            Outcome::Accept(fate) => {
+                let r = fate.receipts(D);
                 assert_eq!((r[0].status, r[0].after), ("delivered", D));
                 assert_eq!((r[1].status, r[1].after), ("read", D * 2));
             }
@@ -546,16 +753,77 @@ mod tests {
     #[test]
     fn phone_rules_apply_to_whatsapp_but_not_push_or_email() {
         assert_eq!(
-            codes(decide(Channel::Whatsapp, "+15550009", D)),
+            codes(decide(Channel::Whatsapp, "+15550009")),
             [("failed", Some("undelivered"))]
         );
         assert_eq!(
-            codes(decide(Channel::Push, "tok0001", D)),
+            codes(decide(Channel::Push, "tok0001")),
             [("delivered", None)]
         );
         assert_eq!(
-            codes(decide(Channel::Email, "a0001@x.test", D)),
+            codes(decide(Channel::Email, "a0001@x.test")),
             [("delivered", None)]
+        );
+    }
+
+    #[test]
+    fn a_provider_message_id_tells_its_fate_and_time() {
+        for fate in Fate::ALL {
+            let id = provider_message_id(fate, 1_700_000_000_123, Duration::from_millis(250));
+            assert_eq!(
+                parse_provider_message_id(&id),
+                Some((fate, 1_700_000_000_123, Duration::from_millis(250))),
+                "{id}"
+            );
+        }
+        for bad in [
+            "mock-00000000-0000-0000-0000-000000000000",
+            "mock-x-1-2-00000000-0000-0000-0000-000000000000",
+            "mock-d-1-2-not-a-uuid",
+            "mock-dd-1-2-00000000-0000-0000-0000-000000000000",
+            "SM123",
+        ] {
+            assert_eq!(parse_provider_message_id(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn status_follows_the_receipts_due_so_far() {
+        let d = Duration::from_millis(100);
+        let at = |fate, ms: i64| {
+            let s = status_at(fate, 1_000, d, 1_000 + ms);
+            (s.status, s.error_code)
+        };
+        assert_eq!(at(Fate::Delivered, 99), ("queued", None));
+        assert_eq!(at(Fate::Delivered, 100), ("delivered", None));
+        assert_eq!(at(Fate::Read, 150), ("delivered", None));
+        assert_eq!(at(Fate::Read, 200), ("read", None));
+        assert_eq!(at(Fate::Bounce, 500), ("failed", Some("bounce")));
+        assert_eq!(at(Fate::Silent, 10_000), ("queued", None));
+        // A clock that went backwards reads as "not yet".
+        assert_eq!(at(Fate::Delivered, -5), ("queued", None));
+    }
+
+    #[test]
+    fn backoff_is_jittered_within_half_to_all_of_it() {
+        let backoff = Duration::from_millis(800);
+        let waits: Vec<Duration> = (0..200).map(|_| jittered(backoff)).collect();
+        assert!(waits.iter().all(|w| *w >= backoff / 2 && *w <= backoff));
+        // Not all the same: retries that failed together spread out.
+        assert!(waits.iter().any(|w| *w != waits[0]));
+    }
+
+    #[test]
+    fn remembered_attempts_forget_the_oldest_first() {
+        let mut remembered = RememberedAttempts::default();
+        for i in 0..=REMEMBERED_ATTEMPTS {
+            remembered.insert(format!("a{i}"), format!("p{i}"));
+        }
+        assert_eq!(remembered.ids.len(), REMEMBERED_ATTEMPTS);
+        assert!(!remembered.ids.contains_key("a0"));
+        assert_eq!(
+            remembered.ids.get(&format!("a{REMEMBERED_ATTEMPTS}")),
+            Some(&format!("p{REMEMBERED_ATTEMPTS}"))
         );
     }
 }

@@ -4,8 +4,8 @@ use super::fetch::{self, FetchStub};
 use super::limits::{CallLimiter, EPOCH_TICK, PluginLimits};
 use super::{AccountConfig, PluginError};
 use crate::provider::{
-    CallbackError, CallbackOutcome, CallbackReply, CallbackRequest, Provider, Receipt,
-    SendAccepted, SendError, SendRequest,
+    CallbackError, CallbackOutcome, CallbackReply, CallbackRequest, LookupError, LookupRequest,
+    Provider, Receipt, SendAccepted, SendError, SendRequest,
 };
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -15,11 +15,16 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, HasSelf, Linker, TypedFunc};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
     UpdateDeadline,
 };
+
+/// The optional export of world `provider-with-lookup`, looked up by name: the bindings are of the
+/// plain `provider` world, so plugins without it load as before.
+const LOOKUP_EXPORT: &str = "lookup-status";
+type LookupFunc = TypedFunc<(wit::LookupRequest,), (Result<Option<wit::Receipt>, String>,)>;
 
 /// `fetch` is async on the host, so every export is called asynchronously.
 pub(crate) mod bindings {
@@ -56,6 +61,9 @@ pub struct PluginInfo {
     pub version: String,
     pub channels: Vec<Channel>,
     pub receipt_style: ReceiptStyle,
+    /// The plugin exports `lookup-status` (world `provider-with-lookup`): Hermes can ask the
+    /// provider about an attempt whose receipt did not come.
+    pub status_lookup: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,6 +288,7 @@ impl PluginEngine {
                 version: String::new(),
                 channels: Vec::new(),
                 receipt_style: ReceiptStyle::NoReceipts,
+                status_lookup: false,
             },
         };
         let info = provider
@@ -296,7 +305,10 @@ impl PluginEngine {
                 "describe returned no channels".to_owned(),
             ));
         }
-        provider.info = info;
+        provider.info = PluginInfo {
+            status_lookup: component.get_export_index(None, LOOKUP_EXPORT).is_some(),
+            ..info
+        };
         Ok(provider)
     }
 
@@ -406,10 +418,30 @@ impl PluginProvider {
         timeout: Duration,
         call: impl AsyncFnOnce(&bindings::Provider, &mut Store<PluginState>) -> wasmtime::Result<T>,
     ) -> (Result<T, PluginError>, bool) {
+        self.call_instance(timeout, async |instance, _, store| {
+            call(instance, store).await
+        })
+        .await
+    }
+
+    /// [`Self::call`], with the raw instance too (for exports outside the generated bindings).
+    async fn call_instance<T>(
+        &self,
+        timeout: Duration,
+        call: impl AsyncFnOnce(
+            &bindings::Provider,
+            &wasmtime::component::Instance,
+            &mut Store<PluginState>,
+        ) -> wasmtime::Result<T>,
+    ) -> (Result<T, PluginError>, bool) {
         let run = async {
             let mut store = self.engine.store(self, timeout);
-            let result = match self.pre.instantiate_async(&mut store).await {
-                Ok(instance) => call(&instance, &mut store)
+            let instance = match self.pre.instance_pre().instantiate_async(&mut store).await {
+                Ok(raw) => bindings::Provider::new(&mut store, &raw).map(|typed| (typed, raw)),
+                Err(err) => Err(err),
+            };
+            let result = match instance {
+                Ok((instance, raw)) => call(&instance, &raw, &mut store)
                     .await
                     .map_err(|err| self.engine.classify(&err, store.data(), timeout)),
                 Err(err) => Err(PluginError::Instantiate(format!("{err:#}"))),
@@ -451,7 +483,52 @@ impl PluginProvider {
                 wit::ReceiptStyle::Polling => ReceiptStyle::Polling,
                 wit::ReceiptStyle::None => ReceiptStyle::NoReceipts,
             },
+            status_lookup: false,
         })
+    }
+
+    async fn lookup_status_inner(
+        &self,
+        request: &LookupRequest,
+    ) -> Result<Option<Receipt>, LookupError> {
+        if !self.info.status_lookup {
+            return Err(LookupError::Unsupported);
+        }
+        let wit_request = wit::LookupRequest {
+            message_id: request.message_id.to_string(),
+            attempt_id: request.attempt_id.to_string(),
+            channel: channel_to_wit(request.channel),
+            provider_message_id: request.provider_message_id.clone(),
+        };
+        let timeout = self.engine.limits.lookup_timeout;
+        let (result, _) = self
+            .call_instance(timeout, async |_, instance, store| {
+                let lookup: LookupFunc = instance.get_typed_func(&mut *store, LOOKUP_EXPORT)?;
+                let (answer,) = lookup.call_async(&mut *store, (wit_request,)).await?;
+                Ok(answer)
+            })
+            .await;
+        let failed = |reason: String| {
+            tracing::warn!(provider = %self.account.name, plugin = %self.info.name,
+                attempt_id = %request.attempt_id, %reason, "plugin lookup-status failed");
+            LookupError::Failed(reason)
+        };
+        let receipt = match result {
+            Ok(Ok(Some(receipt))) => receipt,
+            Ok(Ok(None)) => return Ok(None),
+            Ok(Err(reason)) => return Err(failed(reason)),
+            Err(err) => return Err(failed(format!("plugin_{}: {err}", err.kind()))),
+        };
+        let receipt = receipt_from_wit(receipt).map_err(|err| failed(err.to_string()))?;
+        // Only an answer about the attempt asked for counts: a plugin cannot use a lookup to
+        // record a status on another attempt.
+        if (receipt.message_id, receipt.attempt_id) != (request.message_id, request.attempt_id) {
+            return Err(failed(format!(
+                "the answer is about message {} attempt {}, not the one asked for",
+                receipt.message_id, receipt.attempt_id
+            )));
+        }
+        Ok(Some(receipt))
     }
 
     async fn send_inner(&self, request: &SendRequest) -> Result<SendAccepted, SendError> {
@@ -617,5 +694,12 @@ impl Provider for PluginProvider {
         request: &'a CallbackRequest,
     ) -> BoxFuture<'a, Result<CallbackOutcome, CallbackError>> {
         self.parse_callback_inner(request).boxed()
+    }
+
+    fn lookup_status<'a>(
+        &'a self,
+        request: &'a LookupRequest,
+    ) -> BoxFuture<'a, Result<Option<Receipt>, LookupError>> {
+        self.lookup_status_inner(request).boxed()
     }
 }

@@ -12,6 +12,10 @@ pub struct PluginLimits {
     pub send_timeout: Duration,
     /// Budget of one `parse-callback` or `describe` (no network, runs on the caller's thread).
     pub callback_timeout: Duration,
+    /// Budget of one `lookup-status` (a provider API call, `fetch` included). Short: it runs
+    /// before a step's timeout moves the cascade on, and a lookup that fails only means the step
+    /// times out as it would have without one.
+    pub lookup_timeout: Duration,
     /// One `fetch`, connect to last byte (also never past the call's deadline).
     pub fetch_timeout: Duration,
     /// Largest response body a `fetch` returns.
@@ -29,6 +33,7 @@ impl Default for PluginLimits {
         Self {
             send_timeout: Duration::from_secs(15),
             callback_timeout: Duration::from_millis(500),
+            lookup_timeout: Duration::from_secs(3),
             fetch_timeout: Duration::from_secs(10),
             max_response_bytes: 1 << 20,
             max_memory_bytes: 32 << 20,

@@ -187,3 +187,98 @@ async fn status_callbacks_signed_by_twilios_algorithm_become_receipts() {
         Err(CallbackError::InvalidSignature)
     );
 }
+
+/// Reconciliation: the Message resource (`GET .../Messages/{Sid}.json`) as Twilio's spec defines
+/// it. Prism answers the spec's example (a `sent` message), and refuses any request the spec does
+/// not allow (wrong path, missing Basic auth).
+#[tokio::test]
+async fn the_status_lookup_reads_twilios_message_resource() {
+    use hermes_adapters::LookupRequest;
+    let prism = prism::shared(SPEC);
+    let twilio = plugin(&prism.base_url).await;
+    assert!(twilio.info().status_lookup, "twilio exports lookup-status");
+    let request = sms("hi");
+    let example: serde_json::Value = {
+        let spec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(support::spec(SPEC)).unwrap()).unwrap();
+        spec["paths"]["/2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json"]["get"]["responses"]
+            ["200"]["content"]["application/json"]["examples"]["fetch"]["value"]
+            .clone()
+    };
+    let sid = example["sid"].as_str().unwrap();
+    let mark = prism.mark();
+    let receipt = twilio
+        .lookup_status(&LookupRequest {
+            message_id: request.message_id,
+            attempt_id: request.attempt_id,
+            channel: Channel::Sms,
+            provider_message_id: Some(sid.to_owned()),
+        })
+        .await
+        .unwrap_or_else(|err| {
+            panic!(
+                "lookup failed ({err}); Prism's violations: {:#?}",
+                prism.violations_since(mark)
+            )
+        })
+        .expect("the example message has a status");
+    assert!(prism.violations_since(mark).is_empty());
+    // The example's status is `sent`: a `sent` receipt for the attempt asked about.
+    assert_eq!(example["status"], "sent");
+    assert_eq!(receipt.status, ReceiptStatus::Sent);
+    assert_eq!(
+        (receipt.message_id, receipt.attempt_id),
+        (request.message_id, request.attempt_id)
+    );
+    assert_eq!(receipt.provider_message_id.as_deref(), Some(sid));
+
+    // An attempt in doubt has no SID: nothing Twilio could find it by.
+    let in_doubt = twilio
+        .lookup_status(&LookupRequest {
+            message_id: request.message_id,
+            attempt_id: request.attempt_id,
+            channel: Channel::Sms,
+            provider_message_id: None,
+        })
+        .await;
+    assert_eq!(in_doubt, Ok(None));
+}
+
+#[tokio::test]
+async fn a_status_lookup_twilio_cannot_answer_is_a_failure_not_a_status() {
+    use hermes_adapters::{LookupError, LookupRequest};
+    // Nothing listens on port 9.
+    let twilio = plugin("http://127.0.0.1:9").await;
+    let request = sms("hi");
+    let answer = twilio
+        .lookup_status(&LookupRequest {
+            message_id: request.message_id,
+            attempt_id: request.attempt_id,
+            channel: Channel::Sms,
+            provider_message_id: Some("SMb7c0a2ce80504485a6f653a7110836f5".to_owned()),
+        })
+        .await;
+    assert!(matches!(answer, Err(LookupError::Failed(_))), "{answer:?}");
+}
+
+#[tokio::test]
+async fn the_status_callback_asks_twilio_to_retry_and_its_signature_still_verifies() {
+    let twilio = plugin("http://127.0.0.1:9").await;
+    let request = sms("hi");
+    // Twilio signs the StatusCallback as configured, overrides included.
+    let configured = format!("{}#rc=5&rp=5xx,ct,rt&tt=15000", request.callback_url);
+    let delivered = [
+        ("MessageSid", "SM1342fe1b2c904d1ab04f0fc7a58abca9"),
+        ("MessageStatus", "delivered"),
+    ];
+    let receipt = only_receipt(
+        twilio
+            .parse_callback(&status_callback(
+                &request,
+                &delivered,
+                &twilio_signature(&configured, &delivered),
+            ))
+            .await,
+    );
+    assert_eq!(receipt.status, ReceiptStatus::Delivered);
+}

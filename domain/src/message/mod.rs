@@ -4,9 +4,11 @@
 //! - [`events`]: the facts the aggregate records.
 //! - [`state`]: the state folded from those facts (`apply`).
 //! - [`decide`]: commands and the decisions the aggregate takes on them.
+//! - [`reconcile`]: which attempt a step's timeout asks its provider about first.
 
 pub mod decide;
 pub mod events;
+pub mod reconcile;
 pub mod spec;
 pub mod state;
 

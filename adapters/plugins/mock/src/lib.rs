@@ -8,15 +8,15 @@
 
 wit_bindgen::generate!({
     path: "../../wit/provider.wit",
-    world: "provider",
+    world: "provider-with-lookup",
 });
 
 use hermes::provider::host::{self, Level};
 use hermes::provider::http_client::{self, FetchError, Request};
-// The world's `use` puts `PluginInfo`, `SendRequest`, `SendResult`, `CallbackRequest`,
-// `CallbackOutcome` and `CallbackError` at the crate root.
+// The worlds' `use` puts `PluginInfo`, `SendRequest`, `SendResult`, `CallbackRequest`,
+// `CallbackOutcome`, `CallbackError`, `LookupRequest` and `Receipt` at the crate root.
 use hermes::provider::types::{
-    Accepted, Channel, Receipt, ReceiptError, ReceiptStatus, ReceiptStyle, Rejection,
+    Accepted, Channel, ReceiptError, ReceiptStatus, ReceiptStyle, Rejection,
 };
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
@@ -110,6 +110,74 @@ impl Guest for MockPlugin {
             reply: None,
         })
     }
+
+    /// `GET /messages/{provider id}`, or `GET /attempts/{attempt id}` for an attempt whose send
+    /// answer never came (in doubt). 404: the provider does not know it.
+    fn lookup_status(request: LookupRequest) -> Result<Option<Receipt>, String> {
+        let base_url = host::config("base_url").ok_or("no base_url configured")?;
+        let base_url = base_url.trim_end_matches('/');
+        let url = match &request.provider_message_id {
+            Some(id) => format!("{base_url}/messages/{}", path_segment(id)),
+            None => format!("{base_url}/attempts/{}", path_segment(&request.attempt_id)),
+        };
+        let response = http_client::fetch(&Request {
+            method: "GET".to_owned(),
+            url,
+            headers: vec![("accept".to_owned(), "application/json".to_owned())],
+            body: Vec::new(),
+        })
+        .map_err(|err| format!("the mock provider could not be asked: {err:?}"))?;
+        host::metric("lookups", 1.0);
+        lookup_answer(response.status, &response.body, request)
+    }
+}
+
+/// What a status answer means for the attempt asked about.
+fn lookup_answer(
+    status: u16,
+    body: &[u8],
+    request: LookupRequest,
+) -> Result<Option<Receipt>, String> {
+    if status == 404 {
+        return Ok(None);
+    }
+    if !(200..300).contains(&status) {
+        return Err(format!("the mock provider answered HTTP {status}"));
+    }
+    let body: StatusBody =
+        serde_json::from_slice(body).map_err(|err| format!("unreadable status answer: {err}"))?;
+    let status = match body.status.as_str() {
+        "queued" => return Ok(None),
+        "sent" => ReceiptStatus::Sent,
+        "delivered" => ReceiptStatus::Delivered,
+        "read" => ReceiptStatus::Read,
+        "failed" => ReceiptStatus::Failed,
+        other => return Err(format!("unknown status {other:?}")),
+    };
+    let error = (status == ReceiptStatus::Failed).then(|| ReceiptError {
+        code: body.error_code.unwrap_or_else(|| "failed".to_owned()),
+        message: body.error_message.unwrap_or_default(),
+    });
+    Ok(Some(Receipt {
+        message_id: request.message_id,
+        attempt_id: request.attempt_id,
+        status,
+        provider_message_id: Some(body.id),
+        error,
+    }))
+}
+
+/// Ids are ours or the mock's (UUIDs, `mock-...`): anything else is percent-encoded.
+fn path_segment(id: &str) -> String {
+    id.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 fn rejected(code: &str, message: String, retryable: bool) -> SendResult {
@@ -284,6 +352,15 @@ struct ErrorBody {
 struct ErrorDetail {
     code: Option<String>,
     message: Option<String>,
+}
+
+/// A `GET /messages/{id}` answer.
+#[derive(Deserialize)]
+struct StatusBody {
+    id: String,
+    status: String,
+    error_code: Option<String>,
+    error_message: Option<String>,
 }
 
 /// A receipt as the mock server POSTs it.

@@ -82,9 +82,17 @@ pub fn verify(
     };
     let mut sorted: Vec<&(String, String)> = params.iter().collect();
     sorted.sort();
+    // Twilio may sign the StatusCallback URL as configured, connection-override fragment
+    // included, though the fragment never reaches Hermes: accept both.
+    let with_overrides = format!("{url}{}", crate::request::CONNECTION_OVERRIDES);
     url_variants(url)
-        .iter()
-        .any(|url| mac_for(auth_token, url, &sorted).verify_slice(&tag).is_ok())
+        .into_iter()
+        .chain(url_variants(&with_overrides))
+        .any(|url| {
+            mac_for(auth_token, &url, &sorted)
+                .verify_slice(&tag)
+                .is_ok()
+        })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,6 +202,18 @@ mod tests {
         assert!(!verify("12345", url, &params, None));
         assert!(!verify("12345", url, &params, Some("not base64!")));
         assert!(!verify("", url, &params, Some(signature)));
+    }
+
+    #[test]
+    fn a_signature_over_the_url_with_its_connection_overrides_verifies() {
+        let params = pairs(&[("MessageSid", "SM1"), ("MessageStatus", "delivered")]);
+        let url = "https://h.example/v1/webhooks/twilio/m/a";
+        let configured = format!("{url}{}", crate::request::CONNECTION_OVERRIDES);
+        let signed = sign("t", &configured, &params);
+        assert!(verify("t", url, &params, Some(&signed)));
+        // Only our own overrides: another fragment is another URL.
+        let other = sign("t", &format!("{url}#rc=1"), &params);
+        assert!(!verify("t", url, &params, Some(&other)));
     }
 
     #[test]

@@ -46,23 +46,33 @@
 //! | `read` (WhatsApp) | `read` |
 //! | `undelivered`, `failed`, `canceled` | `failed`, code `twilio_<ErrorCode>` (`twilio_<status>` without one) |
 //! | anything else (`receiving`, `received`, new statuses) | none |
+//!
+//! The `StatusCallback` URL carries Twilio's connection overrides (`#rc=5&rp=5xx,ct,rt&tt=15000`,
+//! see `request::CONNECTION_OVERRIDES`), so Twilio retries a callback Hermes could not take; the
+//! signature is accepted over the URL with or without that fragment.
+//!
+//! # Status lookup (reconciliation)
+//! `lookup-status` GETs the Message resource by its SID (`lookup`) and reads its `status`,
+//! `error_code` and `error_message` by the table above. An attempt without a SID (in doubt) is
+//! not looked up.
 
 // The generated bindings pass records as flattened arguments.
 #![allow(clippy::too_many_arguments)]
 
 mod callback;
 mod classify;
+mod lookup;
 mod request;
 
 wit_bindgen::generate!({
     path: "../../wit/provider.wit",
-    world: "provider",
+    world: "provider-with-lookup",
 });
 
 use hermes::provider::host::{self};
 use hermes::provider::http_client::{self, FetchError};
 use hermes::provider::types::{
-    Accepted, Channel, Receipt, ReceiptError, ReceiptStatus, ReceiptStyle, Rejection,
+    Accepted, Channel, ReceiptError, ReceiptStatus, ReceiptStyle, Rejection,
 };
 
 use request::{Chan, Config};
@@ -140,25 +150,48 @@ impl Guest for TwilioPlugin {
             None => Vec::new(),
             Some(parsed) => {
                 host::metric("receipts_parsed", 1.0);
-                vec![Receipt {
-                    message_id,
-                    attempt_id,
-                    status: match parsed.status {
-                        callback::Status::Sent => ReceiptStatus::Sent,
-                        callback::Status::Delivered => ReceiptStatus::Delivered,
-                        callback::Status::Read => ReceiptStatus::Read,
-                        callback::Status::Failed => ReceiptStatus::Failed,
-                    },
-                    provider_message_id: parsed.provider_message_id,
-                    error: parsed
-                        .error
-                        .map(|(code, message)| ReceiptError { code, message }),
-                }]
+                vec![receipt(message_id, attempt_id, parsed)]
             }
         };
         Ok(CallbackOutcome {
             receipts,
             reply: None,
         })
+    }
+
+    /// The Message resource by its SID. An attempt without one (in doubt: Twilio's answer never
+    /// came) cannot be looked up: Twilio has no field Hermes set that it can be found by.
+    fn lookup_status(request: LookupRequest) -> Result<Option<Receipt>, String> {
+        let Some(sid) = request.provider_message_id else {
+            return Ok(None);
+        };
+        let (url, headers) = lookup::build(&config(), &sid)?;
+        let response = http_client::fetch(&http_client::Request {
+            method: "GET".to_owned(),
+            url,
+            headers,
+            body: Vec::new(),
+        })
+        .map_err(|err| format!("Twilio could not be asked: {err:?}"))?;
+        host::metric("lookups", 1.0);
+        let parsed = lookup::interpret(response.status, &response.body)?;
+        Ok(parsed.map(|parsed| receipt(request.message_id, request.attempt_id, parsed)))
+    }
+}
+
+fn receipt(message_id: String, attempt_id: String, parsed: callback::Parsed) -> Receipt {
+    Receipt {
+        message_id,
+        attempt_id,
+        status: match parsed.status {
+            callback::Status::Sent => ReceiptStatus::Sent,
+            callback::Status::Delivered => ReceiptStatus::Delivered,
+            callback::Status::Read => ReceiptStatus::Read,
+            callback::Status::Failed => ReceiptStatus::Failed,
+        },
+        provider_message_id: parsed.provider_message_id,
+        error: parsed
+            .error
+            .map(|(code, message)| ReceiptError { code, message }),
     }
 }

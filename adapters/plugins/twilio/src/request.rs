@@ -7,6 +7,11 @@ use base64::engine::general_purpose::STANDARD;
 use hermes_guest_kit::{Reject, non_empty};
 
 pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";
+/// Twilio's webhook connection overrides, appended to the `StatusCallback` URL as its fragment
+/// (never sent to Hermes): retry a status callback up to 5 times (Twilio's maximum; its default
+/// is 1) on a 5xx, a connect failure or a read timeout, within 15 s in all (Twilio's maximum).
+/// Longer outages are covered by the status lookup (`lookup`) before a step gives up.
+pub const CONNECTION_OVERRIDES: &str = "#rc=5&rp=5xx,ct,rt&tt=15000";
 const WHATSAPP_PREFIX: &str = "whatsapp:";
 
 /// The account's configuration, read once per call.
@@ -133,7 +138,10 @@ pub fn build(
         .append_pair("To", &to)
         .append_pair(sender.0, &sender.1)
         .append_pair("Body", &text)
-        .append_pair("StatusCallback", callback_url)
+        .append_pair(
+            "StatusCallback",
+            &format!("{callback_url}{CONNECTION_OVERRIDES}"),
+        )
         .finish();
     let credentials = STANDARD.encode(format!("{account_sid}:{auth_token}"));
     Ok(HttpRequest {
@@ -206,7 +214,10 @@ mod tests {
                 ("To", "+14155552345"),
                 ("From", "+14155552345"),
                 ("Body", "Hello & welcome"),
-                ("StatusCallback", CALLBACK),
+                (
+                    "StatusCallback",
+                    "https://hermes.example/v1/webhooks/twilio/m/a#rc=5&rp=5xx,ct,rt&tt=15000"
+                ),
             ])
         );
         assert_eq!(
