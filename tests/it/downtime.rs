@@ -6,7 +6,7 @@
 //! the black-box run that found the loss) and kills it with SIGKILL while receipts are due.
 
 use crate::crash::Hermes;
-use crate::harness::{self, TestApp};
+use crate::harness::{self, TestApp, WITHIN};
 use hermes_adapters::mock::{SIGNATURE_HEADER, sign};
 use hermes_infra::{Secret, db, tenants};
 use serde_json::{Value, json};
@@ -138,15 +138,15 @@ async fn a_receipt_that_cannot_be_recorded_is_answered_5xx_and_the_provider_retr
         ))
         .await;
     let m = app
-        .wait_for(&id, Duration::from_secs(10), |m| {
-            m["attempts"][0]["status"] == "sent"
-        })
+        .wait_for(&id, WITHIN, |m| m["attempts"][0]["status"] == "sent")
         .await;
     let attempt_id = m["attempts"][0]["id"].as_str().unwrap().to_owned();
+    // The receipt must name the provider message its attempt was sent as (else it is refused).
+    let provider_message_id = m["attempts"][0]["provider_message_id"].clone();
 
     // A correctly signed receipt, which Hermes cannot store: 5xx, so the provider tries again.
     let body = serde_json::to_vec(&json!({
-        "message_id": id, "attempt_id": attempt_id, "provider_message_id": "mock-by-hand",
+        "message_id": id, "attempt_id": attempt_id, "provider_message_id": provider_message_id,
         "status": "delivered", "error_code": null, "error_message": null,
         "timestamp": "2026-12-02T00:00:00.000Z",
     }))
@@ -174,7 +174,7 @@ async fn a_receipt_that_cannot_be_recorded_is_answered_5xx_and_the_provider_retr
 
     // The mock's own receipt meets the same refusal and is retried; once the database takes
     // receipts again, it arrives.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + WITHIN;
     while app.mock_stats().receipt_retries == 0 {
         assert!(
             Instant::now() < deadline,
@@ -186,8 +186,7 @@ async fn a_receipt_that_cannot_be_recorded_is_answered_5xx_and_the_provider_retr
         .execute(&pool)
         .await
         .unwrap();
-    app.wait_for_status(&id, "delivered", Duration::from_secs(10))
-        .await;
+    app.wait_for_status(&id, "delivered", WITHIN).await;
     let events = app.events(&id).await;
     assert_eq!(actors(&events, "ReceiptRecorded"), ["provider:mock"]);
     assert_eq!(app.mock_stats().receipts_delivered, 1);
