@@ -3,10 +3,12 @@
 
 mod harness;
 
+mod accept_batch;
 mod ack;
 mod admin;
 mod api;
 mod cascade;
+mod characters;
 mod crash;
 mod event_store;
 mod metrics;
