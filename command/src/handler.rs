@@ -112,7 +112,8 @@ impl CommandHandler {
         // database refuses fails only its own caller and costs about 2·log2(n) extra
         // transactions, not one per request. The first half goes first: an idempotency key
         // used twice in a batch is claimed by its earlier request, as in one transaction.
-        let mut pending = vec![0..prepared.len()];
+        let mut pending = Vec::new();
+        pending.push(0..prepared.len());
         while let Some(range) = pending.pop() {
             match self.try_accept(&prepared[range.clone()], now).await {
                 Ok(written) => {
