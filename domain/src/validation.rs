@@ -50,7 +50,8 @@ pub struct MessageDraft {
     pub cascade: Option<Value>,
     pub reference: Option<String>,
     pub metadata: Option<serde_json::Map<String, Value>>,
-    pub ttl_seconds: Option<i64>,
+    /// Raw too: JSON calls `60.0` an integer, and so does the OpenAPI document.
+    pub ttl_seconds: Option<Value>,
 }
 
 pub fn validate(draft: MessageDraft) -> Result<MessageSpec, Vec<ValidationError>> {
@@ -103,17 +104,19 @@ pub fn validate(draft: MessageDraft) -> Result<MessageSpec, Vec<ValidationError>
             format!("metadata must serialize to at most {MAX_METADATA_BYTES} bytes"),
         ));
     }
-    let ttl_seconds = match draft.ttl_seconds {
+    let ttl_seconds = match draft.ttl_seconds.as_ref().filter(|v| !v.is_null()) {
         None => None,
-        Some(t) if (1..=MAX_TTL_SECONDS).contains(&t) => Some(t as u32),
-        Some(_) => {
-            errors.push(ValidationError::new(
-                "invalid_ttl",
-                "ttl_seconds",
-                format!("ttl_seconds must be between 1 and {MAX_TTL_SECONDS}"),
-            ));
-            None
-        }
+        Some(t) => match integer(t) {
+            Some(t) if (1..=MAX_TTL_SECONDS).contains(&t) => Some(t as u32),
+            _ => {
+                errors.push(ValidationError::new(
+                    "invalid_ttl",
+                    "ttl_seconds",
+                    format!("ttl_seconds must be an integer from 1 to {MAX_TTL_SECONDS}"),
+                ));
+                None
+            }
+        },
     };
     if !errors.is_empty() {
         return Err(errors);
@@ -177,6 +180,15 @@ fn validate_cascade(raw: Option<&Value>, errors: &mut Vec<ValidationError>) -> V
     out
 }
 
+/// A JSON integer, also when written with a zero fraction (`30.0`), as JSON Schema counts it.
+fn integer(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(|f| f as i64)
+    })
+}
+
 fn validate_step(i: usize, step: &Value, errors: &mut Vec<ValidationError>) -> Option<CascadeStep> {
     let Some(obj) = step.as_object() else {
         errors.push(ValidationError::new(
@@ -216,7 +228,7 @@ fn validate_step(i: usize, step: &Value, errors: &mut Vec<ValidationError>) -> O
     let timeout_seconds = match obj.get("timeout_seconds") {
         None | Some(Value::Null) => Some(DEFAULT_STEP_TIMEOUT_SECONDS),
         Some(v) => {
-            match v.as_i64() {
+            match integer(v) {
                 Some(t) if (1..=MAX_STEP_TIMEOUT_SECONDS).contains(&t) => Some(t as u32),
                 _ => {
                     errors.push(ValidationError::new(
@@ -278,7 +290,9 @@ fn validate_recipient(to: &Recipient, errors: &mut Vec<ValidationError>) {
     }
     if let Some(t) = &to.push_token
         && characters::check_text("to.push_token", t, errors)
-        && (t.is_empty() || t.len() > MAX_PUSH_TOKEN_CHARS || t.chars().any(char::is_whitespace))
+        && (t.is_empty()
+            || t.chars().count() > MAX_PUSH_TOKEN_CHARS
+            || t.chars().any(char::is_whitespace))
     {
         errors.push(ValidationError::new(
             "invalid_push_token",
@@ -407,8 +421,9 @@ pub fn is_email(s: &str) -> bool {
     let Some((local, domain)) = s.rsplit_once('@') else {
         return false;
     };
-    s.len() <= 254
-        && (1..=64).contains(&local.len())
+    // Lengths in characters, as the OpenAPI document's pattern counts them.
+    s.chars().count() <= 254
+        && (1..=64).contains(&local.chars().count())
         && !local.contains('@')
         && domain.len() >= 3
         && domain.contains('.')
@@ -565,6 +580,19 @@ mod tests {
         let mut d = draft(phone("+14155550100"), json!([]));
         d.cascade = None;
         assert_eq!(codes(validate(d)), vec!["missing_cascade"]);
+        // A zero fraction is still an integer (as JSON Schema says); a real fraction is not.
+        let ok = draft(
+            phone("+14155550100"),
+            json!([{"channel": "sms", "timeout_seconds": 30.0}]),
+        );
+        assert_eq!(validate(ok).unwrap().cascade[0].timeout_seconds, 30);
+        assert_eq!(
+            codes(validate(draft(
+                phone("+14155550100"),
+                json!([{"channel": "sms", "timeout_seconds": 30.5}])
+            ))),
+            vec!["invalid_timeout"]
+        );
     }
 
     #[test]
@@ -582,7 +610,7 @@ mod tests {
     #[test]
     fn ttl_reference_and_metadata_limits() {
         let mut d = draft(phone("+14155550100"), json!([{"channel": "sms"}]));
-        d.ttl_seconds = Some(0);
+        d.ttl_seconds = Some(json!(0));
         d.reference = Some(String::new());
         let mut m = serde_json::Map::new();
         m.insert("k".into(), json!("v".repeat(MAX_METADATA_BYTES)));

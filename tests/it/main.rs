@@ -9,6 +9,7 @@ mod admin;
 mod api;
 mod cascade;
 mod characters;
+mod contract;
 mod crash;
 mod event_store;
 mod metrics;
