@@ -75,6 +75,8 @@ pub fn router(state: AppState) -> Router {
         .merge(hermes_command::api::router())
         .merge(hermes_query::router())
         .split_for_parts();
+    let mut openapi = openapi;
+    hermes_command::api::contract::complete(&mut openapi);
     api_router
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))

@@ -6,6 +6,8 @@ use crate::message::spec::{CascadeStep, Content, MessageSpec, Recipient};
 use serde::Serialize;
 use serde_json::Value;
 
+pub mod characters;
+
 pub const DEFAULT_STEP_TIMEOUT_SECONDS: u32 = 60;
 pub const MAX_STEP_TIMEOUT_SECONDS: i64 = 7 * 24 * 3600;
 pub const MAX_CASCADE_STEPS: usize = 10;
@@ -48,7 +50,8 @@ pub struct MessageDraft {
     pub cascade: Option<Value>,
     pub reference: Option<String>,
     pub metadata: Option<serde_json::Map<String, Value>>,
-    pub ttl_seconds: Option<i64>,
+    /// Raw too: JSON calls `60.0` an integer, and so does the OpenAPI document.
+    pub ttl_seconds: Option<Value>,
 }
 
 pub fn validate(draft: MessageDraft) -> Result<MessageSpec, Vec<ValidationError>> {
@@ -80,6 +83,7 @@ pub fn validate(draft: MessageDraft) -> Result<MessageSpec, Vec<ValidationError>
     }
     validate_content(&draft.content, &mut errors);
     if let Some(r) = &draft.reference
+        && characters::check_text("reference", r, &mut errors)
         && (r.is_empty() || r.chars().count() > MAX_REFERENCE_CHARS)
     {
         errors.push(ValidationError::new(
@@ -87,6 +91,9 @@ pub fn validate(draft: MessageDraft) -> Result<MessageSpec, Vec<ValidationError>
             "reference",
             format!("reference must be 1 to {MAX_REFERENCE_CHARS} characters"),
         ));
+    }
+    if let Some(m) = &draft.metadata {
+        characters::check_opaque_map("metadata", m, &mut errors);
     }
     if let Some(m) = &draft.metadata
         && serde_json::to_vec(m).map_or(true, |b| b.len() > MAX_METADATA_BYTES)
@@ -97,17 +104,19 @@ pub fn validate(draft: MessageDraft) -> Result<MessageSpec, Vec<ValidationError>
             format!("metadata must serialize to at most {MAX_METADATA_BYTES} bytes"),
         ));
     }
-    let ttl_seconds = match draft.ttl_seconds {
+    let ttl_seconds = match draft.ttl_seconds.as_ref().filter(|v| !v.is_null()) {
         None => None,
-        Some(t) if (1..=MAX_TTL_SECONDS).contains(&t) => Some(t as u32),
-        Some(_) => {
-            errors.push(ValidationError::new(
-                "invalid_ttl",
-                "ttl_seconds",
-                format!("ttl_seconds must be between 1 and {MAX_TTL_SECONDS}"),
-            ));
-            None
-        }
+        Some(t) => match integer(t) {
+            Some(t) if (1..=MAX_TTL_SECONDS).contains(&t) => Some(t as u32),
+            _ => {
+                errors.push(ValidationError::new(
+                    "invalid_ttl",
+                    "ttl_seconds",
+                    format!("ttl_seconds must be an integer from 1 to {MAX_TTL_SECONDS}"),
+                ));
+                None
+            }
+        },
     };
     if !errors.is_empty() {
         return Err(errors);
@@ -171,6 +180,15 @@ fn validate_cascade(raw: Option<&Value>, errors: &mut Vec<ValidationError>) -> V
     out
 }
 
+/// A JSON integer, also when written with a zero fraction (`30.0`), as JSON Schema counts it.
+fn integer(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(|f| f as i64)
+    })
+}
+
 fn validate_step(i: usize, step: &Value, errors: &mut Vec<ValidationError>) -> Option<CascadeStep> {
     let Some(obj) = step.as_object() else {
         errors.push(ValidationError::new(
@@ -210,7 +228,7 @@ fn validate_step(i: usize, step: &Value, errors: &mut Vec<ValidationError>) -> O
     let timeout_seconds = match obj.get("timeout_seconds") {
         None | Some(Value::Null) => Some(DEFAULT_STEP_TIMEOUT_SECONDS),
         Some(v) => {
-            match v.as_i64() {
+            match integer(v) {
                 Some(t) if (1..=MAX_STEP_TIMEOUT_SECONDS).contains(&t) => Some(t as u32),
                 _ => {
                     errors.push(ValidationError::new(
@@ -250,6 +268,7 @@ fn validate_step(i: usize, step: &Value, errors: &mut Vec<ValidationError>) -> O
 fn validate_recipient(to: &Recipient, errors: &mut Vec<ValidationError>) {
     for (field, value) in [("to.phone", &to.phone), ("to.whatsapp", &to.whatsapp)] {
         if let Some(p) = value
+            && characters::check_text(field, p, errors)
             && !is_e164(p)
         {
             errors.push(ValidationError::new(
@@ -260,6 +279,7 @@ fn validate_recipient(to: &Recipient, errors: &mut Vec<ValidationError>) {
         }
     }
     if let Some(e) = &to.email
+        && characters::check_text("to.email", e, errors)
         && !is_email(e)
     {
         errors.push(ValidationError::new(
@@ -269,7 +289,10 @@ fn validate_recipient(to: &Recipient, errors: &mut Vec<ValidationError>) {
         ));
     }
     if let Some(t) = &to.push_token
-        && (t.is_empty() || t.len() > MAX_PUSH_TOKEN_CHARS || t.chars().any(char::is_whitespace))
+        && characters::check_text("to.push_token", t, errors)
+        && (t.is_empty()
+            || t.chars().count() > MAX_PUSH_TOKEN_CHARS
+            || t.chars().any(char::is_whitespace))
     {
         errors.push(ValidationError::new(
             "invalid_push_token",
@@ -280,6 +303,7 @@ fn validate_recipient(to: &Recipient, errors: &mut Vec<ValidationError>) {
 }
 
 fn validate_content(c: &Content, errors: &mut Vec<ValidationError>) {
+    validate_content_characters(c, errors);
     let mut check = |field: &str, value: Option<&String>, max: usize| {
         if let Some(v) = value
             && v.chars().count() > max
@@ -332,6 +356,55 @@ fn validate_content(c: &Content, errors: &mut Vec<ValidationError>) {
     }
 }
 
+/// Every text of the content, for characters no channel carries (see [`characters`]).
+fn validate_content_characters(c: &Content, errors: &mut Vec<ValidationError>) {
+    let email = c.email.as_ref();
+    let push = c.push.as_ref();
+    let whatsapp = c.whatsapp.as_ref();
+    let template = whatsapp.and_then(|w| w.template.as_ref());
+    let texts = [
+        ("content.text", c.text.as_ref()),
+        (
+            "content.sms.text",
+            c.sms.as_ref().and_then(|s| s.text.as_ref()),
+        ),
+        (
+            "content.email.subject",
+            email.and_then(|e| e.subject.as_ref()),
+        ),
+        ("content.email.text", email.and_then(|e| e.text.as_ref())),
+        ("content.email.html", email.and_then(|e| e.html.as_ref())),
+        ("content.push.title", push.and_then(|p| p.title.as_ref())),
+        ("content.push.body", push.and_then(|p| p.body.as_ref())),
+        (
+            "content.whatsapp.text",
+            whatsapp.and_then(|w| w.text.as_ref()),
+        ),
+        ("content.whatsapp.template.name", template.map(|t| &t.name)),
+        (
+            "content.whatsapp.template.language",
+            template.map(|t| &t.language),
+        ),
+    ];
+    for (field, value) in texts {
+        if let Some(v) = value {
+            characters::check_text(field, v, errors);
+        }
+    }
+    if let Some(components) = template.and_then(|t| t.components.as_ref()) {
+        for (i, component) in components.iter().enumerate() {
+            characters::check_readable_json(
+                &format!("content.whatsapp.template.components[{i}]"),
+                component,
+                errors,
+            );
+        }
+    }
+    if let Some(data) = push.and_then(|p| p.data.as_ref()) {
+        characters::check_opaque_map("content.push.data", data, errors);
+    }
+}
+
 /// E.164: a plus, a country code that does not start with 0, at most 15 digits in all.
 pub fn is_e164(s: &str) -> bool {
     let Some(digits) = s.strip_prefix('+') else {
@@ -348,8 +421,9 @@ pub fn is_email(s: &str) -> bool {
     let Some((local, domain)) = s.rsplit_once('@') else {
         return false;
     };
-    s.len() <= 254
-        && (1..=64).contains(&local.len())
+    // Lengths in characters, as the OpenAPI document's pattern counts them.
+    s.chars().count() <= 254
+        && (1..=64).contains(&local.chars().count())
         && !local.contains('@')
         && domain.len() >= 3
         && domain.contains('.')
@@ -506,6 +580,19 @@ mod tests {
         let mut d = draft(phone("+14155550100"), json!([]));
         d.cascade = None;
         assert_eq!(codes(validate(d)), vec!["missing_cascade"]);
+        // A zero fraction is still an integer (as JSON Schema says); a real fraction is not.
+        let ok = draft(
+            phone("+14155550100"),
+            json!([{"channel": "sms", "timeout_seconds": 30.0}]),
+        );
+        assert_eq!(validate(ok).unwrap().cascade[0].timeout_seconds, 30);
+        assert_eq!(
+            codes(validate(draft(
+                phone("+14155550100"),
+                json!([{"channel": "sms", "timeout_seconds": 30.5}])
+            ))),
+            vec!["invalid_timeout"]
+        );
     }
 
     #[test]
@@ -523,7 +610,7 @@ mod tests {
     #[test]
     fn ttl_reference_and_metadata_limits() {
         let mut d = draft(phone("+14155550100"), json!([{"channel": "sms"}]));
-        d.ttl_seconds = Some(0);
+        d.ttl_seconds = Some(json!(0));
         d.reference = Some(String::new());
         let mut m = serde_json::Map::new();
         m.insert("k".into(), json!("v".repeat(MAX_METADATA_BYTES)));
@@ -593,6 +680,103 @@ mod tests {
         assert_eq!(
             codes(validate(d)),
             vec!["invalid_template", "invalid_template"]
+        );
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_every_string_with_their_path() {
+        use crate::message::spec::{EmailContent, PushContent, SmsContent};
+        let everything = |bad: &str| -> MessageDraft {
+            let text = |s: &str| Some(format!("{s}{bad}"));
+            let mut data = serde_json::Map::new();
+            data.insert("deep".into(), json!({"list": [format!("v{bad}")]}));
+            let mut metadata = serde_json::Map::new();
+            metadata.insert(format!("key{bad}"), json!("ok"));
+            metadata.insert("nested".into(), json!({"x": [1, format!("v{bad}")]}));
+            MessageDraft {
+                to: Recipient {
+                    phone: text("+1415555010"),
+                    email: text("ada@example.com"),
+                    push_token: text("tok"),
+                    whatsapp: text("+1415555010"),
+                },
+                content: Content {
+                    text: text("t"),
+                    sms: Some(SmsContent { text: text("s") }),
+                    email: Some(EmailContent {
+                        subject: text("sub"),
+                        text: text("e"),
+                        html: text("<p>"),
+                    }),
+                    push: Some(PushContent {
+                        title: text("pt"),
+                        body: text("pb"),
+                        data: Some(data),
+                    }),
+                    whatsapp: Some(WhatsappContent {
+                        text: text("w"),
+                        template: Some(WhatsappTemplate {
+                            name: format!("n{bad}"),
+                            language: format!("en{bad}"),
+                            components: Some(vec![
+                                json!({"parameters": [{"type": "text", "text": format!("p{bad}")}]}),
+                            ]),
+                        }),
+                    }),
+                },
+                cascade: Some(json!([{"channel": "sms"}])),
+                reference: text("ref"),
+                metadata: Some(metadata),
+                ttl_seconds: None,
+            }
+        };
+        let fields = |bad: &str| -> Vec<String> {
+            let errors = validate(everything(bad)).unwrap_err();
+            assert!(
+                errors.iter().all(|e| e.code == "invalid_characters"),
+                "{errors:?}"
+            );
+            let mut f: Vec<String> = errors.into_iter().map(|e| e.field).collect();
+            f.sort();
+            f
+        };
+        let readable = [
+            "content.email.html",
+            "content.email.subject",
+            "content.email.text",
+            "content.push.body",
+            "content.push.title",
+            "content.sms.text",
+            "content.text",
+            "content.whatsapp.template.components[0].parameters[0].text",
+            "content.whatsapp.template.language",
+            "content.whatsapp.template.name",
+            "content.whatsapp.text",
+            "reference",
+            "to.email",
+            "to.phone",
+            "to.push_token",
+            "to.whatsapp",
+        ];
+        let mut with_nul: Vec<String> = readable.iter().map(|s| s.to_string()).collect();
+        with_nul.extend(
+            [
+                "content.push.data.deep.list[0]",
+                "metadata.key\\0",
+                "metadata.nested.x[1]",
+            ]
+            .map(String::from),
+        );
+        with_nul.sort();
+        assert_eq!(fields("\u{0}"), with_nul);
+        // Other controls are refused where people read the text; opaque data may carry them.
+        assert_eq!(fields("\u{1b}"), readable.map(String::from).to_vec());
+        assert_eq!(fields("\u{7f}"), readable.map(String::from).to_vec());
+        // Tab, newline and CR are text (recipients then fail their own format checks).
+        let errors = validate(everything("\t\r\n")).unwrap_err();
+        assert!(
+            errors.iter().all(|e| e.code != "invalid_characters"),
+            "{errors:?}"
         );
     }
 }

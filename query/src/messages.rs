@@ -8,6 +8,7 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use chrono::{DateTime, Utc};
+use hermes_domain::MessageId;
 use hermes_domain::message::{Message, MessageEvent, MessageStatus};
 use hermes_infra::event_store;
 use hermes_infra::http::{Problem, Tenant};
@@ -26,6 +27,7 @@ const MAX_LIMIT: i64 = 200;
     params(("id" = String, Path, description = "Message id")),
     responses(
         (status = 200, body = MessageView),
+        (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such message for this tenant", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
@@ -42,7 +44,18 @@ pub async fn get_message(
             .bind(tenant.0)
             .fetch_optional(&state.pool)
             .await?;
-    row.map(|(m,)| Json(MessageView::from(m.0)))
+    if let Some((m,)) = row {
+        return Ok(Json(MessageView::from(m.0)));
+    }
+    // Not projected yet (the projector runs moments behind the accept): read your own write
+    // from the event store, so a message is found as soon as its 202 was answered.
+    let stored = event_store::load_stream_for_tenant(&state.pool, tenant.0, id).await?;
+    let events = stored
+        .into_iter()
+        .map(|e| MessageEvent::from_stored(&e.event_type, e.schema_version, e.payload))
+        .collect::<Result<Vec<_>, serde_json::Error>>()?;
+    Message::from_events(MessageId(id), &events)
+        .map(|m| Json(MessageView::from(m)))
         .ok_or(QueryError::NotFound)
 }
 
@@ -50,12 +63,14 @@ pub async fn get_message(
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Only messages in this status.
+    #[param(value_type = Option<MessageStatus>)]
     pub status: Option<String>,
     /// Page size, 1 to 200 (default 50).
     // Taken as text so that a non-number is an `invalid_limit` problem, not a plain-text 400.
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9a-f]{47}$")]
     pub cursor: Option<String>,
 }
 
@@ -68,6 +83,7 @@ pub struct ListParams {
     responses(
         (status = 200, body = MessageList),
         (status = 400, description = "Bad filter, limit or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
@@ -132,6 +148,7 @@ pub async fn list_messages(
     params(("id" = String, Path, description = "Message id")),
     responses(
         (status = 200, body = EventList),
+        (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such message for this tenant", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))

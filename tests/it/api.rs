@@ -479,7 +479,7 @@ async fn the_same_idempotency_key_with_another_body_is_refused() {
     let mut other = delivered_sms();
     other["reference"] = json!("another request");
     let r = post_idempotent(&app, &app.api_key, "k-1", &other).await;
-    assert_problem(r, 422, "idempotency_key_reused").await;
+    assert_problem(r, 409, "idempotency_key_reused").await;
 
     assert_eq!(accepted_count(&app).await, 1, "nothing new stored");
     let (message_id,): (Uuid,) =
@@ -583,7 +583,7 @@ async fn concurrent_requests_with_one_key_and_two_bodies_make_one_message() {
         "exactly one answer is not a replay: {answers:?}"
     );
     for i in refused {
-        assert_eq!(answers[i].0, 422, "{answers:?}");
+        assert_eq!(answers[i].0, 409, "{answers:?}");
         assert_eq!(answers[i].3.as_deref(), Some("idempotency_key_reused"));
     }
     assert_eq!(accepted_count(&app).await, 1);
@@ -609,7 +609,7 @@ async fn a_refused_request_does_not_fail_requests_accepted_alongside_it() {
         async move { post_idempotent(app, &app.api_key, &key, plain).await }
     }));
     let (reused, retried, fresh) = tokio::join!(reused, retried, fresh);
-    assert_problem(reused, 422, "idempotency_key_reused").await;
+    assert_problem(reused, 409, "idempotency_key_reused").await;
     let (again, replayed) = accepted_id(retried).await;
     assert_eq!(again, first);
     assert!(replayed);

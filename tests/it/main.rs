@@ -3,11 +3,14 @@
 
 mod harness;
 
+mod accept_batch;
 mod ack;
 mod admin;
 mod api;
 mod api_keys;
 mod cascade;
+mod characters;
+mod contract;
 mod crash;
 mod downtime;
 mod early_refusal;

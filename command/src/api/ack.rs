@@ -59,6 +59,7 @@ pub struct PushAcknowledged {
         (status = 400, description = "The body is not valid JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown field or status (only `delivered` and `read`)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than 256 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such message for this tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The message has no push attempt", body = Problem, content_type = "application/problem+json"),
     ),
@@ -76,7 +77,16 @@ pub async fn acknowledge_push(
     let request: AckRequest = if body.iter().all(u8::is_ascii_whitespace) {
         AckRequest::default()
     } else {
-        body::parse(&body)?.value
+        // `null` is no body too, as the document's optional body says; an array is no object.
+        match body::parse::<Option<serde_json::Value>>(&body)?.value {
+            None => AckRequest::default(),
+            Some(v) if v.is_object() => body::parse(&body)?.value,
+            Some(_) => {
+                return Err(ApiError::InvalidRequest(
+                    "the body must be an object such as {\"status\": \"read\"}".into(),
+                ));
+            }
+        }
     };
     let status = match request.status {
         AckStatus::Delivered => ReceiptStatus::Delivered,

@@ -83,8 +83,10 @@ impl IntoResponse for ApiError {
             }
             ApiError::Command(e) => match e {
                 CommandError::NotFound => Problem::not_found("message"),
+                // 409: the request itself is valid; it conflicts with what the key already
+                // names (the IETF draft suggests 422, which would call a valid request invalid).
                 CommandError::IdempotencyKeyReused => Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
+                    StatusCode::CONFLICT,
                     "idempotency_key_reused",
                     "this Idempotency-Key was already used with a different request body",
                 ),

@@ -36,7 +36,9 @@ pub struct ToRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendMessageRequest {
+    #[serde(deserialize_with = "objects::to")]
     pub to: ToRequest,
+    #[serde(deserialize_with = "objects::content")]
     pub content: Content,
     /// A list of steps `{"channel": "sms"|"email"|"push"|"whatsapp", "timeout_seconds": 60,
     /// "until": "accepted"|"delivered"|"read"}` (defaults: 60 s, delivered), or the name of a
@@ -48,7 +50,8 @@ pub struct SendMessageRequest {
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
     /// The message expires (and its cascade stops) this many seconds after acceptance.
-    pub ttl_seconds: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    pub ttl_seconds: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -57,6 +60,45 @@ pub struct MessageAccepted {
     pub id: MessageId,
     #[schema(example = "accepted")]
     pub status: String,
+}
+
+/// serde reads a struct from a JSON array too (`"to": ["+1…"]`); the API takes objects only,
+/// as its document says.
+mod objects {
+    use super::ToRequest;
+    use hermes_domain::message::Content;
+    use serde::de::{Deserialize, Deserializer, Error};
+    use serde_json::Value;
+
+    fn object_or_null<E: Error>(v: Option<&Value>, path: &str) -> Result<(), E> {
+        match v {
+            None | Some(Value::Null) | Some(Value::Object(_)) => Ok(()),
+            Some(_) => Err(E::custom(format!("`{path}` must be an object"))),
+        }
+    }
+
+    pub fn to<'de, D: Deserializer<'de>>(d: D) -> Result<ToRequest, D::Error> {
+        let v = Value::deserialize(d)?;
+        if !v.is_object() {
+            return Err(D::Error::custom("`to` must be an object"));
+        }
+        serde_json::from_value(v).map_err(D::Error::custom)
+    }
+
+    pub fn content<'de, D: Deserializer<'de>>(d: D) -> Result<Content, D::Error> {
+        let v = Value::deserialize(d)?;
+        if !v.is_object() {
+            return Err(D::Error::custom("`content` must be an object"));
+        }
+        for channel in ["sms", "email", "push", "whatsapp"] {
+            object_or_null(v.get(channel), &format!("content.{channel}"))?;
+        }
+        object_or_null(
+            v.get("whatsapp").and_then(|w| w.get("template")),
+            "content.whatsapp.template",
+        )?;
+        serde_json::from_value(v).map_err(D::Error::custom)
+    }
 }
 
 pub(super) fn trace_metadata(headers: &HeaderMap, tenant: &Tenant) -> EventMetadata {
@@ -78,11 +120,13 @@ pub(super) fn trace_metadata(headers: &HeaderMap, tenant: &Tenant) -> EventMetad
     path = "/v1/messages",
     tag = "messages",
     request_body = SendMessageRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body within 24 h: the same answer; same key, other body: 422")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]([\\t -~]*[!-~])?$",
+        description = "Same key and body within 24 h: the same answer; same key, other body: 409")),
     responses(
         (status = 202, description = "Accepted", body = MessageAccepted),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The Idempotency-Key was used with another body", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
     ),
@@ -180,6 +224,7 @@ pub struct MessageCancelled {
     params(("id" = String, Path, description = "Message id")),
     responses(
         (status = 200, description = "Cancelled (or already cancelled)", body = MessageCancelled),
+        (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such message for this tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The message already ended", body = Problem, content_type = "application/problem+json"),
     ),

@@ -3,6 +3,7 @@
 
 pub mod ack;
 pub mod body;
+pub mod contract;
 pub mod error;
 pub mod messages;
 pub mod receipts;

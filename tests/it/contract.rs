@@ -1,0 +1,103 @@
+//! The OpenAPI document is the contract (issue 8, item 6): schemathesis (`st run --checks all`,
+//! pinned in tools/schemathesis/requirements.txt) generates requests from `/openapi.json`, valid
+//! and invalid, follows its links from a new message to what can be done with it, and checks every
+//! answer against the document. Any finding fails the test.
+//!
+//! schemathesis is installed on first use into tools/schemathesis/.venv (Python 3 and PyPI
+//! needed), the way Prism goes into tools/prism/node_modules.
+
+use crate::harness::TestApp;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn tools_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/schemathesis")
+}
+
+/// The `st` command from the local virtualenv, created and filled when missing.
+fn schemathesis() -> PathBuf {
+    let dir = tools_dir();
+    let st = dir.join(".venv/bin/st");
+    if !st.exists() {
+        let venv = dir.join(".venv");
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 runs");
+        assert!(made.success(), "python3 -m venv {}", venv.display());
+        let installed = Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(dir.join("requirements.txt"))
+            .status()
+            .expect("pip runs");
+        assert!(installed.success(), "pip install schemathesis");
+    }
+    st
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_nothing_the_document_does_not_say() {
+    let st = tokio::task::spawn_blocking(schemathesis).await.unwrap();
+    let app = TestApp::spawn().await;
+    let mut run = tokio::process::Command::new(st);
+    run.arg("run")
+        .arg(app.url("/openapi.json"))
+        .args(["--checks", "all"])
+        .args([
+            "--header",
+            &format!("Authorization: Bearer {}", app.api_key),
+        ])
+        // Enough to cover every operation's constraints and the stateful links, in seconds.
+        .args(["--max-examples", "30", "--seed", "8", "--no-color"])
+        // No example database left in the working tree; every run starts from the seed.
+        .args(["--generation-database", "none"])
+        // schemathesis keeps a cache in `.schemathesis/` of its working directory: not ours.
+        .current_dir(std::env::temp_dir())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(300), run.output())
+        .await
+        .expect("schemathesis finishes within 5 minutes")
+        .expect("st runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // It really tested: every operation of the document, and the stateful phase (which
+    // runs only through links).
+    let operations = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Selected: "))
+        .and_then(|s| s.split_once('/'))
+        .map(|(_, all)| all.trim().to_owned())
+        .unwrap_or_else(|| panic!("no operation count in:\n{stdout}"));
+    assert!(
+        stdout.contains(&format!("Tested: {operations}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("✅ Stateful"), "{stdout}");
+}
+
+/// Postgres prints a jsonb number as an exact decimal (`-1.7976931348623157e308` comes back as
+/// 309 digits); each must decode to the same number, or the stored event could not be read and
+/// the message could not move on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_at_the_edges_of_f64_come_back_from_the_store() {
+    let app = TestApp::spawn().await;
+    let edges = serde_json::json!([
+        -1.7976931348623157e308,
+        1.7976931348623157e308,
+        5e-324,
+        -2.2250738585072014e-308
+    ]);
+    let mut body =
+        crate::harness::message(serde_json::json!({"phone": "+14155550100"}), &[("sms", 30)]);
+    body["metadata"] = serde_json::json!({"edges": edges});
+    let id = app.send(&body).await;
+    let m = app
+        .wait_for_status(&id, "delivered", std::time::Duration::from_secs(15))
+        .await;
+    assert_eq!(m["metadata"]["edges"], edges, "{m}");
+}
