@@ -38,17 +38,24 @@ pub async fn get_message(
     Path(id): Path<String>,
 ) -> Result<Json<MessageView>, QueryError> {
     let id: Uuid = id.parse().map_err(|_| QueryError::NotFound)?;
-    let row: Option<(sqlx::types::Json<Message>,)> =
-        sqlx::query_as("SELECT state FROM message_views WHERE message_id = $1 AND tenant_id = $2")
-            .bind(id)
-            .bind(tenant.0)
-            .fetch_optional(&state.pool)
-            .await?;
-    if let Some((m,)) = row {
+    // The read model runs moments behind the event store. A client must never see a message go
+    // back in time (after a read served from the events, or its own write missing right after
+    // the 202), so the view is served only when it has the stream's last event.
+    let (view, latest): (Option<sqlx::types::Json<Message>>, Option<i64>) = sqlx::query_as(
+        "SELECT (SELECT state FROM message_views WHERE message_id = $1 AND tenant_id = $2),
+                (SELECT max(stream_version) FROM events WHERE stream_id = $1 AND tenant_id = $2)",
+    )
+    .bind(id)
+    .bind(tenant.0)
+    .fetch_one(&state.pool)
+    .await?;
+    let Some(latest) = latest else {
+        return Err(QueryError::NotFound);
+    };
+    if let Some(m) = view.filter(|m| m.0.version >= latest as u64) {
         return Ok(Json(MessageView::from(m.0)));
     }
-    // Not projected yet (the projector runs moments behind the accept): read your own write
-    // from the event store, so a message is found as soon as its 202 was answered.
+    // Not projected yet, or behind: the message as its events say.
     let stored = event_store::load_stream_for_tenant(&state.pool, tenant.0, id).await?;
     let events = stored
         .into_iter()

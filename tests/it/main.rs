@@ -18,6 +18,7 @@ mod event_store;
 mod metrics;
 mod provider_cascade;
 mod providers;
+mod read_model;
 mod receipt_binding;
 mod sealed_accounts;
 mod secrets_argv;
