@@ -724,7 +724,23 @@ async fn the_list_filters_by_status_newest_first_with_cursor_pagination() {
     app.wait_for_status(&sent[4], "delivered", WITHIN).await;
     let newest_first: Vec<String> = sent.iter().rev().cloned().collect();
 
-    let all = list_as(&app, &app.api_key, "").await;
+    // The list reads the read model, which may be moments behind what GET by id (always
+    // current) showed: wait until it has caught up.
+    let deadline = Instant::now() + WITHIN;
+    let all = loop {
+        let all = list_as(&app, &app.api_key, "").await;
+        let statuses: Vec<&str> = all["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["status"].as_str().unwrap())
+            .collect();
+        if statuses == ["delivered", "sending", "delivered", "failed", "delivered"] {
+            break all;
+        }
+        assert!(Instant::now() < deadline, "the list never caught up: {all}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    };
     assert_eq!(ids(&all), newest_first);
     assert!(all["next_cursor"].is_null());
     let created: Vec<&str> = all["data"]
