@@ -45,7 +45,7 @@ async fn token(State(server): State<TokenServer>, body: String) -> axum::Json<se
     )
 }
 
-fn service_account(token_uri: &str) -> String {
+fn service_account(project_id: &str, token_uri: &str) -> String {
     let key = std::fs::read_to_string(
         support::repo_root()
             .join("adapters/plugins/fcm/tests/fixtures/test-service-account-key.pem"),
@@ -53,7 +53,7 @@ fn service_account(token_uri: &str) -> String {
     .unwrap();
     json!({
         "type": "service_account",
-        "project_id": "hermes-test",
+        "project_id": project_id,
         "private_key_id": "0123456789abcdef",
         "private_key": key,
         "client_email": "hermes@hermes-test.iam.gserviceaccount.com",
@@ -62,13 +62,19 @@ fn service_account(token_uri: &str) -> String {
     .to_string()
 }
 
-async fn plugin(base_url: &str, token_uri: &str) -> Arc<PluginProvider> {
+/// The FCM plugin for the Firebase project `project_id`. Prism is shared by the tests of this
+/// binary, so a test that looks at Prism's log gives itself a project of its own and looks only
+/// at the requests to it.
+async fn plugin(project_id: &str, base_url: &str, token_uri: &str) -> Arc<PluginProvider> {
     support::load(
         builtin::FCM,
         "fcm",
         &[
             ("base_url", base_url),
-            ("service_account_json", &service_account(token_uri)),
+            (
+                "service_account_json",
+                &service_account(project_id, token_uri),
+            ),
         ],
     )
     .await
@@ -95,11 +101,18 @@ async fn pushes_satisfy_the_fcm_spec_and_reuse_one_access_token() {
     let prism = prism::shared(SPEC);
     let tokens = TokenServer::default();
     let token_uri = tokens.start().await;
-    let fcm = plugin(&prism.base_url, &token_uri).await;
+    let fcm = plugin("hermes-test", &prism.base_url, &token_uri).await;
 
     let accepted = support::send_accepted(prism, &fcm, &push("device-token-1")).await;
     assert!(accepted.provider_message_id.is_some(), "FCM's message name");
     support::send_accepted(prism, &fcm, &push("device-token-2")).await;
+    assert!(
+        prism.logs_within(
+            "projects/hermes-test/messages:send",
+            std::time::Duration::from_secs(5)
+        ),
+        "Prism's log names the project of each push (the test below relies on it)"
+    );
 
     let forms = tokens.forms();
     assert_eq!(forms.len(), 1, "the access token is cached between calls");
@@ -126,16 +139,21 @@ async fn pushes_satisfy_the_fcm_spec_and_reuse_one_access_token() {
 #[tokio::test]
 async fn an_unreachable_token_endpoint_is_a_retryable_rejection_and_nothing_is_sent() {
     let prism = prism::shared(SPEC);
-    let fcm = plugin(&prism.base_url, "http://127.0.0.1:9/token").await;
-    let mark = prism.mark();
+    let fcm = plugin(
+        "hermes-no-token",
+        &prism.base_url,
+        "http://127.0.0.1:9/token",
+    )
+    .await;
     match fcm.send(&push("device-token-1")).await {
         Err(SendError::Rejected { retryable, .. }) => assert!(retryable),
         other => panic!("expected a retryable rejection, got {other:?}"),
     }
     assert!(
-        !prism.log()[mark..]
+        !prism
+            .log()
             .iter()
-            .any(|l| l.contains("messages:send")),
+            .any(|l| l.contains("projects/hermes-no-token/messages:send")),
         "no push went out without a token"
     );
 }

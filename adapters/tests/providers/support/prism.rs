@@ -46,6 +46,21 @@ impl Prism {
     pub fn mark(&self) -> usize {
         self.log.lock().unwrap().len()
     }
+
+    /// Whether Prism logs a line containing `needle` within `within`. Prism's output is read by a
+    /// thread, so the line of a request may come in just after its answer.
+    pub fn logs_within(&self, needle: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            if self.log.lock().unwrap().iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 /// The Prism for `spec` (a path under the specs directory, see [`super::spec`], or a derived spec
