@@ -3,37 +3,27 @@
 //! and invalid, follows its links from a new message to what can be done with it, and checks every
 //! answer against the document. Any finding fails the test.
 //!
-//! schemathesis is installed on first use into tools/schemathesis/.venv (Python 3 and PyPI
-//! needed), the way Prism goes into tools/prism/node_modules.
+//! schemathesis is installed on first use into tools/schemathesis/.venv by tools/ensure_venv.py
+//! (Python 3 and PyPI needed), the way Prism goes into tools/prism/node_modules.
 
 use crate::harness::TestApp;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn tools_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/schemathesis")
-}
-
-/// The `st` command from the local virtualenv, created and filled when missing.
+/// The `st` command from the virtualenv in `tools/schemathesis/.venv`, made on first use by
+/// `tools/ensure_venv.py`.
 fn schemathesis() -> PathBuf {
-    let dir = tools_dir();
-    let st = dir.join(".venv/bin/st");
-    if !st.exists() {
-        let venv = dir.join(".venv");
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 runs");
-        assert!(made.success(), "python3 -m venv {}", venv.display());
-        let installed = Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
-            .arg(dir.join("requirements.txt"))
-            .status()
-            .expect("pip runs");
-        assert!(installed.success(), "pip install schemathesis");
-    }
-    st
+    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools");
+    let status = Command::new("python3")
+        .arg(tools.join("ensure_venv.py"))
+        .arg(tools.join("schemathesis"))
+        .status()
+        .expect("python3 runs (schemathesis needs it)");
+    assert!(
+        status.success(),
+        "tools/ensure_venv.py tools/schemathesis failed"
+    );
+    tools.join("schemathesis/.venv/bin/st")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

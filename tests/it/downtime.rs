@@ -53,9 +53,7 @@ async fn an_attempt_whose_receipt_never_came_is_delivered_by_its_providers_statu
             &[("sms", 1), ("email", 30)],
         ))
         .await;
-    let m = app
-        .wait_for_status(&id, "delivered", Duration::from_secs(15))
-        .await;
+    let m = app.wait_for_status(&id, "delivered", WITHIN).await;
     // Delivered by the SMS: the cascade never moved on to email.
     assert_eq!(harness::statuses(&m), [("sms".into(), "delivered".into())]);
     assert!(
@@ -93,9 +91,7 @@ async fn a_provider_with_no_status_yet_lets_the_step_time_out_and_the_next_step_
             &[("sms", 1), ("email", 1)],
         ))
         .await;
-    let m = app
-        .wait_for_status(&id, "delivered", Duration::from_secs(15))
-        .await;
+    let m = app.wait_for_status(&id, "delivered", WITHIN).await;
     assert_eq!(
         harness::statuses(&m),
         [
@@ -205,7 +201,7 @@ const EMAIL_TIMEOUT_S: u32 = 5;
 
 /// POSTs one message until Hermes accepts it (it is up; the retry covers a slow start).
 async fn submit(client: &reqwest::Client, base_url: &str, api_key: &str, body: &Value) -> Uuid {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + WITHIN;
     loop {
         let r = client
             .post(format!("{base_url}/v1/messages"))
@@ -294,7 +290,7 @@ async fn killing_hermes_dev_while_receipts_are_due_loses_no_delivery() {
     }
 
     // Every message ends, delivered.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + WITHIN;
     let statuses = loop {
         let statuses: Vec<(Uuid, String)> = sqlx::query_as(
             "SELECT message_id, status FROM message_views WHERE message_id = ANY($1)",

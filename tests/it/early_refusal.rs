@@ -158,6 +158,36 @@ async fn reqwest_reads_every_early_refusal() {
     }
 }
 
+/// Runs a client (`python3`, `curl`) off the async runtime with `input` on its stdin, and returns
+/// what it printed; fails the test, with its stderr, if it fails.
+async fn run_client(case: &str, mut client: Command, input: Vec<u8>) -> String {
+    let case = case.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut child = client
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| {
+                panic!("{client:?} runs (it is on every machine of this project's kind): {err}")
+            });
+        // The client may stop reading its input once it has the answer.
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = std::io::Write::write_all(&mut stdin, &input);
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{case}: {client:?} failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    })
+    .await
+    .unwrap()
+}
+
 /// Python's urllib writes the whole body before it reads anything, the client most often broken
 /// by an early close.
 const URLLIB: &str = r#"
@@ -182,22 +212,9 @@ async fn python_urllib_reads_early_refusals() {
         let url = app.url(&case.path);
         let size = case.body_len.to_string();
         let method = case.method.to_string();
-        let out = tokio::task::spawn_blocking(move || {
-            Command::new("python3")
-                .args(["-c", URLLIB, &method, &url, "", &size, &TRIES.to_string()])
-                .stdin(Stdio::null())
-                .output()
-                .expect("python3 runs (it is on every machine of this project's kind)")
-        })
-        .await
-        .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{}: urllib failed: {stdout}{}",
-            case.path,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut urllib = Command::new("python3");
+        urllib.args(["-c", URLLIB, &method, &url, "", &size, &TRIES.to_string()]);
+        let stdout = run_client(&case.path, urllib, Vec::new()).await;
         let expected = format!("{} application/problem+json {}", case.status, case.code);
         let lines: Vec<&str> = stdout.lines().collect();
         assert_eq!(lines, vec![expected.as_str(); TRIES], "{}", case.path);
@@ -211,45 +228,23 @@ async fn curl_reads_early_refusals() {
         let url = app.url(&case.path);
         let method = case.method.to_string();
         let token = case.token.map(|t| format!("Authorization: Bearer {t}"));
-        let len = case.body_len;
-        let out = tokio::task::spawn_blocking(move || {
-            let mut curl = Command::new("curl");
-            // Over 1 MiB curl sends `Expect: 100-continue`; both paths are covered.
-            curl.args([
-                "-sS",
-                "-X",
-                &method,
-                "--data-binary",
-                "@-",
-                "-w",
-                "\n%{http_code} %{content_type}",
-            ])
-            .args(["-H", "content-type: application/json"]);
-            if let Some(token) = &token {
-                curl.args(["-H", token]);
-            }
-            let mut child = curl
-                .arg(&url)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("curl runs");
-            // curl may stop reading its input once it has the answer.
-            let mut stdin = child.stdin.take().unwrap();
-            let _ = std::io::Write::write_all(&mut stdin, &vec![b'x'; len]);
-            drop(stdin);
-            child.wait_with_output().unwrap()
-        })
-        .await
-        .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{}: curl failed: {}",
-            case.path,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut curl = Command::new("curl");
+        // Over 1 MiB curl sends `Expect: 100-continue`; both paths are covered.
+        curl.args([
+            "-sS",
+            "-X",
+            &method,
+            "--data-binary",
+            "@-",
+            "-w",
+            "\n%{http_code} %{content_type}",
+        ])
+        .args(["-H", "content-type: application/json"]);
+        if let Some(token) = &token {
+            curl.args(["-H", token]);
+        }
+        curl.arg(&url);
+        let stdout = run_client(&case.path, curl, vec![b'x'; case.body_len]).await;
         let (body, last) = stdout.rsplit_once('\n').unwrap();
         assert_eq!(
             last,

@@ -7,10 +7,9 @@
 mod support;
 
 use crate::harness::{TestApp, statuses};
-use crate::providers::account;
-use hermes_infra::provider_accounts::{self, SealingKey};
+use crate::providers::{account, install_accounts};
+use hermes_infra::provider_accounts::SealingKey;
 use serde_json::{Value, json};
-use std::time::Duration;
 use support::{hmac_sha256_hex, moto, prism, twilio_signature, whatsapp_status};
 
 use crate::harness::WITHIN;
@@ -26,60 +25,48 @@ async fn whatsapp_then_twilio_sms_then_ses_email_through_the_real_plugins() {
     let key_hex = SealingKey::generate_hex();
     let app = TestApp::spawn_with(|args| args.secret_key = Some(key_hex.clone())).await;
     let key = SealingKey::from_hex(&key_hex).unwrap();
-    for account in [
-        // Twilio could carry WhatsApp too: the Cloud API account comes first.
-        account(
-            "whatsapp",
-            "whatsapp",
-            10,
-            &[
-                ("base_url", &whatsapp_api.base_url),
-                ("access_token", "EAAe2etoken"),
-                ("phone_number_id", "106540352242922"),
-                ("app_secret", WHATSAPP_APP_SECRET),
-            ],
-        ),
-        account(
-            "twilio",
-            "twilio",
-            20,
-            &[
-                ("base_url", &twilio_api.base_url),
-                ("account_sid", "ACbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"),
-                ("auth_token", TWILIO_AUTH_TOKEN),
-                ("from", "+15005550006"),
-            ],
-        ),
-        account(
-            "ses",
-            "ses",
-            30,
-            &[
-                ("base_url", &ses_api.base_url),
-                ("region", moto::REGION),
-                ("access_key_id", &ses_api.access_key_id),
-                ("secret_access_key", &ses_api.secret_access_key),
-                ("from", moto::SENDER),
-            ],
-        ),
-    ] {
-        provider_accounts::put(&app.app.pool, &key, &account)
-            .await
-            .unwrap();
-    }
-    // The accounts are picked up by the next reload (every 2 s).
-    let deadline = tokio::time::Instant::now() + WITHIN;
-    while {
-        let mut names = app.app.providers.names();
-        names.sort();
-        names != ["ses", "twilio", "whatsapp"]
-    } {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "accounts not loaded"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    install_accounts(
+        &app,
+        &key,
+        &[
+            // Twilio could carry WhatsApp too: the Cloud API account comes first.
+            account(
+                "whatsapp",
+                "whatsapp",
+                10,
+                &[
+                    ("base_url", &whatsapp_api.base_url),
+                    ("access_token", "EAAe2etoken"),
+                    ("phone_number_id", "106540352242922"),
+                    ("app_secret", WHATSAPP_APP_SECRET),
+                ],
+            ),
+            account(
+                "twilio",
+                "twilio",
+                20,
+                &[
+                    ("base_url", &twilio_api.base_url),
+                    ("account_sid", "ACbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"),
+                    ("auth_token", TWILIO_AUTH_TOKEN),
+                    ("from", "+15005550006"),
+                ],
+            ),
+            account(
+                "ses",
+                "ses",
+                30,
+                &[
+                    ("base_url", &ses_api.base_url),
+                    ("region", moto::REGION),
+                    ("access_key_id", &ses_api.access_key_id),
+                    ("secret_access_key", &ses_api.secret_access_key),
+                    ("from", moto::SENDER),
+                ],
+            ),
+        ],
+    )
+    .await;
 
     let id = app
         .send(&json!({

@@ -52,6 +52,35 @@ pub(crate) fn account(
     }
 }
 
+/// Stores `accounts`, sealed with `key`, and waits until the running Hermes has loaded exactly
+/// them (the accounts reload every 2 s; until then the fallback serves).
+pub(crate) async fn install_accounts(
+    app: &TestApp,
+    key: &SealingKey,
+    accounts: &[ProviderAccount],
+) {
+    for account in accounts {
+        provider_accounts::put(&app.app.pool, key, account)
+            .await
+            .unwrap();
+    }
+    let mut expected: Vec<&str> = accounts.iter().map(|a| a.name.as_str()).collect();
+    expected.sort_unstable();
+    let deadline = tokio::time::Instant::now() + WITHIN;
+    loop {
+        let mut names = app.app.providers.names();
+        names.sort();
+        if names == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "accounts {expected:?} not loaded: {names:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until a new message is served by `expected` (the accounts reload every 2 s).
 pub(crate) async fn wait_until_served_by(app: &TestApp, expected: &str) -> String {
     let deadline = tokio::time::Instant::now() + WITHIN;

@@ -1,17 +1,15 @@
 //! A receipt counts only for the attempt and the account it belongs to: forged and replayed
 //! callbacks, each genuinely signed, are refused (problem+json) and record nothing.
 
-use crate::harness::{TestApp, message};
-use crate::providers::account;
+use crate::harness::{TestApp, WITHIN, message};
+use crate::providers::{account, install_accounts};
 use chrono::Utc;
 use hermes_adapters::mock::{SIGNATURE_HEADER, sign};
-use hermes_infra::provider_accounts::{self, SealingKey};
+use hermes_infra::provider_accounts::SealingKey;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use std::time::Duration;
 use uuid::Uuid;
 
-const WITHIN: Duration = Duration::from_secs(20);
 const MOCK_SECRET: &str = "mock-secret-for-receipt-binding";
 const VONAGE_SIGNATURE_SECRET: &str = "vonage-signature-secret";
 
@@ -98,50 +96,38 @@ async fn receipts_are_refused_at_another_accounts_webhook_or_another_attempts_ur
     .await;
     let key = SealingKey::from_hex(&key_hex).unwrap();
     let mock_url = app.app.mock.as_ref().unwrap().base_url();
-    for account in [
-        account(
-            "mock-a",
-            "mock",
-            10,
-            &[("base_url", &mock_url), ("secret", MOCK_SECRET)],
-        ),
-        account(
-            "mock-b",
-            "mock",
-            20,
-            &[("base_url", &mock_url), ("secret", MOCK_SECRET)],
-        ),
-        account(
-            "vonage",
-            "vonage",
-            30,
-            &[
-                ("api_key", "abcd1234"),
-                ("api_secret", "abcdef123456"),
-                ("from", "Hermes"),
-                ("signature_secret", VONAGE_SIGNATURE_SECRET),
-                ("signature_method", "sha256"),
-            ],
-        ),
-    ] {
-        provider_accounts::put(&app.app.pool, &key, &account)
-            .await
-            .unwrap();
-    }
-    // The accounts are picked up by the next reload (every 2 s): until then the fallback serves.
+    install_accounts(
+        &app,
+        &key,
+        &[
+            account(
+                "mock-a",
+                "mock",
+                10,
+                &[("base_url", &mock_url), ("secret", MOCK_SECRET)],
+            ),
+            account(
+                "mock-b",
+                "mock",
+                20,
+                &[("base_url", &mock_url), ("secret", MOCK_SECRET)],
+            ),
+            account(
+                "vonage",
+                "vonage",
+                30,
+                &[
+                    ("api_key", "abcd1234"),
+                    ("api_secret", "abcdef123456"),
+                    ("from", "Hermes"),
+                    ("signature_secret", VONAGE_SIGNATURE_SECRET),
+                    ("signature_method", "sha256"),
+                ],
+            ),
+        ],
+    )
+    .await;
     let deadline = tokio::time::Instant::now() + WITHIN;
-    while {
-        let mut names = app.app.providers.names();
-        names.sort();
-        names != ["mock-a", "mock-b", "vonage"]
-    } {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "accounts not loaded: {:?}",
-            app.app.providers.names()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let (id, attempt, provider_message_id) = loop {
         let id = app.send(&pending_sms()).await;
         let (attempt, provider, provider_message_id) = sent_attempt(&app, &id).await;

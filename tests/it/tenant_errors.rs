@@ -1,13 +1,10 @@
 //! What a tenant sees of a failed send: the stable code and a generic message, never the host's
 //! refusal (internal addresses, the account's allow-list) or a provider's raw text.
 
-use crate::harness::{TestApp, message};
-use crate::providers::account;
-use hermes_infra::provider_accounts::{self, SealingKey};
+use crate::harness::{TestApp, WITHIN, message};
+use crate::providers::{account, install_accounts};
+use hermes_infra::provider_accounts::SealingKey;
 use serde_json::json;
-use std::time::Duration;
-
-const WITHIN: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_fetch_shows_its_code_but_not_the_internal_address() {
@@ -23,14 +20,7 @@ async fn a_refused_fetch_shows_its_code_but_not_the_internal_address() {
         &[("base_url", &mock_url), ("secret", "s")],
     );
     sms.allow_private = false;
-    provider_accounts::put(&app.app.pool, &key, &sms)
-        .await
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + WITHIN;
-    while app.app.providers.names() != ["sms-internal"] {
-        assert!(tokio::time::Instant::now() < deadline, "account not loaded");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    install_accounts(&app, &key, &[sms]).await;
 
     let id = app
         .send(&message(json!({"phone": "+15550101234"}), &[("sms", 30)]))

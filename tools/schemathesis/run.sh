@@ -10,10 +10,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 venv="$here/.venv"
-if [ ! -x "$venv/bin/st" ]; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
-fi
+python3 "$here/../ensure_venv.py" "$here"
 
 if [ -z "${HERMES_URL:-}" ]; then
   bin="${HERMES_BIN:-$here/../../target/debug/hermes}"

@@ -11,9 +11,11 @@
 //! - [`FetchFailure`]: what a failed `fetch` means (a rejection, or in doubt).
 //! - [`HttpRequest`] and [`Outcome`]: a send's request and what its answer means; with them the
 //!   [`wit_glue!`] macro gives every plugin the same send path (`post`).
+//! - [`Status`]: what a receipt reports; [`receipt_glue!`] converts it to the WIT type.
 
 mod fetch;
 mod http;
+mod receipt;
 mod reject;
 
 pub use fetch::{FetchFailure, SendFailure};
@@ -21,6 +23,7 @@ pub use http::{
     MAX_ERROR_BODY, body_excerpt, body_or_status, header, pairs, retry_after, retryable_status,
     throttling_status,
 };
+pub use receipt::Status;
 pub use reject::Reject;
 
 /// A provider API request a plugin built: always a `POST` (every send here is one).

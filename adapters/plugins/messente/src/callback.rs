@@ -122,13 +122,7 @@ fn parse_timestamp(value: &str) -> Option<u64> {
     u64::try_from(secs).ok()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Sent,
-    Delivered,
-    Read,
-    Failed,
-}
+pub use hermes_guest_kit::Status;
 
 /// What one delivery report says about its message.
 #[derive(Debug, Clone, PartialEq, Eq)]

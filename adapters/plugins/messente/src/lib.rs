@@ -106,6 +106,7 @@ fn config() -> Config {
 }
 
 hermes_guest_kit::wit_glue!();
+hermes_guest_kit::receipt_glue!();
 
 impl Guest for MessentePlugin {
     fn describe() -> PluginInfo {
@@ -177,16 +178,9 @@ impl Guest for MessentePlugin {
                 vec![Receipt {
                     message_id,
                     attempt_id,
-                    status: match parsed.status {
-                        callback::Status::Sent => ReceiptStatus::Sent,
-                        callback::Status::Delivered => ReceiptStatus::Delivered,
-                        callback::Status::Read => ReceiptStatus::Read,
-                        callback::Status::Failed => ReceiptStatus::Failed,
-                    },
+                    status: parsed.status.into(),
                     provider_message_id: parsed.provider_message_id,
-                    error: parsed
-                        .error
-                        .map(|(code, message)| ReceiptError { code, message }),
+                    error: parsed.error.map(Into::into),
                 }]
             }
         };

@@ -197,11 +197,7 @@ pub fn topic_region(topic_arn: &str) -> Option<&str> {
     parts.next().filter(|r| is_region_label(r))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Delivered,
-    Failed,
-}
+pub use hermes_guest_kit::Status;
 
 /// Which Hermes attempt an event is about.
 #[derive(Debug, Clone, PartialEq, Eq)]

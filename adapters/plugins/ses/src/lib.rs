@@ -121,6 +121,7 @@ fn config() -> Config {
 }
 
 hermes_guest_kit::wit_glue!();
+hermes_guest_kit::receipt_glue!();
 
 fn message_id_key(provider_message_id: &str) -> String {
     format!("ses_mid:{provider_message_id}")
@@ -329,14 +330,9 @@ impl Guest for SesPlugin {
                 outcome(vec![Receipt {
                     message_id: ids.message_id,
                     attempt_id: ids.attempt_id,
-                    status: match parsed.status {
-                        callback::Status::Delivered => ReceiptStatus::Delivered,
-                        callback::Status::Failed => ReceiptStatus::Failed,
-                    },
+                    status: parsed.status.into(),
                     provider_message_id: parsed.provider_message_id,
-                    error: parsed
-                        .error
-                        .map(|(code, message)| ReceiptError { code, message }),
+                    error: parsed.error.map(Into::into),
                 }])
             }
             other => Err(CallbackError::Malformed(format!(

@@ -95,13 +95,7 @@ pub fn verify(
         })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Sent,
-    Delivered,
-    Read,
-    Failed,
-}
+pub use hermes_guest_kit::Status;
 
 /// What one callback says about its message.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -93,6 +93,7 @@ fn config() -> Config {
 }
 
 hermes_guest_kit::wit_glue!();
+hermes_guest_kit::receipt_glue!();
 
 impl Guest for TwilioPlugin {
     fn describe() -> PluginInfo {
@@ -183,15 +184,8 @@ fn receipt(message_id: String, attempt_id: String, parsed: callback::Parsed) -> 
     Receipt {
         message_id,
         attempt_id,
-        status: match parsed.status {
-            callback::Status::Sent => ReceiptStatus::Sent,
-            callback::Status::Delivered => ReceiptStatus::Delivered,
-            callback::Status::Read => ReceiptStatus::Read,
-            callback::Status::Failed => ReceiptStatus::Failed,
-        },
+        status: parsed.status.into(),
         provider_message_id: parsed.provider_message_id,
-        error: parsed
-            .error
-            .map(|(code, message)| ReceiptError { code, message }),
+        error: parsed.error.map(Into::into),
     }
 }

@@ -222,11 +222,7 @@ pub fn callback_params(
         .collect()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Delivered,
-    Failed,
-}
+pub use hermes_guest_kit::Status;
 
 /// What one receipt says about its message.
 #[derive(Debug, Clone, PartialEq, Eq)]

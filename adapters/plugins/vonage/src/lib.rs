@@ -111,6 +111,7 @@ fn config() -> Config {
 }
 
 hermes_guest_kit::wit_glue!();
+hermes_guest_kit::receipt_glue!();
 
 impl Guest for VonagePlugin {
     fn describe() -> PluginInfo {
@@ -208,19 +209,13 @@ impl Guest for VonagePlugin {
                 vec![Receipt {
                     message_id: receipt.message_id,
                     attempt_id: receipt.attempt_id,
-                    status: match receipt.parsed.status {
-                        callback::Status::Delivered => ReceiptStatus::Delivered,
-                        callback::Status::Failed => ReceiptStatus::Failed,
-                    },
+                    status: receipt.parsed.status.into(),
                     // Each part of a long text has its own `messageId`, while the attempt
                     // knows the first part's: naming the part would make Hermes refuse the
                     // other parts' receipts as about another message. The signed `client-ref`
                     // already binds the receipt to its attempt.
                     provider_message_id: None,
-                    error: receipt
-                        .parsed
-                        .error
-                        .map(|(code, message)| ReceiptError { code, message }),
+                    error: receipt.parsed.error.map(Into::into),
                 }]
             }
         };

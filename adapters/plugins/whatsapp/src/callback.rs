@@ -101,13 +101,7 @@ pub fn subscription_challenge(url: &str, verify_token: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Sent,
-    Delivered,
-    Read,
-    Failed,
-}
+pub use hermes_guest_kit::Status;
 
 /// One receipt from a notification.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -61,46 +61,17 @@ fn xml_field<'a>(xml: &'a str, tag: &str) -> &'a str {
     &xml[start..end]
 }
 
-/// `moto_server` from a virtualenv in `tools/moto/.venv`, made on first use from the pinned
-/// requirements (and made again when they change), so the tests need no manual install.
+/// `moto_server` from the virtualenv in `tools/moto/.venv`, made on first use from the pinned
+/// requirements by `tools/ensure_venv.py` (and made again when they change).
 fn moto_server_bin() -> PathBuf {
-    let tools = super::repo_root().join("tools/moto");
-    let venv = tools.join(".venv");
-    let requirements =
-        std::fs::read(tools.join("requirements.txt")).expect("tools/moto/requirements.txt");
-    // Written last, so a half-made virtualenv is never taken for a ready one.
-    let stamp = venv.join("installed-requirements.txt");
-    let ready = || std::fs::read(&stamp).is_ok_and(|installed| installed == requirements);
-    if !ready() {
-        // Several test binaries may get here at once: one installs, the others wait on the lock.
-        let lock = std::fs::File::create(std::env::temp_dir().join("hermes-moto-install.lock"))
-            .expect("creating the install lock");
-        lock.lock().expect("taking the install lock");
-        if !ready() {
-            let run = |program: &std::path::Path, args: &[&str]| {
-                let status = Command::new(program)
-                    .args(args)
-                    .current_dir(&tools)
-                    .status()
-                    .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
-                assert!(status.success(), "{} {args:?} failed", program.display());
-            };
-            let _ = std::fs::remove_dir_all(&venv);
-            run("python3".as_ref(), &["-m", "venv", ".venv"]);
-            run(
-                &venv.join("bin/pip"),
-                &[
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "-r",
-                    "requirements.txt",
-                ],
-            );
-            std::fs::write(&stamp, &requirements).expect("writing the install stamp");
-        }
-    }
-    venv.join("bin/moto_server")
+    let root = super::repo_root();
+    let status = Command::new("python3")
+        .arg(root.join("tools/ensure_venv.py"))
+        .arg(root.join("tools/moto"))
+        .status()
+        .expect("python3 runs (moto needs it)");
+    assert!(status.success(), "tools/ensure_venv.py tools/moto failed");
+    root.join("tools/moto/.venv/bin/moto_server")
 }
 
 async fn start() -> Moto {
