@@ -10,6 +10,7 @@ use hermes_command::CommandHandler;
 use hermes_command::accept_batcher::AcceptBatcher;
 use hermes_command::admin::{self, AdminState};
 use hermes_command::api::CommandState;
+use hermes_command::backlog::Backlog;
 use hermes_command::provider_source::ProviderSource;
 use hermes_command::saga::CascadeSaga;
 use hermes_infra::http::{Authenticator, ServerLimits};
@@ -165,6 +166,14 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
             hermes_command::reconcile::Reconciler::new(handler.clone(), providers.clone()),
         )));
     }
+    let backlog = if roles.api {
+        let max = args.max_backlog_age_ms.map(Duration::from_millis);
+        let (backlog, task) = Backlog::start(pool.clone(), max);
+        tasks.push(task);
+        backlog
+    } else {
+        Backlog::off()
+    };
     // The API is started whatever the roles, for health checks; its routes need the api role.
     let state = AppState {
         command: CommandState {
@@ -172,6 +181,7 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
             handler,
             providers,
             public_url,
+            backlog,
         },
         query: QueryState { pool: pool.clone() },
         auth: Authenticator::new(pool.clone()),

@@ -75,23 +75,34 @@ fn describe(event: &MessageEvent, state: Option<&Message>) -> String {
             timeout_at,
             ..
         } => format!(
-            "step {} ({channel}) started, times out {}",
+            "step {} ({channel}) started{}",
             step_index + 1,
-            timeout_at.format("%H:%M:%S%.3f")
+            times_out(timeout_at.as_ref())
         ),
         MessageEvent::AttemptDispatched {
             attempt_id,
             channel,
             provider,
             served_by,
+            step_timeout_at,
             ..
         } => format!(
-            "attempt {} dispatched: {channel} via {provider}{}",
+            "attempt {} dispatched: {channel} via {provider}{}{}",
             short(attempt_id),
             served_by
                 .as_ref()
                 .map(|s| format!(" ({s})"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            times_out(step_timeout_at.as_ref()).replacen(",", "; the step", 1)
+        ),
+        MessageEvent::StepUnserved {
+            step_index,
+            timeout_at,
+            ..
+        } => format!(
+            "step {}: no provider account can serve it{}",
+            step_index + 1,
+            times_out(Some(timeout_at))
         ),
         MessageEvent::AttemptInDoubt {
             attempt_id, reason, ..
@@ -166,4 +177,10 @@ fn describe(event: &MessageEvent, state: Option<&Message>) -> String {
         MessageEvent::MessageExpired { .. } => "message expired (ttl)".into(),
         MessageEvent::MessageCancelled { .. } => "message cancelled".into(),
     }
+}
+
+/// `, times out HH:MM:SS.mmm` when a step's clock is known.
+fn times_out(at: Option<&chrono::DateTime<chrono::Utc>>) -> String {
+    at.map(|at| format!(", times out {}", at.format("%H:%M:%S%.3f")))
+        .unwrap_or_default()
 }

@@ -71,6 +71,10 @@ pub struct ServerArgs {
     /// `request_timeout`.
     #[arg(long, env = "HERMES_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
     pub request_timeout_ms: u64,
+    /// Refuse new messages (503 `overloaded`) while accepted ones have waited longer than this for
+    /// their dispatch. Off when unset.
+    #[arg(long, env = "HERMES_MAX_BACKLOG_AGE_MS")]
+    pub max_backlog_age_ms: Option<u64>,
     /// Delay before the embedded mock provider sends a delivery receipt.
     #[arg(long, env = "HERMES_MOCK_RECEIPT_DELAY_MS", default_value_t = 200)]
     pub mock_receipt_delay_ms: u64,

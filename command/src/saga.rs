@@ -112,9 +112,10 @@ impl CascadeSaga {
                     }));
                 }
                 let Some(provider) = pick_provider(step.channel, &candidates, &m.providers_tried(step_index)) else {
-                    // Nothing can serve the step now; its timeout moves the cascade on.
+                    // Nothing can serve the step now. Its clock starts (unless an attempt started
+                    // it already), so its timeout moves the cascade on.
                     tracing::warn!(%message_id, channel = %step.channel, "no provider left for the step");
-                    return Ok(None);
+                    return Ok(Some(MessageCommand::NoProvider { step_index }));
                 };
                 Ok(Some(MessageCommand::DispatchAttempt {
                     step_index,

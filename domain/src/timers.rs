@@ -23,15 +23,27 @@ pub fn timer_effect(event: &MessageEvent) -> Option<TimerEffect> {
             kind: TimerKind::Ttl,
             due_at: *due_at,
         }),
+        // A step's clock starts at its first dispatch, or when nothing could serve it (steps
+        // started before that rule carry their timeout on `StepStarted`).
         MessageEvent::StepStarted {
             step_index,
-            timeout_at,
+            timeout_at: Some(due_at),
+            ..
+        }
+        | MessageEvent::AttemptDispatched {
+            step_index,
+            step_timeout_at: Some(due_at),
+            ..
+        }
+        | MessageEvent::StepUnserved {
+            step_index,
+            timeout_at: due_at,
             ..
         } => Some(TimerEffect::Arm {
             kind: TimerKind::StepTimeout {
                 step_index: *step_index,
             },
-            due_at: *timeout_at,
+            due_at: *due_at,
         }),
         e if e.is_terminal() => Some(TimerEffect::DisarmAll),
         _ => None,

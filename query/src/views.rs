@@ -22,7 +22,9 @@ pub struct CurrentStepView {
     pub index: usize,
     pub channel: Channel,
     pub started_at: DateTime<Utc>,
-    pub timeout_at: DateTime<Utc>,
+    /// When the step times out: `null` until its first attempt is dispatched, since a step's
+    /// timeout counts from its dispatch (time spent waiting for a worker never consumes it).
+    pub timeout_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -55,7 +57,8 @@ pub struct AttemptView {
 pub struct MessageView {
     pub id: Uuid,
     pub status: MessageStatus,
-    /// Why the message failed, expired or was cancelled (`exhausted`, `ttl_expired`, `cancelled`).
+    /// Why the message failed, expired or was cancelled (`exhausted`, `ttl_expired`,
+    /// `ttl_expired_before_dispatch` when nothing was ever sent, `cancelled`).
     pub reason: Option<String>,
     pub reference: Option<String>,
     #[schema(value_type = Option<Object>)]

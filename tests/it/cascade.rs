@@ -110,7 +110,13 @@ async fn a_message_past_its_ttl_expires() {
     body["ttl_seconds"] = json!(1);
     let id = app.send(&body).await;
     let m = app.wait_for_status(&id, "expired", WITHIN).await;
-    assert_eq!(m["reason"], "ttl_expired");
+    // Usually dispatched within the second; on a loaded machine the TTL may come first.
+    let expected = if m["attempts"].as_array().unwrap().is_empty() {
+        "ttl_expired_before_dispatch"
+    } else {
+        "ttl_expired"
+    };
+    assert_eq!(m["reason"], expected, "{m}");
     assert!(m["expires_at"].is_string());
 }
 

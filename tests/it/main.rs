@@ -20,6 +20,7 @@ mod provider_cascade;
 mod providers;
 mod read_model;
 mod receipt_binding;
+mod saga_backlog;
 mod sealed_accounts;
 mod secrets_argv;
 mod server_limits;

@@ -1,5 +1,6 @@
 //! Errors of the command API, each a problem+json response with a stable code.
 
+use crate::backlog::Overloaded;
 use crate::handler::CommandError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -22,6 +23,12 @@ pub enum ApiError {
     InvalidIdempotencyKey(&'static str),
     #[error("no provider serves channel {0}")]
     ChannelUnavailable(String),
+    #[error(
+        "Hermes is overloaded: messages accepted {}s ago still wait for their dispatch; retry in {}s",
+        .0.backlog_age.as_secs(),
+        .0.retry_after.as_secs()
+    )]
+    Overloaded(Overloaded),
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("unknown provider {0}")]
@@ -68,6 +75,16 @@ impl IntoResponse for ApiError {
                 "channel_unavailable",
                 detail,
             ),
+            ApiError::Overloaded(o) => {
+                let mut response =
+                    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", detail)
+                        .into_response();
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(o.retry_after.as_secs()),
+                );
+                return response;
+            }
             ApiError::NotFound(what) => Problem::not_found(what),
             ApiError::UnknownProvider(_) => {
                 Problem::new(StatusCode::NOT_FOUND, "unknown_provider", detail)

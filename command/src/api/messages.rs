@@ -129,6 +129,8 @@ pub(super) fn trace_metadata(headers: &HeaderMap, tenant: &Tenant) -> EventMetad
         (status = 409, description = "The Idempotency-Key was used with another body", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Overloaded (code `overloaded`, see `Retry-After`): accepted messages wait too long for their dispatch", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     ),
     security(("api_key" = []))
 )]
@@ -155,6 +157,8 @@ pub async fn send_message(
             })
         }
     };
+    // Refused before anything else is done: the cheapest answer while the workers catch up.
+    state.backlog.admit().map_err(ApiError::Overloaded)?;
     let r = body.value;
     let spec = validation::validate(MessageDraft {
         to: Recipient {

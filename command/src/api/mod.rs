@@ -10,6 +10,7 @@ pub mod receipts;
 pub mod traceparent;
 
 use crate::accept_batcher::AcceptBatcher;
+use crate::backlog::Backlog;
 use crate::handler::CommandHandler;
 use axum::extract::FromRef;
 use hermes_adapters::ProviderRegistry;
@@ -26,6 +27,8 @@ pub struct CommandState {
     pub providers: ProviderRegistry,
     /// The base URL providers reach this Hermes at (receipts are verified against it).
     pub public_url: String,
+    /// How far dispatch is behind; new messages are refused past its maximum.
+    pub backlog: Backlog,
 }
 
 pub fn router<S>() -> OpenApiRouter<S>

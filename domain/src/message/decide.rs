@@ -7,7 +7,7 @@
 use crate::channel::{Channel, Until};
 use crate::ids::{AttemptId, TenantId};
 use crate::message::events::{AttemptError, Completion, MessageEvent, ReceiptStatus};
-use crate::message::spec::MessageSpec;
+use crate::message::spec::{CascadeStep, MessageSpec};
 use crate::message::state::{AttemptStatus, Message, MessageStatus};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -61,6 +61,11 @@ pub enum MessageCommand {
     AcknowledgePush {
         status: ReceiptStatus,
     },
+    /// The saga found no provider account for the step's channel: the step's clock starts, so
+    /// its timeout moves the cascade on.
+    NoProvider {
+        step_index: usize,
+    },
     FireTimer(TimerKind),
     Cancel,
 }
@@ -103,7 +108,8 @@ pub fn accept(tenant_id: TenantId, spec: MessageSpec, now: DateTime<Utc>) -> Vec
             step_index: 0,
             channel: first.channel,
             until: first.until,
-            timeout_at: now + Duration::seconds(i64::from(first.timeout_seconds)),
+            // The step's clock starts at its dispatch, not here (see `decide_dispatch`).
+            timeout_at: None,
             at: now,
         },
     ]
@@ -151,6 +157,7 @@ impl Message {
                     .ok_or(DomainError::NoPushAttempt)?;
                 self.decide_receipt(attempt.id, *status, &None, &None, now)
             }
+            MessageCommand::NoProvider { step_index } => Ok(self.decide_unserved(*step_index, now)),
             MessageCommand::FireTimer(kind) => Ok(self.decide_timer(*kind, now)),
             MessageCommand::Cancel => self.decide_cancel(now),
         }
@@ -197,13 +204,32 @@ impl Message {
         if made.last().is_some_and(|last| last.is_awaited()) {
             return vec![];
         }
-        let channel = self.spec.cascade[step_index].channel;
+        let step = self.spec.cascade[step_index];
         vec![MessageEvent::AttemptDispatched {
             attempt_id,
             step_index,
-            channel,
+            channel: step.channel,
             provider: provider.to_owned(),
             served_by,
+            // The step's first dispatch starts its clock: waiting for a worker took none of it.
+            step_timeout_at: (!self.step_clock_started()).then(|| step_timeout(step, now)),
+            at: now,
+        }]
+    }
+
+    fn decide_unserved(&self, step_index: usize, now: DateTime<Utc>) -> Vec<MessageEvent> {
+        if self.is_terminal()
+            || self.current_step_index() != Some(step_index)
+            || self.step_clock_started()
+        {
+            return vec![];
+        }
+        if self.expires_at.is_some_and(|e| e <= now) {
+            return vec![MessageEvent::MessageExpired { at: now }];
+        }
+        vec![MessageEvent::StepUnserved {
+            step_index,
+            timeout_at: step_timeout(self.spec.cascade[step_index], now),
             at: now,
         }]
     }
@@ -374,7 +400,8 @@ impl Message {
         match kind {
             TimerKind::Ttl => vec![MessageEvent::MessageExpired { at: now }],
             TimerKind::StepTimeout { step_index } => {
-                if self.current_step_index() != Some(step_index) {
+                // A step times out only once its clock runs (see `decide_dispatch`).
+                if self.current_step_index() != Some(step_index) || !self.step_clock_started() {
                     return vec![];
                 }
                 let mut events = vec![MessageEvent::StepTimedOut {
@@ -414,7 +441,7 @@ impl Message {
                 step_index: next,
                 channel: step.channel,
                 until: step.until,
-                timeout_at: now + Duration::seconds(i64::from(step.timeout_seconds)),
+                timeout_at: None,
                 at: now,
             }],
             None => vec![MessageEvent::MessageFailed {
@@ -423,4 +450,9 @@ impl Message {
             }],
         }
     }
+}
+
+/// When a step whose clock starts at `now` times out.
+fn step_timeout(step: CascadeStep, now: DateTime<Utc>) -> DateTime<Utc> {
+    now + Duration::seconds(i64::from(step.timeout_seconds))
 }

@@ -55,7 +55,12 @@ pub enum MessageEvent {
         step_index: usize,
         channel: Channel,
         until: Until,
-        timeout_at: DateTime<Utc>,
+        /// When the step times out. Only on steps started before a step's clock started at its
+        /// dispatch: a step's timeout now comes with its first dispatch (`step_timeout_at` of
+        /// [`MessageEvent::AttemptDispatched`]) or with [`MessageEvent::StepUnserved`], so that
+        /// time spent waiting for a worker never consumes it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_at: Option<DateTime<Utc>>,
         at: DateTime<Utc>,
     },
     /// Written *before* the provider is called: if the outcome never follows, the attempt is in doubt.
@@ -68,6 +73,17 @@ pub enum MessageEvent {
         /// in events written before plugins were versioned.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         served_by: Option<String>,
+        /// The step's first dispatch starts its clock: when the step times out. Absent on later
+        /// attempts of the step (failovers share the step's time) and in older events.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step_timeout_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    },
+    /// No provider account could serve the step's channel when the step's turn came: nothing was
+    /// sent, and the step's clock starts here, so its timeout moves the cascade on.
+    StepUnserved {
+        step_index: usize,
+        timeout_at: DateTime<Utc>,
         at: DateTime<Utc>,
     },
     /// We cannot know whether the provider got the request (crash or timeout after it left).
@@ -130,6 +146,7 @@ impl MessageEvent {
             MessageEvent::MessageAccepted { .. } => "MessageAccepted",
             MessageEvent::StepStarted { .. } => "StepStarted",
             MessageEvent::AttemptDispatched { .. } => "AttemptDispatched",
+            MessageEvent::StepUnserved { .. } => "StepUnserved",
             MessageEvent::AttemptInDoubt { .. } => "AttemptInDoubt",
             MessageEvent::AttemptSent { .. } => "AttemptSent",
             MessageEvent::AttemptRejected { .. } => "AttemptRejected",
@@ -147,6 +164,7 @@ impl MessageEvent {
             MessageEvent::MessageAccepted { at, .. }
             | MessageEvent::StepStarted { at, .. }
             | MessageEvent::AttemptDispatched { at, .. }
+            | MessageEvent::StepUnserved { at, .. }
             | MessageEvent::AttemptInDoubt { at, .. }
             | MessageEvent::AttemptSent { at, .. }
             | MessageEvent::AttemptRejected { at, .. }

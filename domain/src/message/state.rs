@@ -154,7 +154,10 @@ impl Attempt {
 pub struct CurrentStep {
     pub index: usize,
     pub started_at: DateTime<Utc>,
-    pub timeout_at: DateTime<Utc>,
+    /// When the step times out: unknown until its first attempt is dispatched (or no provider
+    /// could serve it), since the step's clock starts then.
+    #[serde(default)]
+    pub timeout_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -245,9 +248,11 @@ impl Message {
                 step_index,
                 channel,
                 provider,
+                step_timeout_at,
                 at,
                 ..
             } => {
+                self.start_step_clock(*step_index, *step_timeout_at);
                 self.status = MessageStatus::Sending;
                 self.attempts.push(Attempt {
                     id: *attempt_id,
@@ -266,6 +271,11 @@ impl Message {
                     updated_at: *at,
                 });
             }
+            MessageEvent::StepUnserved {
+                step_index,
+                timeout_at,
+                ..
+            } => self.start_step_clock(*step_index, Some(*timeout_at)),
             MessageEvent::AttemptInDoubt { attempt_id, at, .. } => {
                 if let Some(a) = self.attempt_mut(*attempt_id) {
                     a.status = AttemptStatus::InDoubt;
@@ -370,13 +380,35 @@ impl Message {
             }
             MessageEvent::MessageExpired { .. } => {
                 self.status = MessageStatus::Expired;
-                self.reason = Some("ttl_expired".into());
+                // Only the TTL ends a message that was never tried; its reason says so.
+                self.reason = Some(if self.attempts.is_empty() {
+                    "ttl_expired_before_dispatch".into()
+                } else {
+                    "ttl_expired".into()
+                });
             }
             MessageEvent::MessageCancelled { .. } => {
                 self.status = MessageStatus::Cancelled;
                 self.reason = Some("cancelled".into());
             }
         }
+    }
+
+    fn start_step_clock(&mut self, step_index: usize, timeout_at: Option<DateTime<Utc>>) {
+        if let (Some(step), Some(timeout_at)) = (self.current_step.as_mut(), timeout_at)
+            && step.index == step_index
+            && step.timeout_at.is_none()
+        {
+            step.timeout_at = Some(timeout_at);
+        }
+    }
+
+    /// Whether the current step's clock runs (its first attempt was dispatched, or nothing could
+    /// serve it). Until then the step waits for a worker, and its timeout cannot fire.
+    pub fn step_clock_started(&self) -> bool {
+        self.current_step
+            .as_ref()
+            .is_some_and(|s| s.timeout_at.is_some())
     }
 
     pub fn attempt(&self, id: AttemptId) -> Option<&Attempt> {

@@ -250,23 +250,65 @@ impl Fx {
             step_index,
             channel: s.channel,
             until: s.until,
-            timeout_at: at + Duration::seconds(i64::from(s.timeout_seconds)),
+            timeout_at: None,
             at,
         }
     }
 
+    /// The first attempt of a step dispatched at `at`: the step's clock starts.
     pub(super) fn dispatched(
         &self,
         attempt_id: AttemptId,
         step_index: usize,
         at: DateTime<Utc>,
     ) -> MessageEvent {
+        let timeout = self.spec.cascade[step_index].timeout_seconds;
         MessageEvent::AttemptDispatched {
             attempt_id,
             step_index,
             channel: self.spec.cascade[step_index].channel,
             provider: PROVIDER.into(),
             served_by: Some(SERVED_BY.into()),
+            step_timeout_at: Some(at + Duration::seconds(i64::from(timeout))),
+            at,
+        }
+    }
+
+    /// A further attempt of a step (a failover): the step's clock runs already.
+    pub(super) fn failover_dispatched(
+        &self,
+        attempt_id: AttemptId,
+        step_index: usize,
+        at: DateTime<Utc>,
+    ) -> MessageEvent {
+        match self.dispatched(attempt_id, step_index, at) {
+            MessageEvent::AttemptDispatched {
+                attempt_id,
+                step_index,
+                channel,
+                provider,
+                served_by,
+                at,
+                ..
+            } => MessageEvent::AttemptDispatched {
+                attempt_id,
+                step_index,
+                channel,
+                provider,
+                served_by,
+                step_timeout_at: None,
+                at,
+            },
+            _ => unreachable!(),
+        }
+    }
+
+    /// No provider could serve the step at `at`: its clock starts without an attempt.
+    pub(super) fn unserved(&self, step_index: usize, at: DateTime<Utc>) -> MessageEvent {
+        let timeout = self.spec.cascade[step_index].timeout_seconds;
+        MessageEvent::StepUnserved {
+            step_index,
+            timeout_at: at + Duration::seconds(i64::from(timeout)),
             at,
         }
     }

@@ -10,6 +10,8 @@
 //! - (d) `version` is the number of events applied;
 //! - (e) a recorded receipt moves its attempt strictly forward (monotone status, so however often
 //!   callbacks are replayed an attempt records at most three receipts);
+//! - (f) a step times out only once its clock runs (its first dispatch, or no provider could
+//!   serve it): time spent waiting for a worker never fails a message;
 //!
 //! and after every command: delivering it again decides nothing new (a dispatch delivered again
 //! may put its attempt in doubt, but never dispatches). Finally, firing the current step's
@@ -45,6 +47,8 @@ enum Action {
     Receipt(Index, ReceiptStatus, bool),
     /// The step timeout timer of some step fires.
     StepTimeout(usize),
+    /// The saga finds no provider account for some step.
+    NoProvider(usize),
     Ttl,
     Cancel,
     /// The tenant acknowledges a push (delivered or read).
@@ -103,6 +107,7 @@ fn action() -> impl Strategy<Value = Action> {
         8 => (any::<Index>(), receipt_status(), any::<bool>())
             .prop_map(|(i, s, id)| Action::Receipt(i, s, id)),
         3 => (0usize..5).prop_map(Action::StepTimeout),
+        1 => (0usize..5).prop_map(Action::NoProvider),
         1 => Just(Action::Ttl),
         1 => Just(Action::Cancel),
         2 => any::<bool>().prop_map(Action::AckPush),
@@ -232,11 +237,13 @@ impl Sim {
                 // The timer of the current step fires when due; others are stale deliveries.
                 if let Some(cur) = &self.state.current_step
                     && cur.index == *s
+                    && let Some(due) = cur.timeout_at
                 {
-                    self.now = self.now.max(cur.timeout_at);
+                    self.now = self.now.max(due);
                 }
                 step_timer(*s)
             }
+            Action::NoProvider(s) => MessageCommand::NoProvider { step_index: *s },
             Action::Ttl => {
                 // A TTL timer exists only when the message has a TTL, and fires when due.
                 self.now = self.now.max(self.state.expires_at?);
@@ -301,6 +308,17 @@ impl Sim {
                 "{} after the message ended ({:?})",
                 e.event_type(),
                 self.state.status
+            );
+        }
+        // (f)
+        if let MessageEvent::StepTimedOut { step_index, .. } = e {
+            prop_assert!(
+                self.state
+                    .current_step
+                    .as_ref()
+                    .is_some_and(|s| s.index == *step_index && s.timeout_at.is_some()),
+                "step {} timed out before its clock started",
+                step_index
             );
         }
         // (e)
@@ -393,7 +411,15 @@ impl Sim {
             if self.state.is_terminal() {
                 break;
             }
-            self.now = self.now.max(cur.timeout_at);
+            if cur.timeout_at.is_none() {
+                // Nothing dispatched the step yet; a saga that finds no provider starts its clock.
+                self.run(&MessageCommand::NoProvider {
+                    step_index: cur.index,
+                })?;
+            }
+            if let Some(due) = self.state.current_step.as_ref().and_then(|s| s.timeout_at) {
+                self.now = self.now.max(due);
+            }
             self.run(&step_timer(cur.index))?;
         }
         prop_assert!(

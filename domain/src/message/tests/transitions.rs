@@ -6,7 +6,7 @@ use crate::message::{AttemptStatus, MessageStatus};
 // --- accepting -------------------------------------------------------------------------------
 
 #[test]
-fn accepting_a_message_starts_its_first_step_with_the_step_timeout() {
+fn accepting_a_message_starts_its_first_step_whose_clock_waits_for_its_dispatch() {
     let fx = Fx::three_steps();
     MessageTest::given_no_previous_events()
         .when_accepted(fx.spec.clone(), t(0))
@@ -21,7 +21,7 @@ fn accepting_a_message_starts_its_first_step_with_the_step_timeout() {
                 step_index: 0,
                 channel: Channel::Sms,
                 until: Until::Delivered,
-                timeout_at: t(60),
+                timeout_at: None,
                 at: t(0),
             },
         ])
@@ -30,7 +30,7 @@ fn accepting_a_message_starts_its_first_step_with_the_step_timeout() {
             assert_eq!(m.tenant_id, TENANT);
             assert_eq!(m.status, MessageStatus::Accepted);
             assert_eq!(m.current_step_index(), Some(0));
-            assert_eq!(m.current_step.as_ref().map(|s| s.timeout_at), Some(t(60)));
+            assert_eq!(m.current_step.as_ref().map(|s| s.timeout_at), Some(None));
             assert!(m.attempts.is_empty());
             assert_eq!(m.expires_at, None);
             assert_eq!(m.accepted_at, t(0));
@@ -53,7 +53,7 @@ fn a_ttl_sets_when_the_message_expires() {
                 step_index: 0,
                 channel: Channel::Whatsapp,
                 until: Until::Read,
-                timeout_at: t(120),
+                timeout_at: None,
                 at: t(0),
             },
         ])
@@ -73,9 +73,12 @@ fn dispatching_the_first_step_records_the_attempt_and_the_message_is_sending() {
             channel: Channel::Sms,
             provider: PROVIDER.into(),
             served_by: Some(SERVED_BY.into()),
+            // The step's 60 s count from its dispatch.
+            step_timeout_at: Some(t(61)),
             at: t(1),
         }])
         .then_state(|m| {
+            assert_eq!(m.current_step.as_ref().unwrap().timeout_at, Some(t(61)));
             assert_eq!(m.status, MessageStatus::Sending);
             let a = m.active_attempt().expect("an attempt in flight");
             assert_eq!(a.id, attempt(1));
@@ -448,7 +451,7 @@ fn a_retryable_rejection_with_failover_stays_on_the_step_for_the_next_provider()
     history.push(rejected(attempt(1), true, true, t(2)));
     MessageTest::given(history)
         .when(dispatch(0, 1, attempt(2)), t(3))
-        .then_expect_events(vec![fx.dispatched(attempt(2), 0, t(3))])
+        .then_expect_events(vec![fx.failover_dispatched(attempt(2), 0, t(3))])
         .then_state(|m| {
             assert_eq!(m.active_attempt().map(|a| a.id), Some(attempt(2)));
             assert_eq!(m.step_attempts(0).count(), 2);
@@ -510,7 +513,7 @@ fn a_late_receipt_for_an_attempt_that_failed_over_is_late_and_does_not_block_the
         .then_expect_events(vec![receipt(attempt(1), ReceiptStatus::Read, true, t(4))]);
     MessageTest::given(history)
         .when(dispatch(0, 1, attempt(2)), t(4))
-        .then_expect_events(vec![fx.dispatched(attempt(2), 0, t(4))])
+        .then_expect_events(vec![fx.failover_dispatched(attempt(2), 0, t(4))])
         .then_state(|m| {
             assert_eq!(m.active_attempt().map(|a| a.id), Some(attempt(2)));
             let awaited = m.step_attempts(0).filter(|a| a.is_awaited()).count();
@@ -535,16 +538,79 @@ fn the_step_timeout_moves_to_the_next_step_and_names_the_attempt_in_flight() {
                 AttemptStatus::TimedOut
             );
             assert_eq!(m.current_step_index(), Some(1));
-            assert_eq!(m.current_step.as_ref().map(|s| s.timeout_at), Some(t(360)));
+            // The next step's clock waits for its dispatch.
+            assert_eq!(m.current_step.as_ref().map(|s| s.timeout_at), Some(None));
         });
 }
 
 #[test]
 fn the_step_timeout_with_nothing_in_flight_names_no_attempt() {
     let fx = Fx::three_steps();
+    let mut history = fx.accepted();
+    history.push(fx.unserved(0, t(5)));
+    MessageTest::given(history)
+        .when(step_timer(0), t(65))
+        .then_expect_events(vec![timed_out(0, None, t(65)), fx.started(1, t(65))]);
+}
+
+#[test]
+fn a_step_waiting_for_a_worker_never_times_out() {
+    // Overload: the saga has not reached the message yet. Its step has no clock, so a timer
+    // (one armed by an older Hermes at the step's start) fails nothing.
+    let fx = Fx::one_step(Until::Delivered);
     MessageTest::given(fx.accepted())
-        .when(step_timer(0), t(60))
-        .then_expect_events(vec![timed_out(0, None, t(60)), fx.started(1, t(60))]);
+        .when(step_timer(0), t(3600))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_failover_keeps_the_time_its_step_started_with() {
+    let fx = Fx::three_steps();
+    let mut history = fx.dispatched_first();
+    history.push(MessageEvent::AttemptRejected {
+        attempt_id: attempt(1),
+        error: provider_error(),
+        retryable: true,
+        failover: true,
+        at: t(2),
+    });
+    MessageTest::given(history)
+        .when(dispatch(0, 1, attempt(2)), t(30))
+        .then_expect_events(vec![fx.failover_dispatched(attempt(2), 0, t(30))])
+        .then_state(|m| assert_eq!(m.current_step.as_ref().unwrap().timeout_at, Some(t(61))));
+}
+
+#[test]
+fn a_step_no_provider_can_serve_starts_its_clock_once() {
+    let fx = Fx::three_steps();
+    MessageTest::given(fx.accepted())
+        .when(MessageCommand::NoProvider { step_index: 0 }, t(7))
+        .then_expect_events(vec![fx.unserved(0, t(7))])
+        .then_state(|m| {
+            assert_eq!(m.current_step.as_ref().unwrap().timeout_at, Some(t(67)));
+            assert!(m.attempts.is_empty());
+        });
+    let mut history = fx.accepted();
+    history.push(fx.unserved(0, t(7)));
+    MessageTest::given(history)
+        .when(MessageCommand::NoProvider { step_index: 0 }, t(9))
+        .then_expect_events(vec![]);
+    // Once dispatched, the step has its clock: a later "no provider" changes nothing.
+    MessageTest::given(fx.dispatched_first())
+        .when(MessageCommand::NoProvider { step_index: 0 }, t(9))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_message_the_ttl_ends_before_any_dispatch_says_so() {
+    let fx = Fx::with_ttl(vec![step(Channel::Sms, 60, Until::Delivered)], 600);
+    MessageTest::given(fx.accepted())
+        .when(MessageCommand::FireTimer(TimerKind::Ttl), t(600))
+        .then_expect_events(vec![MessageEvent::MessageExpired { at: t(600) }])
+        .then_state(|m| assert_eq!(m.reason.as_deref(), Some("ttl_expired_before_dispatch")));
+    MessageTest::given(fx.sent_first())
+        .when(MessageCommand::FireTimer(TimerKind::Ttl), t(600))
+        .then_state(|m| assert_eq!(m.reason.as_deref(), Some("ttl_expired")));
 }
 
 #[test]

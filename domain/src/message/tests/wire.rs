@@ -10,13 +10,41 @@ use std::collections::BTreeSet;
 // --- timer effects ---------------------------------------------------------------------------
 
 #[test]
-fn a_started_step_arms_its_timeout_at_timeout_at() {
+fn a_steps_first_dispatch_arms_its_timeout_and_a_failover_arms_nothing() {
     let fx = Fx::three_steps();
+    assert_eq!(timer_effect(&fx.started(1, t(10))), None);
     assert_eq!(
-        timer_effect(&fx.started(1, t(10))),
+        timer_effect(&fx.dispatched(attempt(2), 1, t(40))),
         Some(TimerEffect::Arm {
             kind: TimerKind::StepTimeout { step_index: 1 },
-            due_at: t(310),
+            due_at: t(340),
+        })
+    );
+    assert_eq!(
+        timer_effect(&fx.failover_dispatched(attempt(3), 1, t(50))),
+        None
+    );
+    assert_eq!(
+        timer_effect(&fx.unserved(2, t(60))),
+        Some(TimerEffect::Arm {
+            kind: TimerKind::StepTimeout { step_index: 2 },
+            due_at: t(90),
+        })
+    );
+}
+
+#[test]
+fn a_step_started_by_an_older_hermes_keeps_the_timeout_it_was_stored_with() {
+    let payload = serde_json::json!({
+        "type": "StepStarted", "step_index": 0, "channel": "sms", "until": "delivered",
+        "timeout_at": "2026-01-01T00:01:00Z", "at": "2026-01-01T00:00:00Z"
+    });
+    let event = MessageEvent::from_stored("StepStarted", SCHEMA_VERSION, payload).unwrap();
+    assert_eq!(
+        timer_effect(&event),
+        Some(TimerEffect::Arm {
+            kind: TimerKind::StepTimeout { step_index: 0 },
+            due_at: "2026-01-01T00:01:00Z".parse().unwrap(),
         })
     );
 }
@@ -38,7 +66,7 @@ fn an_accepted_message_with_a_ttl_arms_the_ttl_timer() {
 }
 
 #[test]
-fn accept_arms_the_first_step_timeout_and_the_ttl() {
+fn accept_arms_the_ttl_and_no_step_timeout_before_the_dispatch() {
     let fx = Fx::with_ttl(Fx::three_steps().spec.cascade, 600);
     let effects: Vec<_> = accept(TENANT, fx.spec, t(0))
         .iter()
@@ -46,16 +74,10 @@ fn accept_arms_the_first_step_timeout_and_the_ttl() {
         .collect();
     assert_eq!(
         effects,
-        vec![
-            TimerEffect::Arm {
-                kind: TimerKind::Ttl,
-                due_at: t(600)
-            },
-            TimerEffect::Arm {
-                kind: TimerKind::StepTimeout { step_index: 0 },
-                due_at: t(60)
-            },
-        ]
+        vec![TimerEffect::Arm {
+            kind: TimerKind::Ttl,
+            due_at: t(600)
+        },]
     );
 }
 
@@ -67,7 +89,9 @@ fn terminal_events_disarm_every_timer() {
             assert_eq!(effect, Some(TimerEffect::DisarmAll), "{}", e.event_type());
         } else if !matches!(
             e,
-            MessageEvent::MessageAccepted { .. } | MessageEvent::StepStarted { .. }
+            MessageEvent::MessageAccepted { .. }
+                | MessageEvent::AttemptDispatched { .. }
+                | MessageEvent::StepUnserved { .. }
         ) {
             assert_eq!(effect, None, "{} arms nothing", e.event_type());
         }
@@ -112,6 +136,7 @@ fn every_event() -> Vec<MessageEvent> {
         fx.message_accepted(t(0)),
         fx.started(0, t(0)),
         fx.dispatched(a, 0, t(1)),
+        fx.unserved(1, t(1)),
         in_doubt(a, t(2)),
         sent(a, t(3)),
         rejected(a, true, true, t(4)),
@@ -147,6 +172,7 @@ fn variant(e: &MessageEvent) -> usize {
         MessageEvent::MessageFailed { .. } => 9,
         MessageEvent::MessageExpired { .. } => 10,
         MessageEvent::MessageCancelled { .. } => 11,
+        MessageEvent::StepUnserved { .. } => 12,
     }
 }
 
@@ -154,7 +180,7 @@ fn variant(e: &MessageEvent) -> usize {
 fn every_event_survives_a_round_trip_through_its_stored_form() {
     let events = every_event();
     let variants: BTreeSet<usize> = events.iter().map(variant).collect();
-    assert_eq!(variants, (0..12).collect(), "one event of every variant");
+    assert_eq!(variants, (0..13).collect(), "one event of every variant");
 
     for e in events {
         let payload = serde_json::to_value(&e).expect("serializable");
@@ -172,7 +198,7 @@ fn every_event_survives_a_round_trip_through_its_stored_form() {
 #[test]
 fn event_types_are_distinct() {
     let names: BTreeSet<&str> = every_event().iter().map(|e| e.event_type()).collect();
-    assert_eq!(names.len(), 12);
+    assert_eq!(names.len(), 13);
 }
 
 #[test]
