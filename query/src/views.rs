@@ -50,6 +50,9 @@ pub struct AttemptView {
     pub delivered_at: Option<DateTime<Utc>>,
     pub read_at: Option<DateTime<Utc>>,
     pub failed_at: Option<DateTime<Utc>>,
+    /// When Hermes put the attempt in doubt (it could not know whether the provider got it);
+    /// kept after a receipt or the step's timeout settled it.
+    pub in_doubt_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -125,6 +128,7 @@ impl From<Attempt> for AttemptView {
             delivered_at: a.delivered_at,
             read_at: a.read_at,
             failed_at: a.failed_at,
+            in_doubt_at: a.in_doubt_at,
             updated_at: a.updated_at,
         }
     }

@@ -634,6 +634,9 @@ async fn a_send_cut_short_by_a_crash_is_put_in_doubt_and_never_sent_again() {
         })
         .collect();
     assert_eq!(statuses, [("sms", "timed_out"), ("email", "delivered")]);
+    // Settled by its timeout, the SMS still shows it was in doubt (it may have been delivered).
+    assert!(attempts[0]["in_doubt_at"].is_string(), "{m:#}");
+    assert!(attempts[1]["in_doubt_at"].is_null(), "{m:#}");
     let sms = attempts[0]["id"].as_str().unwrap();
     assert_eq!(rig.mock.sends_for(sms), 0, "the in-doubt SMS was sent");
     assert_eq!(rig.mock.stats().sends, 1);

@@ -138,6 +138,11 @@ pub struct Attempt {
     pub delivered_at: Option<DateTime<Utc>>,
     pub read_at: Option<DateTime<Utc>>,
     pub failed_at: Option<DateTime<Utc>>,
+    /// When the attempt was put in doubt (Hermes could not know whether the provider got it).
+    /// Kept once a receipt or the step's timeout settles it: an attempt that was in doubt may
+    /// have been delivered, and the tenant must be able to see that.
+    #[serde(default)]
+    pub in_doubt_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -268,6 +273,7 @@ impl Message {
                     delivered_at: None,
                     read_at: None,
                     failed_at: None,
+                    in_doubt_at: None,
                     updated_at: *at,
                 });
             }
@@ -279,6 +285,7 @@ impl Message {
             MessageEvent::AttemptInDoubt { attempt_id, at, .. } => {
                 if let Some(a) = self.attempt_mut(*attempt_id) {
                     a.status = AttemptStatus::InDoubt;
+                    a.in_doubt_at.get_or_insert(*at);
                     a.updated_at = *at;
                 }
             }
