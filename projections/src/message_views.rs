@@ -41,37 +41,122 @@ pub async fn project_next(pool: &PgPool) -> anyhow::Result<usize> {
         tx.rollback().await?;
         return Ok(batch.len());
     }
-    apply_batch(&mut tx, &batch).await?;
+    apply_batch(&mut tx, &batch, Table::Live).await?;
     subscription::save_checkpoint(&mut tx, NAME, last).await?;
     tx.commit().await?;
     Ok(batch.len())
 }
 
-/// Rebuilds the read model from the first event, in one transaction: readers see the old rows
+/// The table a batch is projected into.
+#[derive(Clone, Copy)]
+enum Table {
+    Live,
+    /// Where a replay rebuilds, out of the live projector's way.
+    Shadow,
+}
+
+/// The statements of [`apply_batch`] for one table (static strings: the SQL is never built from
+/// input).
+macro_rules! statements {
+    ($table:literal) => {
+        (
+            concat!("SELECT message_id, state FROM ", $table, " WHERE message_id = ANY($1)"),
+            concat!(
+                "INSERT INTO ", $table,
+                " (message_id, tenant_id, status, reference, version, created_at, updated_at, state)
+                 SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[],
+                                      $6::timestamptz[], $7::timestamptz[], $8::jsonb[])
+                 ON CONFLICT (message_id) DO UPDATE SET
+                     status = EXCLUDED.status, version = EXCLUDED.version,
+                     updated_at = EXCLUDED.updated_at, state = EXCLUDED.state"
+            ),
+        )
+    };
+}
+
+impl Table {
+    /// (select the current states, upsert the new ones)
+    fn statements(self) -> (&'static str, &'static str) {
+        match self {
+            Table::Live => statements!("message_views"),
+            Table::Shadow => statements!("message_views_shadow"),
+        }
+    }
+}
+
+/// Rebuilds the read model from the first event, without a long transaction: a long one would
+/// hold back `pg_snapshot_xmin`, and every subscriber tails the log behind it, so the saga and
+/// the projector would stop seeing events for as long as the replay ran.
+///
+/// The rows are rebuilt into `message_views_shadow`, one short transaction per batch, while the
+/// live projector goes on serving. Then one short transaction locks the live projector's
+/// checkpoint, projects what came meanwhile, and swaps the shadow in: readers see the old rows
 /// until the new ones are complete. Returns how many events were projected.
 pub async fn replay(pool: &PgPool) -> anyhow::Result<usize> {
-    let mut tx = pool.begin().await?;
-    subscription::load_checkpoint(&mut tx, NAME, true).await?;
-    sqlx::query("DELETE FROM message_views")
-        .execute(&mut *tx)
-        .await?;
+    let mut conn = pool.acquire().await?;
+    sqlx::raw_sql(
+        "DROP TABLE IF EXISTS message_views_shadow;
+         CREATE TABLE message_views_shadow (LIKE message_views INCLUDING DEFAULTS);
+         ALTER TABLE message_views_shadow
+             ADD CONSTRAINT message_views_shadow_pkey PRIMARY KEY (message_id);",
+    )
+    .execute(&mut *conn)
+    .await?;
     let mut checkpoint = Checkpoint::default();
     let mut total = 0;
+    // Each batch commits on its own (no transaction spans two statements here).
+    loop {
+        let batch = event_store::read_after(&mut conn, checkpoint, BATCH).await?;
+        let Some(last) = batch.last().map(StoredEvent::checkpoint) else {
+            break;
+        };
+        let mut tx = conn.begin().await?;
+        apply_batch(&mut tx, &batch, Table::Shadow).await?;
+        tx.commit().await?;
+        checkpoint = last;
+        total += batch.len();
+    }
+    // The indexes are built once, on the full table: cheaper than keeping them up while filling.
+    sqlx::raw_sql(
+        "CREATE INDEX message_views_shadow_tenant_created_idx
+             ON message_views_shadow (tenant_id, created_at DESC, message_id DESC);
+         CREATE INDEX message_views_shadow_tenant_status_idx
+             ON message_views_shadow (tenant_id, status, created_at DESC, message_id DESC);",
+    )
+    .execute(&mut *conn)
+    .await?;
+
+    let mut tx = conn.begin().await?;
+    // The live projector waits here (it locks this row to write), and resumes from our checkpoint.
+    subscription::load_checkpoint(&mut tx, NAME, true).await?;
     loop {
         let batch = event_store::read_after(&mut tx, checkpoint, BATCH).await?;
         let Some(last) = batch.last().map(StoredEvent::checkpoint) else {
             break;
         };
-        apply_batch(&mut tx, &batch).await?;
+        apply_batch(&mut tx, &batch, Table::Shadow).await?;
         checkpoint = last;
         total += batch.len();
     }
+    sqlx::raw_sql(
+        "DROP TABLE message_views;
+         ALTER TABLE message_views_shadow RENAME TO message_views;
+         ALTER TABLE message_views RENAME CONSTRAINT message_views_shadow_pkey TO message_views_pkey;
+         ALTER INDEX message_views_shadow_tenant_created_idx RENAME TO message_views_tenant_created_idx;
+         ALTER INDEX message_views_shadow_tenant_status_idx RENAME TO message_views_tenant_status_idx;",
+    )
+    .execute(&mut *tx)
+    .await?;
     subscription::save_checkpoint(&mut tx, NAME, checkpoint).await?;
     tx.commit().await?;
     Ok(total)
 }
 
-async fn apply_batch(conn: &mut PgConnection, batch: &[StoredEvent]) -> anyhow::Result<()> {
+async fn apply_batch(
+    conn: &mut PgConnection,
+    batch: &[StoredEvent],
+    table: Table,
+) -> anyhow::Result<()> {
     let events: Vec<&StoredEvent> = batch
         .iter()
         .filter(|e| e.stream_type == "message")
@@ -80,11 +165,11 @@ async fn apply_batch(conn: &mut PgConnection, batch: &[StoredEvent]) -> anyhow::
         return Ok(());
     }
     let ids: Vec<Uuid> = events.iter().map(|e| e.stream_id).collect();
-    let rows: Vec<(Uuid, sqlx::types::Json<Message>)> =
-        sqlx::query_as("SELECT message_id, state FROM message_views WHERE message_id = ANY($1)")
-            .bind(&ids)
-            .fetch_all(&mut *conn)
-            .await?;
+    let (select, upsert) = table.statements();
+    let rows: Vec<(Uuid, sqlx::types::Json<Message>)> = sqlx::query_as(select)
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut states: HashMap<Uuid, Message> = rows.into_iter().map(|(id, s)| (id, s.0)).collect();
     let mut changed: Vec<Uuid> = Vec::new();
     for e in events {
@@ -124,22 +209,16 @@ async fn apply_batch(conn: &mut PgConnection, batch: &[StoredEvent]) -> anyhow::
         updated.push(m.updated_at);
         docs.push(serde_json::to_value(m)?);
     }
-    sqlx::query(
-        "INSERT INTO message_views (message_id, tenant_id, status, reference, version, created_at, updated_at, state)
-         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[], $7::timestamptz[], $8::jsonb[])
-         ON CONFLICT (message_id) DO UPDATE SET
-             status = EXCLUDED.status, version = EXCLUDED.version,
-             updated_at = EXCLUDED.updated_at, state = EXCLUDED.state",
-    )
-    .bind(&message_ids)
-    .bind(&tenant_ids)
-    .bind(&statuses)
-    .bind(&references)
-    .bind(&versions)
-    .bind(&created)
-    .bind(&updated)
-    .bind(&docs)
-    .execute(conn)
-    .await?;
+    sqlx::query(upsert)
+        .bind(&message_ids)
+        .bind(&tenant_ids)
+        .bind(&statuses)
+        .bind(&references)
+        .bind(&versions)
+        .bind(&created)
+        .bind(&updated)
+        .bind(&docs)
+        .execute(conn)
+        .await?;
     Ok(())
 }

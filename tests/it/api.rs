@@ -1184,7 +1184,7 @@ async fn health_openapi_and_docs() {
 // ---------------------------------------------------------------------------------------------
 // 9. Replay
 
-type ViewRow = (
+pub(crate) type ViewRow = (
     Uuid,
     Uuid,
     String,
@@ -1195,7 +1195,7 @@ type ViewRow = (
     Value,
 );
 
-async fn snapshot_views(app: &TestApp) -> Vec<ViewRow> {
+pub(crate) async fn snapshot_views(app: &TestApp) -> Vec<ViewRow> {
     sqlx::query_as(
         "SELECT message_id, tenant_id, status, reference, version, created_at, updated_at, state
          FROM message_views ORDER BY message_id",
