@@ -127,14 +127,25 @@ fn describe(event: &MessageEvent, state: Option<&Message>) -> String {
             error,
             retryable,
             failover,
+            retry_at,
             ..
         } => format!(
-            "attempt {} rejected: {} {}{}{}",
+            "attempt {} rejected: {} {}{}{}{}",
             short(attempt_id),
             error.code,
             error.message,
             if *retryable { " (retryable)" } else { "" },
-            if *failover { ", failing over" } else { "" }
+            if *failover { ", failing over" } else { "" },
+            retry_at
+                .map(|at| format!(", retrying at {}", at.format("%H:%M:%S%.3f")))
+                .unwrap_or_default()
+        ),
+        MessageEvent::RetryDue {
+            step_index, after, ..
+        } => format!(
+            "step {}: retry after attempt {} is due",
+            step_index + 1,
+            short(after)
         ),
         MessageEvent::ReceiptRecorded {
             attempt_id,

@@ -1,4 +1,5 @@
-//! The cascade saga: follows the log and, when a step starts (or a rejected attempt fails over),
+//! The cascade saga: follows the log and, when a step starts (or a rejected attempt fails over, or
+//! its retry is due),
 //! records `AttemptDispatched`, calls the provider, and records what the provider said.
 //!
 //! Crash safety comes from the order: the dispatch is committed before the call, and the
@@ -33,9 +34,19 @@ pub struct CascadeSaga {
 }
 
 /// Why the saga dispatches.
+#[derive(Clone, Copy)]
 enum Trigger {
-    StepStarted { step_index: usize },
-    Failover { after: AttemptId },
+    StepStarted {
+        step_index: usize,
+    },
+    /// Another account of the channel, after a retryable refusal.
+    Failover {
+        after: AttemptId,
+    },
+    /// The step again, on any account, once the backoff after a retryable refusal is over.
+    Retry {
+        after: AttemptId,
+    },
 }
 
 impl CascadeSaga {
@@ -66,6 +77,7 @@ impl CascadeSaga {
                 failover: true,
                 ..
             } => Trigger::Failover { after: attempt_id },
+            MessageEvent::RetryDue { after, .. } => Trigger::Retry { after },
             _ => return Ok(()),
         };
         self.dispatch(MessageId(stored.stream_id), trigger, stored.event_id)
@@ -93,11 +105,17 @@ impl CascadeSaga {
             .execute_with(message_id, None, &metadata, None, move |m| {
                 let (step_index, attempt_seq) = match trigger {
                     Trigger::StepStarted { step_index } => (step_index, 0),
-                    Trigger::Failover { after } => {
+                    Trigger::Failover { after } | Trigger::Retry { after } => {
                         let Some(a) = m.attempt(after) else { return Ok(None) };
                         let seq = m.step_attempts(a.step_index).position(|x| x.id == after).unwrap_or(0);
                         (a.step_index, seq + 1)
                     }
+                };
+                // A failover goes to an account not tried yet; a retry may go back to one (the
+                // router prefers healthy accounts, and a resting one only when nothing else is left).
+                let tried = match trigger {
+                    Trigger::Retry { .. } => Vec::new(),
+                    _ => m.providers_tried(step_index),
                 };
                 let Some(step) = m.step(step_index) else { return Ok(None) };
                 // Read again after a restart: this dispatch was made already. The aggregate
@@ -111,7 +129,7 @@ impl CascadeSaga {
                         served_by: None,
                     }));
                 }
-                let Some(provider) = pick_provider(step.channel, &candidates, &m.providers_tried(step_index)) else {
+                let Some(provider) = pick_provider(step.channel, &candidates, &tried) else {
                     // Nothing can serve the step now. Its clock starts (unless an attempt started
                     // it already), so its timeout moves the cascade on.
                     tracing::warn!(%message_id, channel = %step.channel, "no provider left for the step");
@@ -164,6 +182,7 @@ impl CascadeSaga {
             error: AttemptError::new(code, message),
             retryable: false,
             failover: false,
+            retry_later: false,
         };
         let Some(provider) = providers.iter().find(|p| p.name() == attempt.provider) else {
             return rejected(
@@ -215,6 +234,10 @@ impl CascadeSaga {
             }) => {
                 tracing::info!(provider = %attempt.provider, %attempt_id, code = %error.code,
                     message = %error.message, retryable, "provider rejected the attempt");
+                // A denial by the account's own policy (its allowed hosts) fails over to another
+                // account, but waiting will not change it.
+                let retry_later =
+                    retryable && !matches!(error.code.as_str(), "fetch_denied" | "plugin_denied");
                 let error = tenant_error::for_tenant(&error, retryable);
                 // `m` already holds this attempt, so its provider counts as tried.
                 let tried = m.providers_tried(attempt.step_index);
@@ -225,6 +248,7 @@ impl CascadeSaga {
                     error,
                     retryable,
                     failover,
+                    retry_later,
                 }
             }
             Err(SendError::InDoubt(reason)) => {

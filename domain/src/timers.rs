@@ -45,6 +45,14 @@ pub fn timer_effect(event: &MessageEvent) -> Option<TimerEffect> {
             },
             due_at: *due_at,
         }),
+        MessageEvent::AttemptRejected {
+            attempt_id,
+            retry_at: Some(due_at),
+            ..
+        } => Some(TimerEffect::Arm {
+            kind: TimerKind::Retry { after: *attempt_id },
+            due_at: *due_at,
+        }),
         e if e.is_terminal() => Some(TimerEffect::DisarmAll),
         _ => None,
     }

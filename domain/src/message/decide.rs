@@ -18,10 +18,15 @@ pub enum SendOutcome {
     /// The provider took the message.
     Sent { provider_message_id: Option<String> },
     /// The provider said no. `failover`: another provider of the channel will be tried.
+    /// `retry_later`: the same may succeed later (a 5xx, 429, a refused connection), so with no
+    /// account to fail over to the step tries again; false for a refusal that will not change by
+    /// waiting (the account's own policy denied the request).
     Rejected {
         error: AttemptError,
         retryable: bool,
         failover: bool,
+        #[serde(default)]
+        retry_later: bool,
     },
     /// The request left but no answer came (timeout, connection reset): it may have been sent.
     InDoubt { reason: String },
@@ -30,9 +35,22 @@ pub enum SendOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TimerKind {
-    StepTimeout { step_index: usize },
+    StepTimeout {
+        step_index: usize,
+    },
     Ttl,
+    /// The retry planned after a retryable refusal of attempt `after`.
+    Retry {
+        after: AttemptId,
+    },
 }
+
+/// The first retry of a step comes this long after its refusal (before jitter), each next one
+/// twice as long after, up to [`MAX_RETRY_BACKOFF_S`].
+pub const FIRST_RETRY_BACKOFF_S: i64 = 1;
+pub const MAX_RETRY_BACKOFF_S: i64 = 30;
+/// A step makes at most this many attempts; then a retryable refusal moves the cascade on.
+pub const MAX_ATTEMPTS_PER_STEP: usize = 10;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MessageCommand {
@@ -158,6 +176,9 @@ impl Message {
                 self.decide_receipt(attempt.id, *status, &None, &None, now)
             }
             MessageCommand::NoProvider { step_index } => Ok(self.decide_unserved(*step_index, now)),
+            MessageCommand::FireTimer(TimerKind::Retry { after }) => {
+                Ok(self.decide_retry(*after, now))
+            }
             MessageCommand::FireTimer(kind) => Ok(self.decide_timer(*kind, now)),
             MessageCommand::Cancel => self.decide_cancel(now),
         }
@@ -213,6 +234,58 @@ impl Message {
             served_by,
             // The step's first dispatch starts its clock: waiting for a worker took none of it.
             step_timeout_at: (!self.step_clock_started()).then(|| step_timeout(step, now)),
+            at: now,
+        }]
+    }
+
+    /// When a step retries after a retryable refusal of `attempt_id` at `now`: exponential
+    /// backoff with jitter (the same for the same attempt, so a decision can be replayed), or
+    /// `None` when the step has no time left for it, its attempts are used up, or the TTL comes
+    /// first.
+    fn retry_time(
+        &self,
+        step_index: usize,
+        attempt_id: AttemptId,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let made = self.step_attempts(step_index).count();
+        if made >= MAX_ATTEMPTS_PER_STEP {
+            return None;
+        }
+        let exponent = u32::try_from(made.saturating_sub(1))
+            .unwrap_or(u32::MAX)
+            .min(16);
+        let backoff_ms = (FIRST_RETRY_BACKOFF_S * 1000)
+            .saturating_mul(1 << exponent)
+            .min(MAX_RETRY_BACKOFF_S * 1000);
+        // Jitter: 50 to 100 % of the backoff, so refusals that came together do not retry together.
+        let jitter = 500 + (attempt_id.0.as_u128() % 501) as i64;
+        let retry_at = now + Duration::milliseconds(backoff_ms * jitter / 1000);
+        let step_ends = self.current_step.as_ref().and_then(|s| s.timeout_at)?;
+        let in_time = retry_at < step_ends && self.expires_at.is_none_or(|e| retry_at < e);
+        in_time.then_some(retry_at)
+    }
+
+    fn decide_retry(&self, after: AttemptId, now: DateTime<Utc>) -> Vec<MessageEvent> {
+        let Some(attempt) = self.attempt(after) else {
+            return vec![];
+        };
+        let is_last_of_current_step = self.current_step_index() == Some(attempt.step_index)
+            && self.step_attempts(attempt.step_index).last().map(|a| a.id) == Some(after);
+        if self.is_terminal()
+            || !is_last_of_current_step
+            || attempt.retry_at.is_none()
+            || attempt.retried
+            || attempt.is_awaited()
+        {
+            return vec![];
+        }
+        if self.expires_at.is_some_and(|e| e <= now) {
+            return vec![MessageEvent::MessageExpired { at: now }];
+        }
+        vec![MessageEvent::RetryDue {
+            step_index: attempt.step_index,
+            after,
             at: now,
         }]
     }
@@ -277,19 +350,26 @@ impl Message {
                 error,
                 retryable,
                 failover,
+                retry_later,
             } => {
                 if !awaiting_answer {
                     return Ok(vec![]);
                 }
                 let failover = *failover && *retryable && active;
+                // Nothing else to fail over to: a retryable refusal is tried again later, while
+                // the step has time; only a permanent one (or no time left) moves the cascade on.
+                let retry_at = (active && *retryable && *retry_later && !failover)
+                    .then(|| self.retry_time(attempt.step_index, attempt_id, now))
+                    .flatten();
                 events.push(MessageEvent::AttemptRejected {
                     attempt_id,
                     error: error.clone(),
                     retryable: *retryable,
                     failover,
+                    retry_at,
                     at: now,
                 });
-                if active && !failover {
+                if active && !failover && retry_at.is_none() {
                     events.extend(self.advance(now));
                 }
             }
@@ -399,6 +479,7 @@ impl Message {
         }
         match kind {
             TimerKind::Ttl => vec![MessageEvent::MessageExpired { at: now }],
+            TimerKind::Retry { after } => self.decide_retry(after, now),
             TimerKind::StepTimeout { step_index } => {
                 // A step times out only once its clock runs (see `decide_dispatch`).
                 if self.current_step_index() != Some(step_index) || !self.step_clock_started() {

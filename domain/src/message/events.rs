@@ -104,6 +104,17 @@ pub enum MessageEvent {
         retryable: bool,
         /// Another provider of the same channel will be tried for this step.
         failover: bool,
+        /// A retryable refusal with no other account to fail over to: the step tries again at
+        /// this time (backoff with jitter), within its own time.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    },
+    /// The retry a rejection planned is due: the saga dispatches the step again, on any account.
+    RetryDue {
+        step_index: usize,
+        /// The rejected attempt this retries.
+        after: AttemptId,
         at: DateTime<Utc>,
     },
     ReceiptRecorded {
@@ -150,6 +161,7 @@ impl MessageEvent {
             MessageEvent::AttemptInDoubt { .. } => "AttemptInDoubt",
             MessageEvent::AttemptSent { .. } => "AttemptSent",
             MessageEvent::AttemptRejected { .. } => "AttemptRejected",
+            MessageEvent::RetryDue { .. } => "RetryDue",
             MessageEvent::ReceiptRecorded { .. } => "ReceiptRecorded",
             MessageEvent::StepTimedOut { .. } => "StepTimedOut",
             MessageEvent::MessageCompleted { .. } => "MessageCompleted",
@@ -168,6 +180,7 @@ impl MessageEvent {
             | MessageEvent::AttemptInDoubt { at, .. }
             | MessageEvent::AttemptSent { at, .. }
             | MessageEvent::AttemptRejected { at, .. }
+            | MessageEvent::RetryDue { at, .. }
             | MessageEvent::ReceiptRecorded { at, .. }
             | MessageEvent::StepTimedOut { at, .. }
             | MessageEvent::MessageCompleted { at, .. }

@@ -143,6 +143,12 @@ pub struct Attempt {
     /// have been delivered, and the tenant must be able to see that.
     #[serde(default)]
     pub in_doubt_at: Option<DateTime<Utc>>,
+    /// The retry planned after this attempt's refusal (`AttemptRejected.retry_at`), and whether
+    /// it came due: a retry is made once.
+    #[serde(default)]
+    pub retry_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub retried: bool,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -274,6 +280,8 @@ impl Message {
                     read_at: None,
                     failed_at: None,
                     in_doubt_at: None,
+                    retry_at: None,
+                    retried: false,
                     updated_at: *at,
                 });
             }
@@ -308,13 +316,20 @@ impl Message {
                     a.updated_at = *at;
                 }
             }
+            MessageEvent::RetryDue { after, .. } => {
+                if let Some(a) = self.attempt_mut(*after) {
+                    a.retried = true;
+                }
+            }
             MessageEvent::AttemptRejected {
                 attempt_id,
                 error,
+                retry_at,
                 at,
                 ..
             } => {
                 if let Some(a) = self.attempt_mut(*attempt_id) {
+                    a.retry_at = *retry_at;
                     a.status = AttemptStatus::Rejected;
                     a.error = Some(error.clone());
                     a.failed_at = Some(*at);

@@ -341,6 +341,7 @@ pub(super) fn rejected(
         error: provider_error(),
         retryable,
         failover,
+        retry_at: None,
         at,
     }
 }
@@ -431,6 +432,7 @@ pub(super) fn outcome_rejected(a: AttemptId, retryable: bool, failover: bool) ->
             error: provider_error(),
             retryable,
             failover,
+            retry_later: retryable,
         },
     }
 }

@@ -49,6 +49,8 @@ enum Action {
     StepTimeout(usize),
     /// The saga finds no provider account for some step.
     NoProvider(usize),
+    /// The retry timer of some attempt fires (due, early, stale or redelivered).
+    RetryTimer(Index),
     Ttl,
     Cancel,
     /// The tenant acknowledges a push (delivered or read).
@@ -108,6 +110,7 @@ fn action() -> impl Strategy<Value = Action> {
             .prop_map(|(i, s, id)| Action::Receipt(i, s, id)),
         3 => (0usize..5).prop_map(Action::StepTimeout),
         1 => (0usize..5).prop_map(Action::NoProvider),
+        2 => any::<Index>().prop_map(Action::RetryTimer),
         1 => Just(Action::Ttl),
         1 => Just(Action::Cancel),
         2 => any::<bool>().prop_map(Action::AckPush),
@@ -214,6 +217,7 @@ impl Sim {
                         error: provider_error(),
                         retryable: *retryable,
                         failover: *failover,
+                        retry_later: *retryable,
                     },
                     Outcome::InDoubt => SendOutcome::InDoubt {
                         reason: "provider call timed out".into(),
@@ -244,6 +248,14 @@ impl Sim {
                 step_timer(*s)
             }
             Action::NoProvider(s) => MessageCommand::NoProvider { step_index: *s },
+            Action::RetryTimer(i) => {
+                let a = self.some_attempt(i);
+                // A planned retry fires when due.
+                if let Some(due) = self.state.attempt(a).and_then(|a| a.retry_at) {
+                    self.now = self.now.max(due);
+                }
+                MessageCommand::FireTimer(TimerKind::Retry { after: a })
+            }
             Action::Ttl => {
                 // A TTL timer exists only when the message has a TTL, and fires when due.
                 self.now = self.now.max(self.state.expires_at?);

@@ -458,15 +458,193 @@ fn a_retryable_rejection_with_failover_stays_on_the_step_for_the_next_provider()
         });
 }
 
+/// The `retry_at` of the one `AttemptRejected` decided.
+fn planned_retry(events: &[MessageEvent]) -> Option<DateTime<Utc>> {
+    match events {
+        [MessageEvent::AttemptRejected { retry_at, .. }] => *retry_at,
+        other => panic!("expected only AttemptRejected, got {other:?}"),
+    }
+}
+
+/// Step 0 (60 s, dispatched at t(1)) after `n` attempts, the last one refused retryably at
+/// `t(refused_at)` with its retry due.
+fn retried_history(fx: &Fx, n: u128) -> Vec<MessageEvent> {
+    let mut history = fx.dispatched_first();
+    for i in 1..n {
+        history.push(MessageEvent::AttemptRejected {
+            attempt_id: attempt(i),
+            error: provider_error(),
+            retryable: true,
+            failover: false,
+            retry_at: Some(t(i as i64 * 2 + 1)),
+            at: t(i as i64 * 2),
+        });
+        history.push(MessageEvent::RetryDue {
+            step_index: 0,
+            after: attempt(i),
+            at: t(i as i64 * 2 + 1),
+        });
+        history.push(fx.failover_dispatched(attempt(i + 1), 0, t(i as i64 * 2 + 1)));
+    }
+    history
+}
+
 #[test]
-fn a_retryable_rejection_without_failover_moves_to_the_next_step() {
+fn a_retryable_rejection_with_no_account_to_fail_over_to_is_retried_within_the_step() {
     let fx = Fx::three_steps();
     MessageTest::given(fx.dispatched_first())
         .when(outcome_rejected(attempt(1), true, false), t(2))
+        .then_events(|events| {
+            // The first retry: 1 s of backoff, 50 to 100 % of it with jitter.
+            let at = planned_retry(events).expect("a retry");
+            assert!(
+                at >= t(2) + Duration::milliseconds(500) && at <= t(3),
+                "{at}"
+            );
+        })
+        .then_state(|m| {
+            assert_eq!(
+                m.current_step_index(),
+                Some(0),
+                "the cascade stays on the step"
+            );
+            assert_eq!(m.status, MessageStatus::Sending);
+            assert!(m.active_attempt().is_none());
+        });
+}
+
+#[test]
+fn retries_back_off_exponentially_up_to_30_s() {
+    let fx = Fx::new(vec![step(Channel::Sms, 3600, Until::Delivered)]);
+    let backoff = |n: u128| {
+        let refused = t(n as i64 * 2);
+        let at = planned_retry(
+            MessageTest::given(retried_history(&fx, n))
+                .when(outcome_rejected(attempt(n), true, false), refused)
+                .events(),
+        )
+        .expect("a retry");
+        (at - refused).num_milliseconds()
+    };
+    assert!((1_000..=2_000).contains(&backoff(2)), "{}", backoff(2));
+    assert!((2_000..=4_000).contains(&backoff(3)), "{}", backoff(3));
+    assert!((15_000..=30_000).contains(&backoff(9)), "{}", backoff(9));
+}
+
+#[test]
+fn a_retry_that_would_come_after_the_steps_end_moves_the_cascade_on() {
+    let fx = Fx::three_steps();
+    MessageTest::given(fx.dispatched_first())
+        .when(
+            outcome_rejected(attempt(1), true, false),
+            t(60) + Duration::milliseconds(600),
+        )
+        .then_expect_events(vec![
+            rejected(attempt(1), true, false, t(60) + Duration::milliseconds(600)),
+            fx.started(1, t(60) + Duration::milliseconds(600)),
+        ]);
+}
+
+#[test]
+fn a_step_gives_up_retrying_after_10_attempts() {
+    let fx = Fx::new(vec![
+        step(Channel::Sms, 3600, Until::Delivered),
+        step(Channel::Email, 60, Until::Delivered),
+    ]);
+    MessageTest::given(retried_history(&fx, 10))
+        .when(outcome_rejected(attempt(10), true, false), t(20))
+        .then_expect_events(vec![
+            rejected(attempt(10), true, false, t(20)),
+            fx.started(1, t(20)),
+        ]);
+}
+
+#[test]
+fn a_refusal_that_waiting_will_not_change_moves_on_at_once() {
+    // A denial by the account's own policy: another account could take it, the same never will.
+    let fx = Fx::three_steps();
+    let denied = MessageCommand::RecordSendOutcome {
+        attempt_id: attempt(1),
+        outcome: SendOutcome::Rejected {
+            error: provider_error(),
+            retryable: true,
+            failover: false,
+            retry_later: false,
+        },
+    };
+    MessageTest::given(fx.dispatched_first())
+        .when(denied, t(2))
         .then_expect_events(vec![
             rejected(attempt(1), true, false, t(2)),
             fx.started(1, t(2)),
         ]);
+}
+
+#[test]
+fn a_permanent_rejection_moves_to_the_next_step_at_once() {
+    let fx = Fx::three_steps();
+    MessageTest::given(fx.dispatched_first())
+        .when(outcome_rejected(attempt(1), false, false), t(2))
+        .then_expect_events(vec![
+            rejected(attempt(1), false, false, t(2)),
+            fx.started(1, t(2)),
+        ]);
+}
+
+#[test]
+fn a_due_retry_is_made_once_and_dispatches_on_the_same_step_clock() {
+    let fx = Fx::three_steps();
+    let mut history = fx.dispatched_first();
+    history.push(MessageEvent::AttemptRejected {
+        attempt_id: attempt(1),
+        error: provider_error(),
+        retryable: true,
+        failover: false,
+        retry_at: Some(t(3)),
+        at: t(2),
+    });
+    let retry = MessageCommand::FireTimer(TimerKind::Retry { after: attempt(1) });
+    MessageTest::given(history.clone())
+        .when(retry.clone(), t(3))
+        .then_expect_events(vec![MessageEvent::RetryDue {
+            step_index: 0,
+            after: attempt(1),
+            at: t(3),
+        }]);
+    history.push(MessageEvent::RetryDue {
+        step_index: 0,
+        after: attempt(1),
+        at: t(3),
+    });
+    MessageTest::given(history.clone())
+        .when(retry, t(4))
+        .then_expect_events(vec![]);
+    MessageTest::given(history)
+        .when(dispatch(0, 1, attempt(2)), t(3))
+        .then_expect_events(vec![fx.failover_dispatched(attempt(2), 0, t(3))])
+        .then_state(|m| assert_eq!(m.current_step.as_ref().unwrap().timeout_at, Some(t(61))));
+}
+
+#[test]
+fn a_retry_timer_after_the_step_timed_out_does_nothing() {
+    let fx = Fx::three_steps();
+    let mut history = fx.dispatched_first();
+    history.push(MessageEvent::AttemptRejected {
+        attempt_id: attempt(1),
+        error: provider_error(),
+        retryable: true,
+        failover: false,
+        retry_at: Some(t(50)),
+        at: t(40),
+    });
+    history.push(timed_out(0, None, t(61)));
+    history.push(fx.started(1, t(61)));
+    MessageTest::given(history)
+        .when(
+            MessageCommand::FireTimer(TimerKind::Retry { after: attempt(1) }),
+            t(62),
+        )
+        .then_expect_events(vec![]);
 }
 
 #[test]
@@ -567,13 +745,7 @@ fn a_step_waiting_for_a_worker_never_times_out() {
 fn a_failover_keeps_the_time_its_step_started_with() {
     let fx = Fx::three_steps();
     let mut history = fx.dispatched_first();
-    history.push(MessageEvent::AttemptRejected {
-        attempt_id: attempt(1),
-        error: provider_error(),
-        retryable: true,
-        failover: true,
-        at: t(2),
-    });
+    history.push(rejected(attempt(1), true, true, t(2)));
     MessageTest::given(history)
         .when(dispatch(0, 1, attempt(2)), t(30))
         .then_expect_events(vec![fx.failover_dispatched(attempt(2), 0, t(30))])

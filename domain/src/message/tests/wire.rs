@@ -92,6 +92,7 @@ fn terminal_events_disarm_every_timer() {
             MessageEvent::MessageAccepted { .. }
                 | MessageEvent::AttemptDispatched { .. }
                 | MessageEvent::StepUnserved { .. }
+                | MessageEvent::AttemptRejected { .. }
         ) {
             assert_eq!(effect, None, "{} arms nothing", e.event_type());
         }
@@ -140,6 +141,19 @@ fn every_event() -> Vec<MessageEvent> {
         in_doubt(a, t(2)),
         sent(a, t(3)),
         rejected(a, true, true, t(4)),
+        MessageEvent::AttemptRejected {
+            attempt_id: a,
+            error: provider_error(),
+            retryable: true,
+            failover: false,
+            retry_at: Some(t(5)),
+            at: t(4),
+        },
+        MessageEvent::RetryDue {
+            step_index: 0,
+            after: a,
+            at: t(5),
+        },
         MessageEvent::ReceiptRecorded {
             attempt_id: a,
             status: ReceiptStatus::Failed,
@@ -173,6 +187,7 @@ fn variant(e: &MessageEvent) -> usize {
         MessageEvent::MessageExpired { .. } => 10,
         MessageEvent::MessageCancelled { .. } => 11,
         MessageEvent::StepUnserved { .. } => 12,
+        MessageEvent::RetryDue { .. } => 13,
     }
 }
 
@@ -180,7 +195,7 @@ fn variant(e: &MessageEvent) -> usize {
 fn every_event_survives_a_round_trip_through_its_stored_form() {
     let events = every_event();
     let variants: BTreeSet<usize> = events.iter().map(variant).collect();
-    assert_eq!(variants, (0..13).collect(), "one event of every variant");
+    assert_eq!(variants, (0..14).collect(), "one event of every variant");
 
     for e in events {
         let payload = serde_json::to_value(&e).expect("serializable");
@@ -198,7 +213,7 @@ fn every_event_survives_a_round_trip_through_its_stored_form() {
 #[test]
 fn event_types_are_distinct() {
     let names: BTreeSet<&str> = every_event().iter().map(|e| e.event_type()).collect();
-    assert_eq!(names.len(), 13);
+    assert_eq!(names.len(), 14);
 }
 
 #[test]
