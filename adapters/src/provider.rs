@@ -98,6 +98,9 @@ pub enum CallbackError {
     InvalidSignature,
     #[error("the callback could not be understood: {0}")]
     Malformed(String),
+    /// Hermes had no capacity to read it now: answered 503, so the provider sends it again.
+    #[error("Hermes is busy; send the callback again")]
+    Busy,
 }
 
 /// An attempt Hermes asks its provider about (reconciliation, see [`Provider::lookup_status`]).

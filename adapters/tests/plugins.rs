@@ -54,6 +54,10 @@ fn mock_account(server: &MockProviderHandle, secret: &str) -> AccountConfig {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(limits()).await
+}
+
+async fn fixture_with(limits: PluginLimits) -> Fixture {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = start(
         listener,
@@ -63,7 +67,7 @@ async fn fixture() -> Fixture {
         },
     )
     .await;
-    let engine = PluginEngine::new(limits()).unwrap();
+    let engine = PluginEngine::new(limits).unwrap();
     let plugin = engine
         .load(builtin::MOCK, mock_account(&server, SECRET))
         .await
@@ -403,4 +407,136 @@ async fn credentials_never_print() {
     assert!(!format!("{:?}", f.plugin).contains(SECRET));
     assert_eq!(Secret::new(SECRET).to_string(), "<redacted>");
     assert_eq!(Secret::new(SECRET).expose(), SECRET);
+}
+
+/// Waits (bounded) until `done` holds.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + BOUND;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn callback_to(what: &str) -> CallbackRequest {
+    CallbackRequest {
+        ids: None,
+        method: http::Method::POST,
+        url: format!("http://hermes.test/v1/webhooks/evil/{what}"),
+        headers: HeaderMap::new(),
+        body: Bytes::new(),
+    }
+}
+
+/// A provider endpoint that answers only once released: a send fetching it holds its slot.
+async fn held_endpoint() -> (String, tokio::sync::watch::Sender<bool>) {
+    let (release, released) = tokio::sync::watch::channel(false);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hold", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/hold",
+        axum::routing::get(move || {
+            let mut released = released.clone();
+            async move {
+                let _ = released.wait_for(|r| *r).await;
+                "released"
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, release)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_callback_pool_answers_busy_and_leaves_sends_their_own_slots() {
+    // 8 instances: 6 slots for sends, 1 for callbacks; a call waits 50 ms for a slot. The hog's
+    // deadline (2 s) is far past that wait.
+    let f = fixture_with(PluginLimits {
+        max_instances: 8,
+        slot_wait: Duration::from_millis(50),
+        callback_timeout: Duration::from_secs(2),
+        ..limits()
+    })
+    .await;
+    let evil = std::sync::Arc::new(f.evil(false).await);
+    // An endless callback holds the only callback slot until its deadline.
+    let hog = tokio::spawn({
+        let evil = evil.clone();
+        async move { evil.parse_callback(&callback_to("loop")).await }
+    });
+    until("the hog never took the slot", || {
+        f.engine.free_slots().callbacks == 0
+    })
+    .await;
+    match evil.parse_callback(&callback_to("fine")).await {
+        Err(CallbackError::Busy) => {}
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    // Sends have slots of their own.
+    f.assert_host_still_works().await;
+    assert!(matches!(
+        hog.await.unwrap(),
+        Err(CallbackError::Malformed(reason)) if reason.starts_with("plugin_timeout")
+    ));
+    assert_eq!(f.engine.free_slots().callbacks, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_that_finds_no_slot_is_a_retryable_refusal_and_sends_nothing() {
+    let f = fixture_with(PluginLimits {
+        max_instances: 8,
+        slot_wait: Duration::from_millis(50),
+        send_timeout: Duration::from_secs(30),
+        ..limits()
+    })
+    .await;
+    let evil = std::sync::Arc::new(f.evil(true).await);
+    let (held, release) = held_endpoint().await;
+    // Six sends wait on a provider that does not answer: every send slot is taken.
+    let hogs: Vec<_> = (0..6)
+        .map(|_| {
+            let evil = evil.clone();
+            let to = format!("fetch:{held}");
+            tokio::spawn(async move {
+                evil.send(&request(Channel::Sms, &to, "http://127.0.0.1:9/cb"))
+                    .await
+            })
+        })
+        .collect();
+    until("the sends never took every slot", || {
+        f.engine.free_slots().sends == 0
+    })
+    .await;
+    let sent_before = f.server.stats().sends;
+    match f
+        .plugin
+        .send(&request(
+            Channel::Sms,
+            "+15550101234",
+            "http://127.0.0.1:9/cb",
+        ))
+        .await
+    {
+        Err(SendError::Rejected {
+            error, retryable, ..
+        }) => {
+            assert_eq!(error.code, "plugin_busy");
+            assert!(retryable);
+        }
+        other => panic!("expected plugin_busy, got {other:?}"),
+    }
+    assert_eq!(
+        f.server.stats().sends,
+        sent_before,
+        "nothing reached the provider"
+    );
+    release.send_replace(true);
+    for hog in hogs {
+        // The evil plugin reports what its fetch got as a rejection.
+        assert!(
+            matches!(hog.await.unwrap(), Err(SendError::Rejected { error, .. }) if error.code == "fetched")
+        );
+    }
+    assert_eq!(f.engine.free_slots().sends, 6);
+    f.assert_host_still_works().await;
 }

@@ -209,9 +209,27 @@ pub struct PluginEngine {
     linker: Arc<Linker<PluginState>>,
     limits: Arc<PluginLimits>,
     fetch_stub: Option<FetchStub>,
+    /// The pool's slots for sends and for callbacks, kept apart (see [`PluginLimits`]).
+    send_slots: Arc<tokio::sync::Semaphore>,
+    callback_slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// Pool slots not taken right now, by kind of call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FreeSlots {
+    pub sends: usize,
+    pub callbacks: usize,
 }
 
 impl PluginEngine {
+    /// Slots free now (for metrics, and for tests that must know the pool is full).
+    pub fn free_slots(&self) -> FreeSlots {
+        FreeSlots {
+            sends: self.send_slots.available_permits(),
+            callbacks: self.callback_slots.available_permits(),
+        }
+    }
+
     pub fn new(limits: PluginLimits) -> Result<Self, PluginError> {
         let load_err = |err: wasmtime::Error| PluginError::Load(format!("{err:#}"));
         let n = limits.max_instances.max(1);
@@ -253,6 +271,8 @@ impl PluginEngine {
         Ok(Self {
             engine,
             linker: Arc::new(linker),
+            send_slots: Arc::new(tokio::sync::Semaphore::new(limits.send_slots())),
+            callback_slots: Arc::new(tokio::sync::Semaphore::new(limits.callback_slots())),
             limits: Arc::new(limits),
             fetch_stub: None,
         })
@@ -410,6 +430,20 @@ impl PluginProvider {
         format!("{}@{}", self.info.name, self.info.version)
     }
 
+    /// A slot of `slots` for one call, waited for at most `slot_wait`.
+    async fn slot(
+        &self,
+        slots: &Arc<tokio::sync::Semaphore>,
+        what: &'static str,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, PluginError> {
+        match tokio::time::timeout(self.engine.limits.slot_wait, slots.clone().acquire_owned())
+            .await
+        {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) | Err(_) => Err(PluginError::Busy(what)),
+        }
+    }
+
     /// Runs one export in a fresh store under `timeout`. Returns whether a `fetch` of the call may
     /// have reached the provider, with the result: a call that made a request the host refused
     /// fails with `Denied`, whatever the plugin made of the refusal.
@@ -545,11 +579,17 @@ impl PluginProvider {
             callback_url: request.callback_url.clone(),
         };
         let timeout = self.engine.limits.send_timeout;
-        let (result, request_left) = self
-            .call(timeout, async |instance, store| {
-                instance.call_send(store, &wit_request).await
-            })
-            .await;
+        let (result, request_left) = match self.slot(&self.engine.send_slots, "sends").await {
+            Ok(_slot) => {
+                self.call(timeout, async |instance, store| {
+                    instance.call_send(store, &wit_request).await
+                })
+                .await
+            }
+            // Nothing ran, nothing left: a retryable refusal (`plugin_busy`), never an answer of
+            // the provider's.
+            Err(busy) => (Err(busy), false),
+        };
         match result {
             Ok(wit::SendResult::Accepted(accepted)) => Ok(SendAccepted {
                 provider_message_id: accepted.provider_message_id,
@@ -592,6 +632,10 @@ impl PluginProvider {
             attempt_id: request.ids.map(|(_, a)| a.to_string()),
         };
         let timeout = self.engine.limits.callback_timeout;
+        let _slot = self
+            .slot(&self.engine.callback_slots, "callbacks")
+            .await
+            .map_err(CallbackError::from)?;
         let (result, _) = self
             .call(timeout, async |instance, store| {
                 instance.call_parse_callback(store, &wit_request).await

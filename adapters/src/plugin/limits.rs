@@ -22,8 +22,14 @@ pub struct PluginLimits {
     pub max_response_bytes: usize,
     /// Linear memory of one instance.
     pub max_memory_bytes: usize,
-    /// Concurrent calls per engine (pool slots); a call beyond fails with `Instantiate`.
+    /// Concurrent calls per engine (pool slots). Three quarters are for sends and an eighth for
+    /// callbacks, so a flood of (unauthenticated) webhook calls can never take the slots sends
+    /// need, nor sends those of receipts; the rest serves `describe` and status lookups.
     pub max_instances: u32,
+    /// How long a call waits for a slot of its kind before it gives up (`plugin_busy`: a send is
+    /// then refused retryably, having sent nothing; a callback is answered 503 so the provider
+    /// retries it).
+    pub slot_wait: Duration,
     /// Log lines a plugin may write per call; more are dropped.
     pub max_log_lines_per_call: u32,
 }
@@ -38,6 +44,7 @@ impl Default for PluginLimits {
             max_response_bytes: 1 << 20,
             max_memory_bytes: 32 << 20,
             max_instances: 256,
+            slot_wait: Duration::from_secs(1),
             max_log_lines_per_call: 32,
         }
     }
@@ -98,5 +105,33 @@ impl ResourceLimiter for CallLimiter {
 
     fn memories(&self) -> usize {
         self.inner.memories()
+    }
+}
+
+impl PluginLimits {
+    /// Slots for sends (at least one).
+    pub fn send_slots(&self) -> usize {
+        (self.max_instances as usize * 3 / 4).max(1)
+    }
+
+    /// Slots for callbacks (at least one).
+    pub fn callback_slots(&self) -> usize {
+        (self.max_instances as usize / 8).max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sends_and_callbacks_have_their_own_share_of_the_pool() {
+        let default = PluginLimits::default();
+        assert_eq!((default.send_slots(), default.callback_slots()), (192, 32));
+        let tiny = PluginLimits {
+            max_instances: 1,
+            ..PluginLimits::default()
+        };
+        assert_eq!((tiny.send_slots(), tiny.callback_slots()), (1, 1));
     }
 }

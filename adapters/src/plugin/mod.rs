@@ -29,7 +29,7 @@ mod host;
 mod limits;
 
 pub use fetch::{FetchStub, StubRequest, StubResponse, is_public_address};
-pub use host::{PluginEngine, PluginInfo, PluginProvider, ReceiptStyle};
+pub use host::{FreeSlots, PluginEngine, PluginInfo, PluginProvider, ReceiptStyle};
 pub use limits::{EPOCH_TICK, PluginLimits};
 
 use hermes_domain::message::AttemptError;
@@ -124,9 +124,12 @@ pub enum PluginError {
     /// Made a request the host refused (a host not on the allow-list, a private address).
     #[error("the plugin made a request the host refused: {0}")]
     Denied(String),
-    /// No instance could be made for the call (e.g. every pool slot busy).
+    /// No instance could be made for the call.
     #[error("the plugin could not be instantiated: {0}")]
     Instantiate(String),
+    /// Every slot for calls of this kind stayed taken for the whole wait: nothing was run.
+    #[error("every plugin slot for {0} stayed busy")]
+    Busy(&'static str),
     /// Loading failed: not a valid component, not our world, or `describe` said nonsense.
     #[error("the plugin could not be loaded: {0}")]
     Load(String),
@@ -145,6 +148,7 @@ impl PluginError {
             PluginError::Trap(_) => "trap",
             PluginError::Denied(_) => "denied",
             PluginError::Instantiate(_) => "instantiate",
+            PluginError::Busy(_) => "busy",
             PluginError::Load(_) => "load",
             PluginError::Invalid(_) => "invalid",
         }
@@ -169,6 +173,9 @@ impl PluginError {
 
 impl From<PluginError> for CallbackError {
     fn from(err: PluginError) -> Self {
-        CallbackError::Malformed(format!("plugin_{}: {err}", err.kind()))
+        match err {
+            PluginError::Busy(_) => CallbackError::Busy,
+            err => CallbackError::Malformed(format!("plugin_{}: {err}", err.kind())),
+        }
     }
 }

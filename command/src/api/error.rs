@@ -95,6 +95,15 @@ impl IntoResponse for ApiError {
             ApiError::Callback(CallbackError::InvalidSignature) => {
                 Problem::new(StatusCode::UNAUTHORIZED, "invalid_signature", detail)
             }
+            ApiError::Callback(CallbackError::Busy) => {
+                let mut response =
+                    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "busy", detail).into_response();
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static("1"),
+                );
+                return response;
+            }
             ApiError::Callback(CallbackError::Malformed(_)) => {
                 Problem::new(StatusCode::BAD_REQUEST, "malformed_callback", detail)
             }
@@ -156,5 +165,47 @@ impl IntoResponse for ApiError {
             },
         };
         problem.into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    async fn problem(response: Response) -> (StatusCode, Option<String>, serde_json::Value) {
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(axum::http::header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, retry_after, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn overload_is_a_503_with_the_seconds_to_wait() {
+        let (status, retry_after, body) = problem(
+            ApiError::Overloaded(Overloaded {
+                backlog_age: Duration::from_secs(12),
+                retry_after: Duration::from_secs(7),
+            })
+            .into_response(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry_after.as_deref(), Some("7"));
+        assert_eq!(body["code"], "overloaded");
+    }
+
+    #[tokio::test]
+    async fn a_callback_hermes_has_no_capacity_for_is_a_503_the_provider_retries() {
+        let (status, retry_after, body) =
+            problem(ApiError::Callback(CallbackError::Busy).into_response()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry_after.as_deref(), Some("1"));
+        assert_eq!(body["code"], "busy");
     }
 }

@@ -46,6 +46,8 @@ pub struct CallbackRecorded {
         (status = 403, description = "A receipt is about another attempt than the URL names (`receipt_attempt_mismatch`) or about an attempt another provider account sent (`receipt_account_mismatch`) or about another provider message than the attempt's (`receipt_provider_id_mismatch`); nothing recorded", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown provider, message or attempt", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than 1 MiB", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "No capacity to read the callback now (`busy`, see `Retry-After`); nothing recorded, the provider sends it again", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before sending again"))),
     )
 )]
 pub async fn receive_attempt_callback(
@@ -79,6 +81,8 @@ pub async fn receive_attempt_callback(
         (status = 403, description = "A receipt is about another attempt than the URL names (`receipt_attempt_mismatch`) or about an attempt another provider account sent (`receipt_account_mismatch`) or about another provider message than the attempt's (`receipt_provider_id_mismatch`); nothing recorded", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown provider, message or attempt", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than 1 MiB", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "No capacity to read the callback now (`busy`, see `Retry-After`); nothing recorded, the provider sends it again", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before sending again"))),
     )
 )]
 pub async fn receive_callback(
@@ -147,6 +151,7 @@ async fn intake(
         let reason = match e {
             CallbackError::InvalidSignature => "invalid_signature",
             CallbackError::Malformed(_) => "malformed",
+            CallbackError::Busy => "busy",
         };
         metrics::counter!("hermes_callbacks_refused_total", "provider" => provider_name.to_owned(), "reason" => reason)
             .increment(1);
