@@ -24,9 +24,9 @@ use uuid::Uuid;
 pub const NAME: &str = "cascade-saga";
 const BATCH: i64 = 500;
 /// Messages handled at once within a batch (events of one message stay in order). Not above the
-/// plugin pool's send slots (`PluginLimits::send_slots`, 192 of the default 256), so that a send
+/// plugin pool's send slots (`PluginLimits::send_slots`, 240 of the default 320), so that a send
 /// never waits for a slot, let alone is refused `plugin_busy`, because of the saga's own load.
-const CONCURRENCY: usize = 192;
+const CONCURRENCY: usize = 240;
 
 pub struct CascadeSaga {
     handler: CommandHandler,

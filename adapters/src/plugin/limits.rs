@@ -43,7 +43,7 @@ impl Default for PluginLimits {
             fetch_timeout: Duration::from_secs(10),
             max_response_bytes: 1 << 20,
             max_memory_bytes: 32 << 20,
-            max_instances: 256,
+            max_instances: 320,
             slot_wait: Duration::from_secs(1),
             max_log_lines_per_call: 32,
         }
@@ -127,7 +127,7 @@ mod tests {
     #[test]
     fn sends_and_callbacks_have_their_own_share_of_the_pool() {
         let default = PluginLimits::default();
-        assert_eq!((default.send_slots(), default.callback_slots()), (192, 32));
+        assert_eq!((default.send_slots(), default.callback_slots()), (240, 40));
         let tiny = PluginLimits {
             max_instances: 1,
             ..PluginLimits::default()
