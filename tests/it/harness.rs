@@ -117,12 +117,15 @@ impl TestApp {
     }
 
     pub async fn spawn_with(configure: impl FnOnce(&mut ServerArgs)) -> Self {
+        Self::spawn_roles(Roles::all(), configure).await
+    }
+
+    /// Hermes running only `roles` (as one of several processes would), on a fresh database.
+    pub async fn spawn_roles(roles: Roles, configure: impl FnOnce(&mut ServerArgs)) -> Self {
         let database_url = fresh_database().await;
         let mut args = server_args(&database_url);
         configure(&mut args);
-        let app = app::start(&args, Roles::all())
-            .await
-            .expect("hermes starts");
+        let app = app::start(&args, roles).await.expect("hermes starts");
         let created = tenants::create_tenant(&app.pool, "test")
             .await
             .expect("tenant");

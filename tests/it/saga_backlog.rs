@@ -5,10 +5,9 @@
 //! Hermes runs here as two processes would: one with the API, the projector and the timers, and,
 //! later, one with the saga.
 
-use crate::harness::{TestApp, WITHIN, fresh_database, message, server_args};
+use crate::harness::{TestApp, WITHIN, message, server_args};
 use hermes::app::{self, Roles, RunningApp};
 use hermes::config::ServerArgs;
-use hermes_infra::tenants;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -17,23 +16,11 @@ const STEP_TIMEOUT_S: u32 = 1;
 
 /// Hermes without its saga: messages are accepted, projected and timed, but nobody sends them.
 async fn without_saga(configure: impl FnOnce(&mut ServerArgs)) -> TestApp {
-    let database_url = fresh_database().await;
-    let mut args = server_args(&database_url);
-    args.mock_provider_secret = Some(MOCK_SECRET.to_owned());
-    configure(&mut args);
-    let app = app::start(&args, Roles::parse("api,projector,timers").unwrap())
-        .await
-        .expect("hermes starts");
-    let tenant = tenants::create_tenant(&app.pool, "backlog")
-        .await
-        .expect("tenant");
-    TestApp {
-        app,
-        database_url,
-        client: hermes_adapters::http::client(),
-        api_key: tenant.api_key,
-        tenant_id: tenant.tenant_id,
-    }
+    TestApp::spawn_roles(Roles::parse("api,projector,timers").unwrap(), |args| {
+        args.mock_provider_secret = Some(MOCK_SECRET.to_owned());
+        configure(args);
+    })
+    .await
 }
 
 /// A saga worker for `api`'s database; its mock provider posts receipts to `api`.

@@ -346,6 +346,22 @@ pub(super) fn rejected(
     }
 }
 
+/// A retryable refusal at `at` with nothing to fail over to: the step retries at `retry_at`.
+pub(super) fn retry_planned(
+    attempt_id: AttemptId,
+    retry_at: DateTime<Utc>,
+    at: DateTime<Utc>,
+) -> MessageEvent {
+    MessageEvent::AttemptRejected {
+        attempt_id,
+        error: provider_error(),
+        retryable: true,
+        failover: false,
+        retry_at: Some(retry_at),
+        at,
+    }
+}
+
 pub(super) fn in_doubt(attempt_id: AttemptId, at: DateTime<Utc>) -> MessageEvent {
     MessageEvent::AttemptInDoubt {
         attempt_id,

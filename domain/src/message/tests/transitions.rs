@@ -471,14 +471,11 @@ fn planned_retry(events: &[MessageEvent]) -> Option<DateTime<Utc>> {
 fn retried_history(fx: &Fx, n: u128) -> Vec<MessageEvent> {
     let mut history = fx.dispatched_first();
     for i in 1..n {
-        history.push(MessageEvent::AttemptRejected {
-            attempt_id: attempt(i),
-            error: provider_error(),
-            retryable: true,
-            failover: false,
-            retry_at: Some(t(i as i64 * 2 + 1)),
-            at: t(i as i64 * 2),
-        });
+        history.push(retry_planned(
+            attempt(i),
+            t(i as i64 * 2 + 1),
+            t(i as i64 * 2),
+        ));
         history.push(MessageEvent::RetryDue {
             step_index: 0,
             after: attempt(i),
@@ -581,28 +578,10 @@ fn a_refusal_that_waiting_will_not_change_moves_on_at_once() {
 }
 
 #[test]
-fn a_permanent_rejection_moves_to_the_next_step_at_once() {
-    let fx = Fx::three_steps();
-    MessageTest::given(fx.dispatched_first())
-        .when(outcome_rejected(attempt(1), false, false), t(2))
-        .then_expect_events(vec![
-            rejected(attempt(1), false, false, t(2)),
-            fx.started(1, t(2)),
-        ]);
-}
-
-#[test]
 fn a_due_retry_is_made_once_and_dispatches_on_the_same_step_clock() {
     let fx = Fx::three_steps();
     let mut history = fx.dispatched_first();
-    history.push(MessageEvent::AttemptRejected {
-        attempt_id: attempt(1),
-        error: provider_error(),
-        retryable: true,
-        failover: false,
-        retry_at: Some(t(3)),
-        at: t(2),
-    });
+    history.push(retry_planned(attempt(1), t(3), t(2)));
     let retry = MessageCommand::FireTimer(TimerKind::Retry { after: attempt(1) });
     MessageTest::given(history.clone())
         .when(retry.clone(), t(3))
@@ -629,14 +608,7 @@ fn a_due_retry_is_made_once_and_dispatches_on_the_same_step_clock() {
 fn a_retry_timer_after_the_step_timed_out_does_nothing() {
     let fx = Fx::three_steps();
     let mut history = fx.dispatched_first();
-    history.push(MessageEvent::AttemptRejected {
-        attempt_id: attempt(1),
-        error: provider_error(),
-        retryable: true,
-        failover: false,
-        retry_at: Some(t(50)),
-        at: t(40),
-    });
+    history.push(retry_planned(attempt(1), t(50), t(40)));
     history.push(timed_out(0, None, t(61)));
     history.push(fx.started(1, t(61)));
     MessageTest::given(history)

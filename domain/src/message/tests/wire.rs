@@ -141,14 +141,7 @@ fn every_event() -> Vec<MessageEvent> {
         in_doubt(a, t(2)),
         sent(a, t(3)),
         rejected(a, true, true, t(4)),
-        MessageEvent::AttemptRejected {
-            attempt_id: a,
-            error: provider_error(),
-            retryable: true,
-            failover: false,
-            retry_at: Some(t(5)),
-            at: t(4),
-        },
+        retry_planned(a, t(5), t(4)),
         MessageEvent::RetryDue {
             step_index: 0,
             after: a,
