@@ -61,6 +61,11 @@ enum Command {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// Events the cascade saga parked because it could not handle them (see `parked_events`).
+    Parked {
+        #[command(subcommand)]
+        command: ParkedCommand,
+    },
     /// Rebuild a projection from the start of the log (projections: message-views).
     Replay {
         projection: String,
@@ -78,6 +83,22 @@ enum Command {
     },
     /// Load generator against a running Hermes.
     Bench(hermes::bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum ParkedCommand {
+    /// Every parked event, one JSON object a line: subscriber, event, error, attempts.
+    List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Ask the saga to handle these parked events again (all of them when none is named); one that
+    /// goes through is unparked, one that fails again stays with its new error.
+    Retry {
+        event_ids: Vec<uuid::Uuid>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -400,6 +421,27 @@ async fn main() -> anyhow::Result<()> {
                 }
                 None => anyhow::bail!("no message {id}"),
             }
+        }
+        Command::Parked {
+            command: ParkedCommand::List { database },
+        } => {
+            let pool = db::connect(&database.url(), 2).await?;
+            for parked in hermes_infra::parked::list(&pool).await? {
+                println!("{}", serde_json::to_string(&parked)?);
+            }
+            Ok(())
+        }
+        Command::Parked {
+            command:
+                ParkedCommand::Retry {
+                    event_ids,
+                    database,
+                },
+        } => {
+            let pool = db::connect(&database.url(), 2).await?;
+            let marked = hermes_infra::parked::request_retry(&pool, &event_ids).await?;
+            eprintln!("{marked} parked event(s) will be tried again by the cascade saga");
+            Ok(())
         }
         Command::Replay {
             projection,

@@ -15,6 +15,7 @@ use hermes_domain::message::{AttemptError, Message, MessageCommand, MessageEvent
 use hermes_domain::routing::pick_provider;
 use hermes_domain::{AttemptId, MessageId};
 use hermes_infra::event_store::{self, EventMetadata, StoredEvent};
+use hermes_infra::parked;
 use hermes_infra::subscription::{self, Subscriber};
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -264,12 +265,13 @@ impl CascadeSaga {
     }
 
     async fn poll_once(&mut self, pool: &PgPool) -> anyhow::Result<usize> {
+        let retried = self.retry_parked(pool).await?;
         let mut conn = pool.acquire().await?;
         let checkpoint = subscription::load_checkpoint(&mut conn, NAME, false).await?;
         let batch = event_store::read_after(&mut conn, checkpoint, BATCH).await?;
         drop(conn);
         let Some(last) = batch.last().map(StoredEvent::checkpoint) else {
-            return Ok(0);
+            return Ok(retried);
         };
         // Events of one message in order, different messages concurrently.
         let handled = batch.len();
@@ -281,8 +283,16 @@ impl CascadeSaga {
         let failures: Vec<CommandError> = futures::stream::iter(by_stream.into_values())
             .map(|events: Vec<StoredEvent>| async move {
                 for e in &events {
-                    if let Err(err) = this.on_event(e).await {
-                        return Some(err);
+                    match this.on_event(e).await {
+                        Ok(()) => {}
+                        // The rest of this message's events go on; the event waits in
+                        // `parked_events` for `hermes parked retry`.
+                        Err(err) if is_poison(&err) => {
+                            if let Err(db) = this.park(pool, e, &err).await {
+                                return Some(CommandError::Db(db));
+                            }
+                        }
+                        Err(err) => return Some(err),
                     }
                 }
                 None
@@ -292,13 +302,51 @@ impl CascadeSaga {
             .collect()
             .await;
         if let Some(first) = failures.into_iter().next() {
-            // The batch is read again; commands are idempotent, so redoing the rest is safe.
+            // A transient failure (the database, contention): the batch is read again; commands
+            // are idempotent, so redoing the rest is safe.
             anyhow::bail!("cascade saga batch failed: {first}");
         }
         let mut conn = pool.acquire().await?;
         subscription::save_checkpoint(&mut conn, NAME, last).await?;
-        Ok(handled)
+        Ok(handled + retried)
     }
+
+    async fn park(
+        &self,
+        pool: &PgPool,
+        e: &StoredEvent,
+        err: &CommandError,
+    ) -> Result<(), sqlx::Error> {
+        tracing::error!(event_id = %e.event_id, event_type = %e.event_type, stream_id = %e.stream_id,
+            error = %err, "cascade saga parked an event it cannot handle");
+        let mut conn = pool.acquire().await?;
+        parked::park(&mut conn, NAME, e, &err.to_string()).await
+    }
+
+    /// Tries again the parked events an operator asked for (`hermes parked retry`): one that goes
+    /// through is unparked, one that fails again stays parked with its new error.
+    async fn retry_parked(&self, pool: &PgPool) -> anyhow::Result<usize> {
+        let mut conn = pool.acquire().await?;
+        let events = parked::retries_requested(&mut conn, NAME).await?;
+        drop(conn);
+        for e in &events {
+            match self.on_event(e).await {
+                Ok(()) => parked::unpark(pool, NAME, e.event_id).await?,
+                Err(err) if is_poison(&err) => self.park(pool, e, &err).await?,
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(events.len())
+    }
+}
+
+/// An error that handling the event again will not cure: it cannot be decoded, or the aggregate
+/// refuses the command it leads to. Everything else (the database, contention) is transient.
+fn is_poison(err: &CommandError) -> bool {
+    matches!(
+        err,
+        CommandError::Corrupt(_) | CommandError::Domain(_) | CommandError::NotFound
+    )
 }
 
 impl Subscriber for CascadeSaga {

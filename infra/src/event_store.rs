@@ -194,6 +194,19 @@ pub async fn load_stream(
     .await
 }
 
+/// The events with these ids, in log order.
+pub async fn load_events(
+    conn: &mut PgConnection,
+    event_ids: &[Uuid],
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM events WHERE event_id = ANY($1) ORDER BY position"
+    )))
+    .bind(event_ids)
+    .fetch_all(conn)
+    .await
+}
+
 /// Every event of several streams, each stream in version order.
 pub async fn load_streams(
     conn: &mut PgConnection,

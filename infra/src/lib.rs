@@ -5,6 +5,7 @@ pub mod db;
 pub mod event_store;
 pub mod http;
 pub mod idempotency;
+pub mod parked;
 pub mod plugin_uploads;
 pub mod provider_accounts;
 pub mod secret;

@@ -6,6 +6,7 @@ use futures::future::BoxFuture;
 use hermes_domain::MessageId;
 use hermes_domain::message::{Message, MessageEvent};
 use hermes_infra::event_store::{self, Checkpoint, StoredEvent};
+use hermes_infra::parked;
 use hermes_infra::subscription::{self, Subscriber};
 use sqlx::{Acquire, PgConnection, PgPool};
 use std::collections::HashMap;
@@ -182,7 +183,20 @@ async fn apply_batch(
             states.insert(e.stream_id, current.expect("checked"));
             continue;
         }
-        let event = MessageEvent::from_stored(&e.event_type, e.schema_version, e.payload.clone())?;
+        let event =
+            match MessageEvent::from_stored(&e.event_type, e.schema_version, e.payload.clone()) {
+                Ok(event) => event,
+                // One event the projector cannot read must not stop every view behind it.
+                Err(err) => {
+                    tracing::error!(event_id = %e.event_id, event_type = %e.event_type,
+                    error = %err, "message views parked an event they cannot decode");
+                    parked::park(&mut *conn, NAME, e, &err.to_string()).await?;
+                    if let Some(current) = current {
+                        states.insert(e.stream_id, current);
+                    }
+                    continue;
+                }
+            };
         if let Some(next) = Message::apply(current, MessageId(e.stream_id), &event) {
             states.insert(e.stream_id, next);
             if !changed.contains(&e.stream_id) {

@@ -16,6 +16,7 @@ mod downtime;
 mod early_refusal;
 mod event_store;
 mod metrics;
+mod parked;
 mod provider_blip;
 mod provider_cascade;
 mod providers;
