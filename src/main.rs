@@ -439,7 +439,9 @@ async fn main() -> anyhow::Result<()> {
                 },
         } => {
             let pool = db::connect(&database.url(), 2).await?;
-            let marked = hermes_infra::parked::request_retry(&pool, &event_ids).await?;
+            let marked =
+                hermes_infra::parked::request_retry(&pool, hermes_command::saga::NAME, &event_ids)
+                    .await?;
             eprintln!("{marked} parked event(s) will be tried again by the cascade saga");
             Ok(())
         }

@@ -59,13 +59,18 @@ pub async fn list(pool: &PgPool) -> Result<Vec<ParkedEvent>, sqlx::Error> {
     .await
 }
 
-/// Asks the subscribers to try these parked events again (all of them when `event_ids` is
+/// Asks `subscriber` to try these of its parked events again (all of them when `event_ids` is
 /// empty). Returns how many were marked.
-pub async fn request_retry(pool: &PgPool, event_ids: &[Uuid]) -> Result<u64, sqlx::Error> {
+pub async fn request_retry(
+    pool: &PgPool,
+    subscriber: &str,
+    event_ids: &[Uuid],
+) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE parked_events SET retry_requested = true
-          WHERE cardinality($1::uuid[]) = 0 OR event_id = ANY($1)",
+          WHERE subscriber = $1 AND (cardinality($2::uuid[]) = 0 OR event_id = ANY($2))",
     )
+    .bind(subscriber)
     .bind(event_ids)
     .execute(pool)
     .await?;
