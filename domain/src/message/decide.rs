@@ -176,9 +176,6 @@ impl Message {
                 self.decide_receipt(attempt.id, *status, &None, &None, now)
             }
             MessageCommand::NoProvider { step_index } => Ok(self.decide_unserved(*step_index, now)),
-            MessageCommand::FireTimer(TimerKind::Retry { after }) => {
-                Ok(self.decide_retry(*after, now))
-            }
             MessageCommand::FireTimer(kind) => Ok(self.decide_timer(*kind, now)),
             MessageCommand::Cancel => self.decide_cancel(now),
         }
