@@ -43,7 +43,18 @@ pub enum SendError {
     InDoubt(String),
 }
 
+/// Codes of a request Hermes itself refused for the account (its allowed hosts, a private
+/// address): another account may do, but waiting will not change the answer.
+pub const POLICY_DENIAL_CODES: [&str; 2] = ["fetch_denied", "plugin_denied"];
+
 impl SendError {
+    /// Whether the same account may take the request later: a retryable rejection that is not
+    /// Hermes's own policy denial.
+    pub fn worth_retrying_later(&self) -> bool {
+        matches!(self, SendError::Rejected { error, retryable: true, .. }
+            if !POLICY_DENIAL_CODES.contains(&error.code.as_str()))
+    }
+
     /// A rejection with no `Retry-After`.
     pub fn rejected(error: AttemptError, retryable: bool) -> Self {
         SendError::Rejected {
@@ -147,5 +158,22 @@ pub trait Provider: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<Receipt>, LookupError>> {
         let _ = request;
         Box::pin(std::future::ready(Err(LookupError::Unsupported)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_retryable_refusal_that_is_not_a_policy_denial_is_worth_retrying_later() {
+        let refused =
+            |code: &str, retryable| SendError::rejected(AttemptError::new(code, "x"), retryable);
+        assert!(refused("http_503", true).worth_retrying_later());
+        assert!(refused("connect_failed", true).worth_retrying_later());
+        assert!(!refused("fetch_denied", true).worth_retrying_later());
+        assert!(!refused("plugin_denied", true).worth_retrying_later());
+        assert!(!refused("invalid_recipient", false).worth_retrying_later());
+        assert!(!SendError::InDoubt("timeout".into()).worth_retrying_later());
     }
 }

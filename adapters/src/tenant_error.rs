@@ -5,6 +5,7 @@
 //! and a generic message for its kind; the details go to the logs (the saga logs them with the
 //! attempt id) and metrics.
 
+use crate::provider::POLICY_DENIAL_CODES;
 use hermes_domain::message::AttemptError;
 
 /// The longest code passed on as it is.
@@ -28,7 +29,7 @@ pub fn for_tenant(error: &AttemptError, retryable: bool) -> AttemptError {
         "provider_error"
     };
     let message = match code {
-        "fetch_denied" | "plugin_denied" => {
+        c if POLICY_DENIAL_CODES.contains(&c) => {
             "Hermes refused the provider request this account's plugin made (see the operator's logs)"
         }
         "connect_failed" => "the provider could not be reached; nothing was sent",

@@ -34,7 +34,13 @@ pub struct CascadeSaga {
     providers: ProviderRegistry,
     /// Public base URL of this Hermes, for the per-attempt receipt URL given to providers.
     callback_base: String,
+    /// When the saga last looked for parked events an operator asked to retry: at most once per
+    /// [`RETRY_CHECK_EVERY`], not on every poll of the log.
+    retries_checked: Option<std::time::Instant>,
 }
+
+/// How often the saga looks for `hermes parked retry` requests.
+const RETRY_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Why the saga dispatches.
 #[derive(Clone, Copy)]
@@ -62,6 +68,7 @@ impl CascadeSaga {
             handler,
             providers,
             callback_base: callback_base.trim_end_matches('/').to_owned(),
+            retries_checked: None,
         }
     }
 
@@ -214,6 +221,10 @@ impl CascadeSaga {
         };
         let started = std::time::Instant::now();
         let result = provider.send(&request).await;
+        let retry_later = result
+            .as_ref()
+            .err()
+            .is_some_and(SendError::worth_retrying_later);
         self.providers.record_send(&attempt.provider, &result);
         let outcome = match &result {
             Ok(_) => "sent",
@@ -237,10 +248,6 @@ impl CascadeSaga {
             }) => {
                 tracing::info!(provider = %attempt.provider, %attempt_id, code = %error.code,
                     message = %error.message, retryable, "provider rejected the attempt");
-                // A denial by the account's own policy (its allowed hosts) fails over to another
-                // account, but waiting will not change it.
-                let retry_later =
-                    retryable && !matches!(error.code.as_str(), "fetch_denied" | "plugin_denied");
                 let error = tenant_error::for_tenant(&error, retryable);
                 // `m` already holds this attempt, so its provider counts as tried.
                 let tried = m.providers_tried(attempt.step_index);
@@ -325,7 +332,14 @@ impl CascadeSaga {
 
     /// Tries again the parked events an operator asked for (`hermes parked retry`): one that goes
     /// through is unparked, one that fails again stays parked with its new error.
-    async fn retry_parked(&self, pool: &PgPool) -> anyhow::Result<usize> {
+    async fn retry_parked(&mut self, pool: &PgPool) -> anyhow::Result<usize> {
+        if self
+            .retries_checked
+            .is_some_and(|at| at.elapsed() < RETRY_CHECK_EVERY)
+        {
+            return Ok(0);
+        }
+        self.retries_checked = Some(std::time::Instant::now());
         let mut conn = pool.acquire().await?;
         let events = parked::retries_requested(&mut conn, NAME).await?;
         drop(conn);

@@ -1283,7 +1283,7 @@ async fn replaying_message_views_rebuilds_the_same_rows() {
 // ---------------------------------------------------------------------------------------------
 // 10. CLI
 
-async fn hermes_cli(database_url: &str, args: &[&str]) -> Output {
+pub(crate) async fn hermes_cli(database_url: &str, args: &[&str]) -> Output {
     let database_url = database_url.to_owned();
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     tokio::task::spawn_blocking(move || {

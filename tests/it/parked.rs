@@ -4,7 +4,6 @@
 
 use crate::harness::{TestApp, WITHIN, message};
 use serde_json::{Value, json};
-use std::process::Command;
 use uuid::Uuid;
 
 /// A `StepStarted` whose payload cannot be decoded, on a stream of its own.
@@ -36,19 +35,9 @@ async fn parked_row(app: &TestApp, event_id: Uuid) -> Option<(i32, bool, String)
     .unwrap()
 }
 
+/// `hermes <args>` against the app's database; its stdout, asserting it succeeded.
 async fn hermes(app: &TestApp, args: &[&str]) -> String {
-    let database_url = app.database_url.clone();
-    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_hermes"))
-            .args(&args)
-            .env("DATABASE_URL", database_url)
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("run the hermes binary")
-    })
-    .await
-    .unwrap();
+    let out = crate::api::hermes_cli(&app.database_url, args).await;
     assert!(
         out.status.success(),
         "{}",

@@ -1209,3 +1209,45 @@ fn a_receipt_about_another_provider_message_is_not_this_attempts() {
         Ok(())
     );
 }
+
+#[test]
+fn a_step_no_provider_can_serve_after_the_ttl_expires_the_message() {
+    let fx = Fx::with_ttl(vec![step(Channel::Sms, 60, Until::Delivered)], 10);
+    MessageTest::given(fx.accepted())
+        .when(MessageCommand::NoProvider { step_index: 0 }, t(10))
+        .then_expect_events(vec![MessageEvent::MessageExpired { at: t(10) }]);
+}
+
+#[test]
+fn a_retry_due_after_the_ttl_expires_the_message_instead() {
+    let fx = Fx::with_ttl(vec![step(Channel::Sms, 60, Until::Delivered)], 10);
+    let mut history = fx.dispatched_first();
+    history.push(retry_planned(attempt(1), t(9), t(8)));
+    MessageTest::given(history)
+        .when(
+            MessageCommand::FireTimer(TimerKind::Retry { after: attempt(1) }),
+            t(10),
+        )
+        .then_expect_events(vec![MessageEvent::MessageExpired { at: t(10) }]);
+}
+
+#[test]
+fn no_retry_is_planned_past_the_ttl() {
+    // The step has time left, the message does not: the cascade moves on at once.
+    let fx = Fx::with_ttl(
+        vec![
+            step(Channel::Sms, 60, Until::Delivered),
+            step(Channel::Email, 60, Until::Delivered),
+        ],
+        3,
+    );
+    MessageTest::given(fx.dispatched_first())
+        .when(
+            outcome_rejected(attempt(1), true, false),
+            t(2) + Duration::milliseconds(900),
+        )
+        .then_expect_events(vec![
+            rejected(attempt(1), true, false, t(2) + Duration::milliseconds(900)),
+            fx.started(1, t(2) + Duration::milliseconds(900)),
+        ]);
+}
