@@ -320,7 +320,7 @@ pub(crate) fn to_new_events(events: &[MessageEvent], metadata: &EventMetadata) -
             event_id: Uuid::now_v7(),
             event_type: e.event_type().to_owned(),
             schema_version: SCHEMA_VERSION,
-            payload: serde_json::to_value(e).expect("events serialize"),
+            payload: e.to_payload(),
             metadata: metadata.clone(),
         })
         .collect()

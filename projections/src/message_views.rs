@@ -2,6 +2,7 @@
 //! queries. The fold is the domain's own `Message::apply`, so the read side can never disagree
 //! with the write side about what a message's state is.
 
+use crate::message_row::MessageRow;
 use futures::future::BoxFuture;
 use hermes_domain::MessageId;
 use hermes_domain::message::{Message, MessageEvent};
@@ -167,11 +168,14 @@ async fn apply_batch(
     }
     let ids: Vec<Uuid> = events.iter().map(|e| e.stream_id).collect();
     let (select, upsert) = table.statements();
-    let rows: Vec<(Uuid, sqlx::types::Json<Message>)> = sqlx::query_as(select)
+    let rows: Vec<(Uuid, sqlx::types::Json<MessageRow>)> = sqlx::query_as(select)
         .bind(&ids)
         .fetch_all(&mut *conn)
         .await?;
-    let mut states: HashMap<Uuid, Message> = rows.into_iter().map(|(id, s)| (id, s.0)).collect();
+    let mut states: HashMap<Uuid, Message> = rows
+        .into_iter()
+        .map(|(id, row)| (id, Message::from(row.0)))
+        .collect();
     let mut changed: Vec<Uuid> = Vec::new();
     for e in events {
         let current = states.remove(&e.stream_id);
@@ -221,7 +225,7 @@ async fn apply_batch(
         versions.push(m.version as i64);
         created.push(m.accepted_at);
         updated.push(m.updated_at);
-        docs.push(serde_json::to_value(m)?);
+        docs.push(serde_json::to_value(MessageRow::from(m))?);
     }
     sqlx::query(upsert)
         .bind(&message_ids)

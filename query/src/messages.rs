@@ -12,6 +12,7 @@ use hermes_domain::MessageId;
 use hermes_domain::message::{Message, MessageEvent, MessageStatus};
 use hermes_infra::event_store;
 use hermes_infra::http::{Problem, Tenant};
+use hermes_projections::message_row::MessageRow;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
@@ -41,7 +42,7 @@ pub async fn get_message(
     // The read model runs moments behind the event store. A client must never see a message go
     // back in time (after a read served from the events, or its own write missing right after
     // the 202), so the view is served only when it has the stream's last event.
-    let (view, latest): (Option<sqlx::types::Json<Message>>, Option<i64>) = sqlx::query_as(
+    let (view, latest): (Option<sqlx::types::Json<MessageRow>>, Option<i64>) = sqlx::query_as(
         "SELECT (SELECT state FROM message_views WHERE message_id = $1 AND tenant_id = $2),
                 (SELECT max(stream_version) FROM events WHERE stream_id = $1 AND tenant_id = $2)",
     )
@@ -52,8 +53,8 @@ pub async fn get_message(
     let Some(latest) = latest else {
         return Err(QueryError::NotFound);
     };
-    if let Some(m) = view.filter(|m| m.0.version >= latest as u64) {
-        return Ok(Json(MessageView::from(m.0)));
+    if let Some(row) = view.filter(|row| row.0.version >= latest as u64) {
+        return Ok(Json(MessageView::from(Message::from(row.0))));
     }
     // Not projected yet, or behind: the message as its events say.
     let stored = event_store::load_stream_for_tenant(&state.pool, tenant.0, id).await?;
@@ -118,7 +119,7 @@ pub async fn list_messages(
         Some(c) => Some(cursor::decode(c).ok_or(QueryError::InvalidCursor)?),
     };
     // One more row than asked tells whether there is a next page.
-    let rows: Vec<(DateTime<Utc>, Uuid, sqlx::types::Json<Message>)> = sqlx::query_as(
+    let rows: Vec<(DateTime<Utc>, Uuid, sqlx::types::Json<MessageRow>)> = sqlx::query_as(
         "SELECT created_at, message_id, state FROM message_views
          WHERE tenant_id = $1
            AND ($2::text IS NULL OR status = $2)
@@ -141,7 +142,7 @@ pub async fn list_messages(
     Ok(Json(MessageList {
         data: page
             .into_iter()
-            .map(|(_, _, m)| MessageView::from(m.0))
+            .map(|(_, _, row)| MessageView::from(Message::from(row.0)))
             .collect(),
         next_cursor,
     }))
@@ -175,7 +176,7 @@ pub async fn message_events(
         .map(|e| {
             // Shown in the current shape, whatever version it was stored in.
             let event = MessageEvent::from_stored(&e.event_type, e.schema_version, e.payload)?;
-            let mut data = serde_json::to_value(&event)?;
+            let mut data = event.to_payload();
             if let Some(obj) = data.as_object_mut() {
                 obj.remove("type");
             }

@@ -9,6 +9,31 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+/// The addresses the message was sent to, one per channel it uses.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = Recipient)]
+pub struct RecipientView {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whatsapp: Option<String>,
+}
+
+impl From<Recipient> for RecipientView {
+    fn from(r: Recipient) -> Self {
+        RecipientView {
+            phone: r.phone,
+            email: r.email,
+            push_token: r.push_token,
+            whatsapp: r.whatsapp,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StepView {
     pub channel: Channel,
@@ -66,7 +91,7 @@ pub struct MessageView {
     pub reference: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
-    pub to: Recipient,
+    pub to: RecipientView,
     pub cascade: Vec<StepView>,
     pub current_step: Option<CurrentStepView>,
     /// Every attempt, in the order they were made.
@@ -90,7 +115,7 @@ impl From<Message> for MessageView {
             reason: m.reason,
             reference: m.spec.reference,
             metadata: m.spec.metadata,
-            to: m.spec.to,
+            to: m.spec.to.into(),
             cascade: m
                 .spec
                 .cascade

@@ -349,6 +349,77 @@ async fn bad_requests_are_refused_with_stable_codes_and_store_nothing() {
     );
 }
 
+/// Every object of a request has a fixed set of fields: a field misspelt anywhere (`content.sms.txt`)
+/// is refused instead of dropped, and an array where an object belongs is refused too. The problem
+/// says where.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_fields_and_arrays_are_refused_at_every_level_of_a_request() {
+    let app = TestApp::spawn().await;
+    let full = json!({
+        "to": {"phone": "+14155550100", "email": "ada@example.com", "push_token": "t-1", "whatsapp": "+14155550100"},
+        "content": {
+            "text": "hi",
+            "sms": {"text": "hi"},
+            "email": {"subject": "s", "text": "hi", "html": "<p>hi</p>"},
+            "push": {"title": "t", "body": "hi", "data": {"free": {"form": true}}},
+            "whatsapp": {"text": "hi", "template": {"name": "n", "language": "en_US", "components": []}},
+        },
+        "cascade": [{"channel": "sms", "timeout_seconds": 30}],
+        "metadata": {"also": ["free", "form"]},
+    });
+    // The full document itself is fine (free-form `metadata` and `push.data` included).
+    let r = post_raw(&app, &app.api_key, serde_json::to_vec(&full).unwrap(), None).await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+
+    for (pointer, path) in [
+        ("/content", "content"),
+        ("/content/sms", "content.sms"),
+        ("/content/email", "content.email"),
+        ("/content/push", "content.push"),
+        ("/content/whatsapp", "content.whatsapp"),
+        ("/content/whatsapp/template", "content.whatsapp.template"),
+    ] {
+        let mut unknown = full.clone();
+        unknown.pointer_mut(pointer).unwrap()["txt"] = json!("misspelt");
+        let r = post_raw(
+            &app,
+            &app.api_key,
+            serde_json::to_vec(&unknown).unwrap(),
+            None,
+        )
+        .await;
+        let problem = assert_problem(r, 422, "invalid_request").await;
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(&format!("shape: {path}")) && detail.contains("unknown field `txt`"),
+            "{pointer}: {detail}"
+        );
+
+        let mut array = full.clone();
+        *array.pointer_mut(pointer).unwrap() = json!(["hi"]);
+        let r = post_raw(
+            &app,
+            &app.api_key,
+            serde_json::to_vec(&array).unwrap(),
+            None,
+        )
+        .await;
+        let problem = assert_problem(r, 422, "invalid_request").await;
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(&format!(
+                "shape: {path}: invalid type: sequence, expected an object"
+            )),
+            "{pointer}: {detail}"
+        );
+    }
+    assert_eq!(
+        accepted_count(&app).await,
+        1,
+        "only the valid request was stored"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_at_the_size_limit_is_accepted() {
     let app = TestApp::spawn().await;

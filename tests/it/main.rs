@@ -26,6 +26,7 @@ mod saga_backlog;
 mod sealed_accounts;
 mod secrets_argv;
 mod server_limits;
+mod snapshots;
 mod tenant_errors;
 mod timer_clock;
 mod traceparent;

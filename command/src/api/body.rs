@@ -45,6 +45,14 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<JsonBody<T>, ApiError>
         serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
     // serde_json's map is ordered by key, so this is the same for the same document.
     let canonical = serde_json::to_vec(&raw).expect("a Value serializes");
-    let value = serde_json::from_value(raw).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    // The path says where in the document the shape is wrong (`content.sms: expected an object`).
+    let value = serde_path_to_error::deserialize(raw).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::InvalidRequest(if path == "." {
+            e.into_inner().to_string()
+        } else {
+            format!("{path}: {}", e.into_inner())
+        })
+    })?;
     Ok(JsonBody { value, canonical })
 }

@@ -123,26 +123,28 @@ fn send_message_request() -> Value {
             },
             "content": {
                 "type": "object",
+                "additionalProperties": false,
                 "description": "Per-channel content with a plain `text` fallback for every channel.",
                 "properties": {
                     "text": readable_text(None),
-                    "sms": {"type": ["object", "null"], "properties": {
+                    "sms": {"type": ["object", "null"], "additionalProperties": false, "properties": {
                         "text": readable_text(Some(MAX_SMS_CHARS)),
                     }},
-                    "email": {"type": ["object", "null"], "properties": {
+                    "email": {"type": ["object", "null"], "additionalProperties": false, "properties": {
                         "subject": readable_text(Some(MAX_EMAIL_SUBJECT_CHARS)),
                         "text": readable_text(None),
                         "html": readable_text(None),
                     }},
-                    "push": {"type": ["object", "null"], "properties": {
+                    "push": {"type": ["object", "null"], "additionalProperties": false, "properties": {
                         "title": readable_text(Some(MAX_PUSH_TITLE_CHARS)),
                         "body": readable_text(Some(MAX_PUSH_BODY_CHARS)),
                         "data": {"type": ["object", "null"], "$ref": "#/components/schemas/JsonWithoutNul"},
                     }},
-                    "whatsapp": {"type": ["object", "null"], "properties": {
+                    "whatsapp": {"type": ["object", "null"], "additionalProperties": false, "properties": {
                         "text": readable_text(Some(MAX_WHATSAPP_CHARS)),
                         "template": {
                             "type": ["object", "null"],
+                            "additionalProperties": false,
                             "description": "A pre-approved WhatsApp message template, as the Cloud API names it.",
                             "required": ["name", "language"],
                             "properties": {

@@ -3,13 +3,14 @@
 use super::CommandState;
 use super::body::JsonBody;
 use super::error::ApiError;
+use super::send_request::SendMessageRequest;
 use crate::handler::{AcceptRequest, IdempotencyKey};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use hermes_domain::message::{Content, MessageCommand, Recipient};
-use hermes_domain::validation::{self, MessageDraft};
+use hermes_domain::message::MessageCommand;
+use hermes_domain::validation;
 use hermes_domain::{Channel, MessageId};
 use hermes_infra::event_store::EventMetadata;
 use hermes_infra::http::{Problem, Tenant};
@@ -19,86 +20,12 @@ use utoipa::ToSchema;
 
 const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 
-/// Who to deliver to: one address per channel the cascade uses.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ToRequest {
-    /// E.164, for `sms`.
-    #[schema(example = "+14155550100")]
-    pub phone: Option<String>,
-    #[schema(example = "ada@example.com")]
-    pub email: Option<String>,
-    pub push_token: Option<String>,
-    /// E.164, for `whatsapp`.
-    pub whatsapp: Option<String>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SendMessageRequest {
-    #[serde(deserialize_with = "objects::to")]
-    pub to: ToRequest,
-    #[serde(deserialize_with = "objects::content")]
-    pub content: Content,
-    /// A list of steps `{"channel": "sms"|"email"|"push"|"whatsapp", "timeout_seconds": 60,
-    /// "until": "accepted"|"delivered"|"read"}` (defaults: 60 s, delivered), or the name of a
-    /// tenant cascade policy.
-    #[schema(value_type = Object, example = json!([{"channel": "sms", "timeout_seconds": 30, "until": "delivered"}, {"channel": "email"}]))]
-    pub cascade: Option<serde_json::Value>,
-    /// Your own reference, shown back in status and lists.
-    pub reference: Option<String>,
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
-    /// The message expires (and its cascade stops) this many seconds after acceptance.
-    #[schema(value_type = Option<i64>)]
-    pub ttl_seconds: Option<serde_json::Value>,
-}
-
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct MessageAccepted {
     #[schema(value_type = String, format = Uuid)]
     pub id: MessageId,
     #[schema(example = "accepted")]
     pub status: String,
-}
-
-/// serde reads a struct from a JSON array too (`"to": ["+1…"]`); the API takes objects only,
-/// as its document says.
-mod objects {
-    use super::ToRequest;
-    use hermes_domain::message::Content;
-    use serde::de::{Deserialize, Deserializer, Error};
-    use serde_json::Value;
-
-    fn object_or_null<E: Error>(v: Option<&Value>, path: &str) -> Result<(), E> {
-        match v {
-            None | Some(Value::Null) | Some(Value::Object(_)) => Ok(()),
-            Some(_) => Err(E::custom(format!("`{path}` must be an object"))),
-        }
-    }
-
-    pub fn to<'de, D: Deserializer<'de>>(d: D) -> Result<ToRequest, D::Error> {
-        let v = Value::deserialize(d)?;
-        if !v.is_object() {
-            return Err(D::Error::custom("`to` must be an object"));
-        }
-        serde_json::from_value(v).map_err(D::Error::custom)
-    }
-
-    pub fn content<'de, D: Deserializer<'de>>(d: D) -> Result<Content, D::Error> {
-        let v = Value::deserialize(d)?;
-        if !v.is_object() {
-            return Err(D::Error::custom("`content` must be an object"));
-        }
-        for channel in ["sms", "email", "push", "whatsapp"] {
-            object_or_null(v.get(channel), &format!("content.{channel}"))?;
-        }
-        object_or_null(
-            v.get("whatsapp").and_then(|w| w.get("template")),
-            "content.whatsapp.template",
-        )?;
-        serde_json::from_value(v).map_err(D::Error::custom)
-    }
 }
 
 pub(super) fn trace_metadata(headers: &HeaderMap, tenant: &Tenant) -> EventMetadata {
@@ -159,21 +86,7 @@ pub async fn send_message(
     };
     // Refused before anything else is done: the cheapest answer while the workers catch up.
     state.backlog.admit().map_err(ApiError::Overloaded)?;
-    let r = body.value;
-    let spec = validation::validate(MessageDraft {
-        to: Recipient {
-            phone: r.to.phone,
-            email: r.to.email,
-            push_token: r.to.push_token,
-            whatsapp: r.to.whatsapp,
-        },
-        content: r.content,
-        cascade: r.cascade,
-        reference: r.reference,
-        metadata: r.metadata,
-        ttl_seconds: r.ttl_seconds,
-    })
-    .map_err(ApiError::Validation)?;
+    let spec = validation::validate(body.value.into_draft()).map_err(ApiError::Validation)?;
     let served: Vec<Channel> = state
         .providers
         .candidates()

@@ -7,6 +7,7 @@ pub mod contract;
 pub mod error;
 pub mod messages;
 pub mod receipts;
+pub mod send_request;
 pub mod traceparent;
 
 use crate::accept_batcher::AcceptBatcher;

@@ -13,7 +13,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 /// What a provider call came to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendOutcome {
     /// The provider took the message.
     Sent { provider_message_id: Option<String> },
@@ -25,7 +25,6 @@ pub enum SendOutcome {
         error: AttemptError,
         retryable: bool,
         failover: bool,
-        #[serde(default)]
         retry_later: bool,
     },
     /// The request left but no answer came (timeout, connection reset): it may have been sent.

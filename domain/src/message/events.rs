@@ -1,14 +1,16 @@
-//! The facts a message records. Events are never changed once written: a new shape gets a new
-//! `schema_version` and an upcaster in [`upcast`].
+//! The facts a message records. Events are never changed once written: their stored JSON is
+//! [`super::stored::EventPayload`], converted explicitly from and to these; a new stored shape gets
+//! a new `schema_version` and an upcaster in [`upcast`].
 
 use crate::channel::{Channel, Until};
 use crate::ids::{AttemptId, TenantId};
 use crate::message::spec::MessageSpec;
+use crate::message::stored::EventPayload;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Why an attempt or a message did not succeed, as the provider or Hermes said it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttemptError {
     pub code: String,
     pub message: String,
@@ -41,8 +43,7 @@ pub enum Completion {
     Read,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum MessageEvent {
     MessageAccepted {
         tenant_id: TenantId,
@@ -59,7 +60,6 @@ pub enum MessageEvent {
         /// dispatch: a step's timeout now comes with its first dispatch (`step_timeout_at` of
         /// [`MessageEvent::AttemptDispatched`]) or with [`MessageEvent::StepUnserved`], so that
         /// time spent waiting for a worker never consumes it.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout_at: Option<DateTime<Utc>>,
         at: DateTime<Utc>,
     },
@@ -71,11 +71,9 @@ pub enum MessageEvent {
         provider: String,
         /// What served the attempt: the provider plugin and its version (`twilio@0.1.0`). Absent
         /// in events written before plugins were versioned.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         served_by: Option<String>,
         /// The step's first dispatch starts its clock: when the step times out. Absent on later
         /// attempts of the step (failovers share the step's time) and in older events.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         step_timeout_at: Option<DateTime<Utc>>,
         at: DateTime<Utc>,
     },
@@ -106,7 +104,6 @@ pub enum MessageEvent {
         failover: bool,
         /// A retryable refusal with no other account to fail over to: the step tries again at
         /// this time (backoff with jitter), within its own time.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_at: Option<DateTime<Utc>>,
         at: DateTime<Utc>,
     },
@@ -208,7 +205,12 @@ impl MessageEvent {
         payload: serde_json::Value,
     ) -> Result<Self, serde_json::Error> {
         let payload = upcast(event_type, schema_version, payload);
-        serde_json::from_value(payload)
+        serde_json::from_value::<EventPayload>(payload).map(Self::from)
+    }
+
+    /// The stored JSON of this event (schema version [`SCHEMA_VERSION`]).
+    pub fn to_payload(&self) -> serde_json::Value {
+        EventPayload::from(self).to_json()
     }
 }
 

@@ -2,6 +2,7 @@
 //!
 //! - [`spec`]: what the tenant asked for (recipient, content, cascade steps).
 //! - [`events`]: the facts the aggregate records.
+//! - [`stored`]: the stored JSON of those facts, versioned, converted explicitly.
 //! - [`state`]: the state folded from those facts (`apply`).
 //! - [`decide`]: commands and the decisions the aggregate takes on them.
 //! - [`reconcile`]: which attempt a step's timeout asks its provider about first.
@@ -11,6 +12,7 @@ pub mod events;
 pub mod reconcile;
 pub mod spec;
 pub mod state;
+pub mod stored;
 
 pub use decide::{DomainError, MessageCommand, SendOutcome, TimerKind};
 pub use events::{AttemptError, MessageEvent, ReceiptStatus};

@@ -1,18 +1,16 @@
 //! What a tenant asked for. Built only by [`crate::validation`], so a `MessageSpec` is valid.
+//! None of these is a wire type: the API has its request types, events their stored form
+//! ([`super::stored`]); only `ChannelContent` (and its template) has a JSON form, the mock
+//! provider's request body.
 
 use crate::channel::{Channel, Until};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Recipient {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push_token: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub whatsapp: Option<String>,
 }
 
@@ -28,43 +26,36 @@ impl Recipient {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SmsContent {
     pub text: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EmailContent {
     pub subject: Option<String>,
     pub text: Option<String>,
     pub html: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PushContent {
     pub title: Option<String>,
     pub body: Option<String>,
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub data: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct WhatsappContent {
     pub text: Option<String>,
     /// A pre-approved message template: the only content WhatsApp delivers outside the 24-hour
     /// customer-service window. `text` (or the top-level `text`) still describes the message for
     /// audit and for providers that cannot send templates.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<WhatsappTemplate>,
 }
 
 /// A WhatsApp message template, as the WhatsApp Cloud API names it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WhatsappTemplate {
     /// The template's name, e.g. `order_shipped`.
     pub name: String,
@@ -72,23 +63,16 @@ pub struct WhatsappTemplate {
     pub language: String,
     /// The Cloud API's `components` (header, body and button parameters), passed through as given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<Object>>))]
     pub components: Option<Vec<serde_json::Value>>,
 }
 
 /// Per-channel content with a plain `text` fallback for every channel.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Content {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sms: Option<SmsContent>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<EmailContent>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push: Option<PushContent>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub whatsapp: Option<WhatsappContent>,
 }
 
@@ -174,7 +158,7 @@ impl Content {
 }
 
 /// One step of a cascade: try `channel`, wait up to `timeout_seconds` for `until`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CascadeStep {
     pub channel: Channel,
     pub timeout_seconds: u32,
@@ -182,15 +166,12 @@ pub struct CascadeStep {
 }
 
 /// A validated delivery request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageSpec {
     pub to: Recipient,
     pub content: Content,
     pub cascade: Vec<CascadeStep>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_seconds: Option<u32>,
 }

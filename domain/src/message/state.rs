@@ -122,7 +122,7 @@ impl From<ReceiptStatus> for AttemptStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Attempt {
     pub id: AttemptId,
     pub step_index: usize,
@@ -141,13 +141,10 @@ pub struct Attempt {
     /// When the attempt was put in doubt (Hermes could not know whether the provider got it).
     /// Kept once a receipt or the step's timeout settles it: an attempt that was in doubt may
     /// have been delivered, and the tenant must be able to see that.
-    #[serde(default)]
     pub in_doubt_at: Option<DateTime<Utc>>,
     /// The retry planned after this attempt's refusal (`AttemptRejected.retry_at`), and whether
     /// it came due: a retry is made once.
-    #[serde(default)]
     pub retry_at: Option<DateTime<Utc>>,
-    #[serde(default)]
     pub retried: bool,
     pub updated_at: DateTime<Utc>,
 }
@@ -161,17 +158,16 @@ impl Attempt {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CurrentStep {
     pub index: usize,
     pub started_at: DateTime<Utc>,
     /// When the step times out: unknown until its first attempt is dispatched (or no provider
     /// could serve it), since the step's clock starts then.
-    #[serde(default)]
     pub timeout_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Message {
     pub id: MessageId,
     pub tenant_id: TenantId,
