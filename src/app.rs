@@ -142,7 +142,12 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
         .as_deref()
         .map(SealingKey::from_hex)
         .transpose()?;
-    let mut source = ProviderSource::new(pool.clone(), key, args.plugins_dir.clone(), fallback)?;
+    let mut source = ProviderSource::new(
+        pool.clone(),
+        key.clone(),
+        args.plugins_dir.clone(),
+        fallback,
+    )?;
     let providers = ProviderRegistry::default();
     let registry = providers.clone();
     source
@@ -192,6 +197,7 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
             pool: pool.clone(),
             token: admin_token,
             engine: PluginEngine::new(PluginLimits::default())?,
+            key,
         }))
     } else {
         crate::http::health_only(state)

@@ -79,7 +79,13 @@ impl ProviderSource {
             if let Some(bytes) = self.uploads.get(sha256) {
                 return Ok(bytes.clone());
             }
-            if let Some(bytes) = plugin_uploads::wasm(&self.pool, plugin, sha256).await? {
+            // Uploads are authenticated with the secret key: without it none can be trusted.
+            let key = self.key.as_ref().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "plugin {plugin} has an uploaded version but HERMES_SECRET_KEY is not set: it cannot be authenticated"
+                )
+            })?;
+            if let Some(bytes) = plugin_uploads::wasm(&self.pool, key, plugin, sha256).await? {
                 let bytes = Arc::new(bytes);
                 self.uploads.insert(sha256.clone(), bytes.clone());
                 return Ok(bytes);

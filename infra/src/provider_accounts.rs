@@ -4,6 +4,7 @@
 
 use crate::Secret;
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 use sqlx::PgPool;
 use std::collections::BTreeMap;
@@ -74,6 +75,25 @@ impl SealingKey {
         let mut sealed = nonce.to_vec();
         sealed.extend_from_slice(&in_out);
         sealed
+    }
+
+    /// An HMAC-SHA256 tag over `message`, under a key derived from this one for `purpose`, so a
+    /// tag made for one use of the deployment's key is never valid for another.
+    pub fn mac(&self, purpose: &str, message: &[u8]) -> Vec<u8> {
+        hmac::sign(&self.mac_key(purpose), message)
+            .as_ref()
+            .to_vec()
+    }
+
+    /// Whether `tag` is [`Self::mac`] of `message`, compared in constant time.
+    pub fn verify_mac(&self, purpose: &str, message: &[u8], tag: &[u8]) -> bool {
+        hmac::verify(&self.mac_key(purpose), message, tag).is_ok()
+    }
+
+    fn mac_key(&self, purpose: &str) -> hmac::Key {
+        let master = hmac::Key::new(hmac::HMAC_SHA256, self.0.expose());
+        let derived = hmac::sign(&master, purpose.as_bytes());
+        hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
     }
 
     pub fn open(&self, sealed: &[u8], aad: &str) -> Option<Vec<u8>> {

@@ -4,7 +4,9 @@ use crate::harness::{TestApp, fresh_database, server_args};
 use crate::providers::{accepted_sms, served_by, wait_until_served_by};
 use hermes::app::{self, Roles};
 use hermes_adapters::plugin::builtin;
-use serde_json::Value;
+use hermes_infra::plugin_uploads::{self, UploadError};
+use hermes_infra::provider_accounts::SealingKey;
+use serde_json::{Value, json};
 
 const TOKEN: &str = "admin-token-for-the-tests-0123456789";
 
@@ -47,7 +49,11 @@ fn mock_version(version: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugin_versions_are_uploaded_validated_swapped_in_and_rolled_back() {
-    let app = TestApp::spawn_with(|args| args.admin_token = Some(TOKEN.to_owned())).await;
+    let app = TestApp::spawn_with(|args| {
+        args.admin_token = Some(TOKEN.to_owned());
+        args.secret_key = Some(SealingKey::generate_hex());
+    })
+    .await;
     let first = app.send(&accepted_sms()).await;
     assert_eq!(served_by(&app, &first).await, "mock@0.1.0");
     let put = reqwest::Method::PUT;
@@ -168,6 +174,154 @@ async fn plugin_versions_are_uploaded_validated_swapped_in_and_rolled_back() {
     )
     .await;
     assert_eq!((status, problem["code"].as_str()), (404, Some("no_upload")));
+}
+
+/// Someone who can write `plugin_uploads` but does not hold the secret key cannot make Hermes run
+/// other code: bytes swapped under the same digest, a digest and bytes swapped together, a
+/// version relabelled, a row without a MAC, and a row read with another key are all refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_plugin_is_served_only_while_its_mac_holds() {
+    let pool = sqlx::PgPool::connect(&fresh_database().await)
+        .await
+        .unwrap();
+    hermes_infra::db::migrate(&pool).await.unwrap();
+    let key = SealingKey::from_hex(&SealingKey::generate_hex()).unwrap();
+    let good = mock_version("0.9.9");
+    let other = mock_version("0.8.8");
+    let upload = plugin_uploads::insert(&pool, &key, "mock", "0.9.9", &good)
+        .await
+        .unwrap();
+    let read = |key: SealingKey| {
+        let pool = pool.clone();
+        let sha256 = upload.sha256.clone();
+        async move { plugin_uploads::wasm(&pool, &key, "mock", &sha256).await }
+    };
+    assert_eq!(read(key.clone()).await.unwrap(), Some(good.clone()));
+
+    let other_key = SealingKey::from_hex(&SealingKey::generate_hex()).unwrap();
+    assert!(matches!(
+        read(other_key).await,
+        Err(UploadError::Unauthentic { .. })
+    ));
+
+    let (version, wasm, mac): (String, Vec<u8>, Option<Vec<u8>>) =
+        sqlx::query_as("SELECT version, wasm, mac FROM plugin_uploads")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    for (what, tamper) in [
+        ("bytes swapped", "UPDATE plugin_uploads SET wasm = $1"),
+        (
+            "version relabelled",
+            "UPDATE plugin_uploads SET version = '0.8.8'",
+        ),
+        ("MAC removed", "UPDATE plugin_uploads SET mac = NULL"),
+    ] {
+        let query = sqlx::query(tamper);
+        let query = if tamper.contains("$1") {
+            query.bind(&other)
+        } else {
+            query
+        };
+        query.execute(&pool).await.unwrap();
+        let got = read(key.clone()).await;
+        assert!(
+            matches!(got, Err(UploadError::Unauthentic { .. })),
+            "{what}: {got:?}"
+        );
+        sqlx::query("UPDATE plugin_uploads SET version = $1, wasm = $2, mac = $3")
+            .bind(&version)
+            .bind(&wasm)
+            .bind(&mac)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    assert_eq!(read(key.clone()).await.unwrap(), Some(good));
+
+    // Bytes and digest swapped together: the MAC covers the digest.
+    let other_sha = plugin_uploads::digest(&other);
+    sqlx::query("UPDATE plugin_uploads SET wasm = $1, sha256 = $2")
+        .bind(&other)
+        .bind(&other_sha)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(matches!(
+        plugin_uploads::wasm(&pool, &key, "mock", &other_sha).await,
+        Err(UploadError::Unauthentic { .. })
+    ));
+}
+
+/// A tampered upload is not served by a running Hermes, and uploads need the secret key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_hermes_refuses_a_tampered_upload() {
+    let app = TestApp::spawn_with(|args| {
+        args.admin_token = Some(TOKEN.to_owned());
+        args.secret_key = Some(SealingKey::generate_hex());
+    })
+    .await;
+    let put = reqwest::Method::PUT;
+    let (status, _) = admin(
+        &app,
+        put,
+        "/admin/v1/plugins/mock",
+        Some(TOKEN),
+        &mock_version("0.9.9"),
+    )
+    .await;
+    assert_eq!(status, 201);
+    wait_until_served_by(&app, "mock@0.9.9").await;
+
+    let other = mock_version("0.8.8");
+    sqlx::query("UPDATE plugin_uploads SET wasm = $1, sha256 = $2, version = '0.8.8'")
+        .bind(&other)
+        .bind(plugin_uploads::digest(&other))
+        .execute(&app.app.pool)
+        .await
+        .unwrap();
+    // The account whose plugin cannot be authenticated is no longer served: new messages are
+    // refused at the door rather than handed to code nobody uploaded.
+    let deadline = tokio::time::Instant::now() + crate::harness::WITHIN;
+    loop {
+        let r = app.post_message(&crate::providers::accepted_sms()).await;
+        if r.status() == 422 {
+            let problem: Value = r.json().await.unwrap();
+            assert_eq!(problem["code"], "channel_unavailable", "{problem}");
+            break;
+        }
+        // Accepted while the account was still loaded: it may end up sent by 0.9.9 or unserved,
+        // never by the tampered bytes (checked below).
+        assert_eq!(r.status(), 202);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the tampered upload is still served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let served: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT payload->>'served_by' FROM events WHERE event_type = 'AttemptDispatched'",
+    )
+    .fetch_all(&app.app.pool)
+    .await
+    .unwrap();
+    assert!(!served.contains(&"mock@0.8.8".to_owned()), "{served:?}");
+
+    // Without the key, uploads are refused with a clear problem.
+    let keyless = TestApp::spawn_with(|args| args.admin_token = Some(TOKEN.to_owned())).await;
+    let (status, problem) = admin(
+        &keyless,
+        reqwest::Method::PUT,
+        "/admin/v1/plugins/mock",
+        Some(TOKEN),
+        &mock_version("0.9.9"),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["code"].clone()),
+        (503, json!("no_secret_key")),
+        "{problem}"
+    );
 }
 
 #[tokio::test]

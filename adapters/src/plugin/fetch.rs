@@ -85,7 +85,8 @@ pub(crate) fn stubbed(account: &AccountConfig, stub: &FetchStub, request: Reques
 /// unspecified, broadcast, multicast, documentation, benchmarking or reserved. IPv6 forms that
 /// carry an IPv4 address a gateway or the host's stack may route to (IPv4-mapped `::ffff:a.b.c.d`,
 /// IPv4-compatible `::a.b.c.d`, NAT64 `64:ff9b::/96`, 6to4 `2002::/16`) are judged by that IPv4
-/// address, so `64:ff9b::7f00:1` is as private as `127.0.0.1`.
+/// address, so `64:ff9b::7f00:1` is as private as `127.0.0.1`. Teredo (`2001::/32`) and the rest
+/// of the IETF protocol block `2001::/23` are refused outright.
 pub fn is_public_address(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
@@ -139,6 +140,10 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || (first & 0xffc0) == 0xfe80 // link-local
         || (first & 0xffc0) == 0xfec0 // site-local (deprecated, still routed inside sites)
         || (first == 0x0064 && ip.segments()[1] == 0xff9b) // NAT64, local-use 64:ff9b:1::/48 too
+        // IETF protocol assignments (2001::/23): Teredo 2001::/32, whose relay would tunnel to an
+        // (obfuscated) IPv4 address we cannot vet, benchmarking 2001:2::/48, ORCHID; no provider
+        // API lives there.
+        || (first == 0x2001 && ip.segments()[1] < 0x0200)
         || (first == 0x2001 && ip.segments()[1] == 0x0db8)) // documentation
 }
 
@@ -352,6 +357,11 @@ mod tests {
             // Site-local.
             "fec0::1",
             "feff::1",
+            // Teredo (here around 127.0.0.1, obfuscated) and the rest of 2001::/23.
+            "2001:0:4136:e378:8000:63bf:80ff:fffe",
+            "2001::1",
+            "2001:2::1",
+            "2001:1ff::1",
         ] {
             assert!(!is_public_address(ip.parse().unwrap()), "{ip}");
         }
@@ -359,6 +369,8 @@ mod tests {
             "1.1.1.1",
             "93.184.216.34",
             "2606:4700:4700::1111",
+            "2001:4860:4860::8888",
+            "2001:200::1",
             // The same forms around a public IPv4 address stay public.
             "64:ff9b::1.1.1.1",
             "2002:101:101::1",

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use hermes_adapters::plugin::PluginEngine;
 use hermes_infra::http::Problem;
+use hermes_infra::provider_accounts::SealingKey;
 use sqlx::PgPool;
 
 /// Largest plugin accepted (the built-in ones are 30 to 400 KB).
@@ -25,6 +26,8 @@ pub struct AdminState {
     /// `None`: the admin API is off.
     pub token: Option<AdminToken>,
     pub engine: PluginEngine,
+    /// Authenticates uploaded plugins (`HERMES_SECRET_KEY`); uploads are refused without it.
+    pub key: Option<SealingKey>,
 }
 
 pub fn router(state: AdminState) -> axum::Router {
@@ -51,6 +54,10 @@ pub(crate) enum AdminError {
     TooLarge,
     #[error("plugin {0} has no uploaded version to roll back")]
     NothingToRollBack(String),
+    #[error(
+        "uploads are authenticated with HERMES_SECRET_KEY, which this process does not have: start it with the key"
+    )]
+    NoSecretKey,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -76,6 +83,9 @@ impl IntoResponse for AdminError {
             }
             AdminError::NothingToRollBack(_) => {
                 Problem::new(StatusCode::NOT_FOUND, "no_upload", detail)
+            }
+            AdminError::NoSecretKey => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "no_secret_key", detail)
             }
             e @ AdminError::Database(_) => Problem::internal(&e),
         }

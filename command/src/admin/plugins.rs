@@ -73,6 +73,7 @@ pub(super) async fn upload(
     let body = axum::body::to_bytes(body, MAX_PLUGIN_BYTES)
         .await
         .map_err(|_| AdminError::TooLarge)?;
+    let key = state.key.as_ref().ok_or(AdminError::NoSecretKey)?;
     // Plugin names follow the account names' rule (the table's CHECK says the same).
     if !provider_accounts::valid_name(&name) {
         return Err(AdminError::BadName(name));
@@ -94,7 +95,7 @@ pub(super) async fn upload(
             info.name
         )));
     }
-    let upload = plugin_uploads::insert(&state.pool, &name, &info.version, &body).await?;
+    let upload = plugin_uploads::insert(&state.pool, key, &name, &info.version, &body).await?;
     tracing::info!(plugin = %name, version = %upload.version, sha256 = %upload.sha256,
         "plugin version uploaded");
     Ok((StatusCode::CREATED, Json(upload.into())))
