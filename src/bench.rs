@@ -81,7 +81,7 @@ pub struct BenchArgs {
     /// e2e: how long to wait, after the load, for the measured messages to finish.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
-    /// Recipient phone. The mock provider delivers any number not ending in 0001, 0008 or 0009.
+    /// Recipient phone. The mock provider delivers any number not ending in 0001, 0006, 0008 or 0009.
     #[arg(long, default_value = "+14155550100")]
     pub phone: String,
     /// Print one JSON object with every number instead of a table.

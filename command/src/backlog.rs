@@ -97,7 +97,9 @@ impl Backlog {
 pub async fn oldest_unhandled_age(pool: &PgPool) -> Result<Duration, sqlx::Error> {
     let mut conn = pool.acquire().await?;
     // Made at the start of the log when the saga never ran: everything is ahead of it then.
-    let from = subscription::load_checkpoint(&mut conn, saga::NAME, false).await?;
+    // The saga's started mark, not its checkpoint: an event being handled (a slow provider call)
+    // or waiting behind its own message's is not waiting for a worker.
+    let from = subscription::load_checkpoint(&mut conn, saga::STARTED_NAME, false).await?;
     let age: Option<f64> = sqlx::query_scalar(
         "SELECT EXTRACT(EPOCH FROM now() - recorded_at)::float8 FROM events
           WHERE (tx_id, position) > ($1::bigint::text::xid8, $2)

@@ -21,6 +21,12 @@ pub trait Subscriber: Send {
     /// Processes the next batch after the stored checkpoint and saves the new checkpoint (in the
     /// same transaction as its own writes, when it has any). Returns how many events it handled.
     fn poll<'a>(&'a mut self, pool: &'a PgPool) -> BoxFuture<'a, anyhow::Result<usize>>;
+    /// Called each time this process becomes the active consumer, before its first poll: one
+    /// that keeps state between polls (events read ahead) starts again from the stored
+    /// checkpoint, which another process may have moved meanwhile.
+    fn resume(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// Reads a checkpoint, creating it at the start of the log. `for_update` locks the row until the
@@ -99,6 +105,7 @@ async fn lead(pool: &PgPool, subscriber: &mut impl Subscriber) -> anyhow::Result
         tokio::time::sleep(STANDBY_RETRY).await;
     }
     tracing::info!(subscriber = %name, "became the active consumer");
+    subscriber.resume().await;
     let mut appended = event_store::appended();
     let mut last_check = Instant::now();
     loop {

@@ -23,6 +23,7 @@ mod providers;
 mod read_model;
 mod receipt_binding;
 mod saga_backlog;
+mod saga_independence;
 mod sealed_accounts;
 mod secrets_argv;
 mod server_limits;

@@ -14,6 +14,7 @@
 //! | sms, whatsapp | ends with `0001` | 400 `invalid_recipient` | none |
 //! | sms, whatsapp | ends with `0009` | 202 | `failed` (`undelivered`) |
 //! | sms, whatsapp | ends with `0008` | 202 | none, ever |
+//! | sms, whatsapp | ends with `0006` | none: the request hangs (5 min), so the caller's deadline ends it | none |
 //! | email | local part `bounce` | 202 | `failed` (`bounce`) |
 //! | email | local part `complaint` | 202 | `failed` (`complaint`) |
 //! | email | local part `silent` | 202 | none, ever |
@@ -436,7 +437,13 @@ enum Outcome {
         message: &'static str,
     },
     Accept(Fate),
+    /// A provider that takes the request and never answers: the caller's deadline ends the call,
+    /// which leaves the attempt in doubt.
+    Hang,
 }
+
+/// How long a hanging send is held before the mock gives up on it (far past any caller's deadline).
+const HANG_FOR: Duration = Duration::from_secs(300);
 
 fn decide(channel: Channel, to: &str) -> Outcome {
     let failed = |fate| Outcome::Accept(fate);
@@ -452,6 +459,8 @@ fn decide(channel: Channel, to: &str) -> Outcome {
                 failed(Fate::Undelivered)
             } else if to.ends_with("0008") {
                 Outcome::Accept(Fate::Silent)
+            } else if to.ends_with("0006") {
+                Outcome::Hang
             } else if channel == Channel::Whatsapp {
                 Outcome::Accept(Fate::Read)
             } else {
@@ -545,6 +554,14 @@ async fn send_message(State(state): State<Arc<ServerState>>, body: Bytes) -> Res
         } => {
             tracing::debug!(attempt_id = %send.attempt_id, code, "mock provider rejected a send");
             error_response(status, code, message)
+        }
+        Outcome::Hang => {
+            tokio::time::sleep(HANG_FOR).await;
+            error_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                "the mock provider hung on purpose",
+            )
         }
         Outcome::Accept(fate) => {
             let delay = state.config.receipt_delay;
@@ -716,6 +733,7 @@ mod tests {
     fn codes(outcome: Outcome) -> Vec<(&'static str, Option<&'static str>)> {
         match outcome {
             Outcome::Reject { code, .. } => vec![("rejected", Some(code))],
+            Outcome::Hang => vec![("hang", None)],
             Outcome::Accept(fate) => fate
                 .receipts(D)
                 .into_iter()

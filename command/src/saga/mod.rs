@@ -1,46 +1,91 @@
 //! The cascade saga: follows the log and, when a step starts (or a rejected attempt fails over, or
-//! its retry is due),
-//! records `AttemptDispatched`, calls the provider, and records what the provider said.
+//! its retry is due), records `AttemptDispatched`, calls the provider, and records what the
+//! provider said.
+//!
+//! Messages are handled independently: the saga keeps a window of events read and not yet
+//! handled ([`window`]), hands each message's events out in order, one at a time, and runs up to
+//! [`CONCURRENCY`] of them at once as tasks. A slow provider call holds up its own message only; a
+//! transient failure (the database, contention) is retried for that event alone; an event that
+//! cannot be handled is parked. The checkpoint moves only past handled events (the window's low
+//! watermark).
 //!
 //! Crash safety comes from the order: the dispatch is committed before the call, and the
-//! checkpoint moves only after the whole batch is done. After a crash the batch is read again,
-//! the aggregate sees the attempt already dispatched and marks it in doubt instead of sending
-//! it twice (see `Message::decide_dispatch`).
+//! checkpoint never passes an event still being handled. After a crash those events are read
+//! again, the aggregate sees the attempt already dispatched and marks it in doubt instead of
+//! sending it twice (see `Message::decide_dispatch`).
+
+mod window;
 
 use crate::handler::{CommandError, CommandHandler, Executed};
-use futures::StreamExt;
 use futures::future::BoxFuture;
 use hermes_adapters::{Provider, ProviderRegistry, SendError, SendRequest, tenant_error};
 use hermes_domain::message::{AttemptError, Message, MessageCommand, MessageEvent, SendOutcome};
 use hermes_domain::routing::pick_provider;
 use hermes_domain::{AttemptId, MessageId};
+use hermes_infra::event_store::Checkpoint;
 use hermes_infra::event_store::{self, EventMetadata, StoredEvent};
 use hermes_infra::parked;
 use hermes_infra::subscription::{self, Subscriber};
 use sqlx::PgPool;
-use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
 use uuid::Uuid;
+use window::Window;
 
 pub const NAME: &str = "cascade-saga";
+/// A second mark the saga keeps: everything up to it is handled, being handled, or waiting behind
+/// an earlier event of its own message; what follows waits for a worker. The dispatch backlog is
+/// measured from it (`crate::backlog`), so one slow provider call is not counted as overload.
+pub const STARTED_NAME: &str = "cascade-saga:started";
+/// Events read from the log at a time.
 const BATCH: i64 = 500;
-/// Messages handled at once within a batch (events of one message stay in order). Not above the
-/// plugin pool's send slots (`PluginLimits::send_slots`, 240 of the default 320), so that a send
-/// never waits for a slot, let alone is refused `plugin_busy`, because of the saga's own load.
+/// Events read and not yet handled, at most: bounds memory, and how far the saga reads ahead of a
+/// message it is still handling.
+const WINDOW: usize = 8192;
+/// Events handled at once (each of a different message). Not above the plugin pool's send slots
+/// (`PluginLimits::send_slots`, 240 of the default 320), so that a send never waits for a slot,
+/// let alone is refused `plugin_busy`, because of the saga's own load.
 const CONCURRENCY: usize = 240;
+/// How long the saga waits for a handled event or a new commit before it looks at the log anyway.
+const IDLE_POLL: Duration = Duration::from_millis(50);
+/// How often the checkpoint is written while events keep finishing (and at once when the window
+/// empties): a crash redoes at most this much, which is safe.
+const SAVE_EVERY: Duration = Duration::from_millis(100);
+/// Backoff for an event whose handling failed transiently: it alone is tried again.
+const RETRY_START: Duration = Duration::from_millis(100);
+const RETRY_CAP: Duration = Duration::from_secs(5);
 
 pub struct CascadeSaga {
+    dispatcher: Arc<Dispatcher>,
+    /// Events read and not yet handled.
+    window: Window,
+    /// Where the window has read the log to; `None` until it starts from the stored checkpoint.
+    read_to: Option<Checkpoint>,
+    /// Events being handled, each yielding its window sequence number.
+    tasks: JoinSet<u64>,
+    /// The watermark not yet written, and when it last was.
+    unsaved: Option<Checkpoint>,
+    /// The started mark last written.
+    saved_started: Option<Checkpoint>,
+    saved_at: Instant,
+    /// Commits in this process, to wake when new events may be there.
+    appended: tokio::sync::watch::Receiver<u64>,
+    /// When the saga last looked for parked events an operator asked to retry: at most once per
+    /// [`RETRY_CHECK_EVERY`], not on every poll of the log.
+    retries_checked: Option<Instant>,
+}
+
+/// What handling one event needs, shared by the tasks.
+struct Dispatcher {
     handler: CommandHandler,
     providers: ProviderRegistry,
     /// Public base URL of this Hermes, for the per-attempt receipt URL given to providers.
     callback_base: String,
-    /// When the saga last looked for parked events an operator asked to retry: at most once per
-    /// [`RETRY_CHECK_EVERY`], not on every poll of the log.
-    retries_checked: Option<std::time::Instant>,
 }
 
 /// How often the saga looks for `hermes parked retry` requests.
-const RETRY_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+const RETRY_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Why the saga dispatches.
 #[derive(Clone, Copy)]
@@ -65,13 +110,24 @@ impl CascadeSaga {
         callback_base: String,
     ) -> Self {
         Self {
-            handler,
-            providers,
-            callback_base: callback_base.trim_end_matches('/').to_owned(),
+            dispatcher: Arc::new(Dispatcher {
+                handler,
+                providers,
+                callback_base: callback_base.trim_end_matches('/').to_owned(),
+            }),
+            window: Window::default(),
+            read_to: None,
+            tasks: JoinSet::new(),
+            unsaved: None,
+            saved_started: None,
+            saved_at: Instant::now(),
+            appended: event_store::appended(),
             retries_checked: None,
         }
     }
+}
 
+impl Dispatcher {
     async fn on_event(&self, stored: &StoredEvent) -> Result<(), CommandError> {
         if stored.stream_type != crate::handler::STREAM_TYPE {
             return Ok(());
@@ -270,64 +326,121 @@ impl CascadeSaga {
             }
         }
     }
+}
 
+impl CascadeSaga {
+    /// One round: reads what the window has room for, starts what is ready, waits a little for
+    /// something to finish (unless new events came), and moves the checkpoint past what is done.
     async fn poll_once(&mut self, pool: &PgPool) -> anyhow::Result<usize> {
         let retried = self.retry_parked(pool).await?;
-        let mut conn = pool.acquire().await?;
-        let checkpoint = subscription::load_checkpoint(&mut conn, NAME, false).await?;
-        let batch = event_store::read_after(&mut conn, checkpoint, BATCH).await?;
-        drop(conn);
-        let Some(last) = batch.last().map(StoredEvent::checkpoint) else {
-            return Ok(retried);
-        };
-        // Events of one message in order, different messages concurrently.
-        let handled = batch.len();
-        let mut by_stream: HashMap<Uuid, Vec<StoredEvent>> = HashMap::new();
-        for e in batch {
-            by_stream.entry(e.stream_id).or_default().push(e);
-        }
-        let this = &*self;
-        let failures: Vec<CommandError> = futures::stream::iter(by_stream.into_values())
-            .map(|events: Vec<StoredEvent>| async move {
-                for e in &events {
-                    match this.on_event(e).await {
-                        Ok(()) => {}
-                        // The rest of this message's events go on; the event waits in
-                        // `parked_events` for `hermes parked retry`.
-                        Err(err) if is_poison(&err) => {
-                            if let Err(db) = this.park(pool, e, &err).await {
-                                return Some(CommandError::Db(db));
-                            }
-                        }
-                        Err(err) => return Some(err),
+        // Marked seen before reading: a commit after this wakes the wait below.
+        self.appended.borrow_and_update();
+        let read = self.read(pool).await?;
+        self.start_ready(pool);
+        let mut finished = 0;
+        if !self.tasks.is_empty() && read == 0 {
+            tokio::select! {
+                done = self.tasks.join_next() => {
+                    if let Some(done) = done {
+                        self.finish(done);
+                        finished += 1;
                     }
                 }
-                None
-            })
-            .buffer_unordered(CONCURRENCY)
-            .filter_map(|r| async move { r })
-            .collect()
-            .await;
-        if let Some(first) = failures.into_iter().next() {
-            // A transient failure (the database, contention): the batch is read again; commands
-            // are idempotent, so redoing the rest is safe.
-            anyhow::bail!("cascade saga batch failed: {first}");
+                _ = self.appended.changed() => {}
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+            }
         }
-        let mut conn = pool.acquire().await?;
-        subscription::save_checkpoint(&mut conn, NAME, last).await?;
-        Ok(handled + retried)
+        while let Some(done) = self.tasks.try_join_next() {
+            self.finish(done);
+            finished += 1;
+        }
+        self.start_ready(pool);
+        self.save(pool).await?;
+        metrics::gauge!("hermes_saga_in_flight").set(self.window.in_flight() as f64);
+        metrics::gauge!("hermes_saga_window_events").set(self.window.len() as f64);
+        // Busy while anything is in flight: the subscription loop then comes straight back here
+        // (this poll did its own waiting) instead of idling.
+        Ok(retried + read + finished + usize::from(!self.tasks.is_empty()))
     }
 
-    async fn park(
-        &self,
-        pool: &PgPool,
-        e: &StoredEvent,
-        err: &CommandError,
-    ) -> Result<(), sqlx::Error> {
-        tracing::error!(event_id = %e.event_id, event_type = %e.event_type, stream_id = %e.stream_id,
-            error = %err, "cascade saga parked an event it cannot handle");
+    /// Reads the next events into the window, as many as it has room for.
+    async fn read(&mut self, pool: &PgPool) -> anyhow::Result<usize> {
+        let room = WINDOW.saturating_sub(self.window.len());
+        if room == 0 {
+            return Ok(0);
+        }
         let mut conn = pool.acquire().await?;
-        parked::park(&mut conn, NAME, e, &err.to_string()).await
+        let from = match self.read_to {
+            Some(at) => at,
+            None => {
+                let at = subscription::load_checkpoint(&mut conn, NAME, false).await?;
+                self.window = Window::starting_after(at);
+                self.read_to = Some(at);
+                at
+            }
+        };
+        let batch = event_store::read_after(&mut conn, from, BATCH.min(room as i64)).await?;
+        drop(conn);
+        let read = batch.len();
+        if let Some(last) = batch.last() {
+            self.read_to = Some(last.checkpoint());
+        }
+        for event in batch {
+            self.window.push(event);
+        }
+        Ok(read)
+    }
+
+    /// Starts the ready events, up to [`CONCURRENCY`] at once.
+    fn start_ready(&mut self, pool: &PgPool) {
+        while self.tasks.len() < CONCURRENCY {
+            let Some((seq, event)) = self.window.next_ready() else {
+                break;
+            };
+            let dispatcher = self.dispatcher.clone();
+            let pool = pool.clone();
+            self.tasks.spawn(async move {
+                dispatcher.handle(&pool, event).await;
+                seq
+            });
+        }
+    }
+
+    fn finish(&mut self, done: Result<u64, tokio::task::JoinError>) {
+        match done {
+            Ok(seq) => self.window.finish(seq),
+            // Panics are caught in `handle`; a task only ends otherwise when the runtime stops.
+            Err(err) => tracing::error!(error = %err, "a cascade saga task ended abnormally"),
+        }
+    }
+
+    /// Writes the watermark and the started mark when they moved, at most every [`SAVE_EVERY`]
+    /// while events keep finishing.
+    async fn save(&mut self, pool: &PgPool) -> anyhow::Result<()> {
+        if let Some(at) = self.window.advance() {
+            self.unsaved = Some(at);
+        }
+        let started = self.window.started_through();
+        let started_moved = self.saved_started != Some(started);
+        if self.unsaved.is_none() && !started_moved {
+            return Ok(());
+        }
+        if !self.window.is_empty() && self.saved_at.elapsed() < SAVE_EVERY {
+            return Ok(());
+        }
+        let mut conn = pool.acquire().await?;
+        if let Some(at) = self.unsaved {
+            subscription::save_checkpoint(&mut conn, NAME, at).await?;
+        }
+        if started_moved {
+            // Made on first use, like any checkpoint.
+            subscription::load_checkpoint(&mut conn, STARTED_NAME, false).await?;
+            subscription::save_checkpoint(&mut conn, STARTED_NAME, started).await?;
+        }
+        self.unsaved = None;
+        self.saved_started = Some(started);
+        self.saved_at = Instant::now();
+        Ok(())
     }
 
     /// Tries again the parked events an operator asked for (`hermes parked retry`): one that goes
@@ -339,19 +452,78 @@ impl CascadeSaga {
         {
             return Ok(0);
         }
-        self.retries_checked = Some(std::time::Instant::now());
+        self.retries_checked = Some(Instant::now());
         let mut conn = pool.acquire().await?;
         let events = parked::retries_requested(&mut conn, NAME).await?;
         drop(conn);
         for e in &events {
-            match self.on_event(e).await {
+            match self.dispatcher.on_event(e).await {
                 Ok(()) => parked::unpark(pool, NAME, e.event_id).await?,
-                Err(err) if is_poison(&err) => self.park(pool, e, &err).await?,
+                Err(err) if is_poison(&err) => park(pool, e, &err).await?,
                 Err(err) => return Err(err.into()),
             }
         }
         Ok(events.len())
     }
+
+    /// Lets the events in flight finish and forgets the window: after leadership moved, another
+    /// process may have moved the checkpoint, so reading starts again from the stored one.
+    async fn restart(&mut self) {
+        while let Some(done) = self.tasks.join_next().await {
+            self.finish(done);
+        }
+        self.window = Window::default();
+        self.read_to = None;
+        self.unsaved = None;
+        self.saved_started = None;
+    }
+}
+
+impl Dispatcher {
+    /// Handles one event to the end: done, or parked when it cannot be handled; a transient
+    /// failure is retried with backoff, for this event alone.
+    async fn handle(&self, pool: &PgPool, event: StoredEvent) {
+        use futures::FutureExt;
+        let mut backoff = RETRY_START;
+        loop {
+            let outcome = std::panic::AssertUnwindSafe(self.on_event(&event))
+                .catch_unwind()
+                .await;
+            let reason = match outcome {
+                Ok(Ok(())) => return,
+                Ok(Err(err)) if is_poison(&err) => err.to_string(),
+                Ok(Err(err)) => {
+                    tracing::warn!(event_id = %event.event_id, stream_id = %event.stream_id,
+                        error = %err, retry_in = ?backoff, "cascade saga will try an event again");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(RETRY_CAP);
+                    continue;
+                }
+                Err(_) => "handling the event panicked (a bug: see the log)".to_owned(),
+            };
+            match park(pool, &event, &reason).await {
+                Ok(()) => return,
+                Err(db) => {
+                    tracing::warn!(event_id = %event.event_id, error = %db,
+                        retry_in = ?backoff, "cascade saga could not park an event; trying again");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(RETRY_CAP);
+                }
+            }
+        }
+    }
+}
+
+async fn park(
+    pool: &PgPool,
+    e: &StoredEvent,
+    reason: &(impl std::fmt::Display + ?Sized),
+) -> Result<(), sqlx::Error> {
+    let reason = reason.to_string();
+    tracing::error!(event_id = %e.event_id, event_type = %e.event_type, stream_id = %e.stream_id,
+        error = %reason, "cascade saga parked an event it cannot handle");
+    let mut conn = pool.acquire().await?;
+    parked::park(&mut conn, NAME, e, &reason).await
 }
 
 /// An error that handling the event again will not cure: it cannot be decoded, or the aggregate
@@ -370,5 +542,9 @@ impl Subscriber for CascadeSaga {
 
     fn poll<'a>(&'a mut self, pool: &'a PgPool) -> BoxFuture<'a, anyhow::Result<usize>> {
         Box::pin(self.poll_once(pool))
+    }
+
+    fn resume(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(self.restart())
     }
 }
