@@ -30,7 +30,8 @@ use serde_json::{Map, Value};
 pub enum EventPayload {
     MessageAccepted {
         tenant_id: TenantId,
-        spec: SpecPayload,
+        /// Boxed: the spec is large and every other event is small.
+        spec: Box<SpecPayload>,
         expires_at: Option<DateTime<Utc>>,
         at: DateTime<Utc>,
     },
@@ -232,7 +233,7 @@ impl From<&MessageEvent> for EventPayload {
                 at,
             } => EventPayload::MessageAccepted {
                 tenant_id,
-                spec: SpecPayload::from(*spec),
+                spec: Box::new(SpecPayload::from(*spec)),
                 expires_at,
                 at,
             },
@@ -430,7 +431,7 @@ impl From<EventPayload> for MessageEvent {
                 at,
             } => MessageEvent::MessageAccepted {
                 tenant_id,
-                spec: Box::new(spec.into()),
+                spec: Box::new((*spec).into()),
                 expires_at,
                 at,
             },
