@@ -14,21 +14,25 @@
 //! again, the aggregate sees the attempt already dispatched and marks it in doubt instead of
 //! sending it twice (see `Message::decide_dispatch`).
 
+mod bulkhead;
 mod window;
 
 use crate::handler::{CommandError, CommandHandler, Executed};
+use bulkhead::Bulkheads;
 use futures::future::BoxFuture;
 use hermes_adapters::{Provider, ProviderRegistry, SendError, SendRequest, tenant_error};
 use hermes_domain::message::{AttemptError, Message, MessageCommand, MessageEvent, SendOutcome};
 use hermes_domain::routing::pick_provider;
-use hermes_domain::{AttemptId, MessageId};
+use hermes_domain::{AttemptId, Channel, MessageId};
 use hermes_infra::event_store::Checkpoint;
 use hermes_infra::event_store::{self, EventMetadata, StoredEvent};
 use hermes_infra::parked;
 use hermes_infra::subscription::{self, Subscriber};
 use sqlx::PgPool;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 use window::Window;
@@ -49,9 +53,14 @@ const WINDOW: usize = 8192;
 const CONCURRENCY: usize = 240;
 /// How long the saga waits for a handled event or a new commit before it looks at the log anyway.
 const IDLE_POLL: Duration = Duration::from_millis(50);
+/// The log is read at most this often while events come one commit at a time: each read is a
+/// query, and reading on every commit (hundreds a second) would cost more than it saves.
+const MIN_READ_INTERVAL: Duration = Duration::from_millis(5);
 /// How often the checkpoint is written while events keep finishing (and at once when the window
 /// empties): a crash redoes at most this much, which is safe.
 const SAVE_EVERY: Duration = Duration::from_millis(100);
+/// How long a message whose account's bulkhead is full waits before it looks again.
+const DEFER_FOR: Duration = Duration::from_millis(100);
 /// Backoff for an event whose handling failed transiently: it alone is tried again.
 const RETRY_START: Duration = Duration::from_millis(100);
 const RETRY_CAP: Duration = Duration::from_secs(5);
@@ -62,8 +71,12 @@ pub struct CascadeSaga {
     window: Window,
     /// Where the window has read the log to; `None` until it starts from the stored checkpoint.
     read_to: Option<Checkpoint>,
-    /// Events being handled, each yielding its window sequence number.
-    tasks: JoinSet<u64>,
+    /// When the log was last read, and whether that read was full (more is waiting).
+    read_at: Instant,
+    read_full: bool,
+    /// Events being handled, each yielding its window sequence number, and the event back when
+    /// it must wait (its account's bulkhead is full).
+    tasks: JoinSet<(u64, Option<StoredEvent>)>,
     /// The watermark not yet written, and when it last was.
     unsaved: Option<Checkpoint>,
     /// The started mark last written.
@@ -82,6 +95,14 @@ struct Dispatcher {
     providers: ProviderRegistry,
     /// Public base URL of this Hermes, for the per-attempt receipt URL given to providers.
     callback_base: String,
+    bulkheads: Arc<Bulkheads>,
+}
+
+/// What became of an event.
+enum Handled {
+    Done,
+    /// Its account's bulkhead is full: nothing was recorded; it is handed out again later.
+    Deferred,
 }
 
 /// How often the saga looks for `hermes parked retry` requests.
@@ -92,6 +113,7 @@ const RETRY_CHECK_EVERY: Duration = Duration::from_secs(1);
 enum Trigger {
     StepStarted {
         step_index: usize,
+        channel: Channel,
     },
     /// Another account of the channel, after a retryable refusal.
     Failover {
@@ -114,9 +136,12 @@ impl CascadeSaga {
                 handler,
                 providers,
                 callback_base: callback_base.trim_end_matches('/').to_owned(),
+                bulkheads: Arc::default(),
             }),
             window: Window::default(),
             read_to: None,
+            read_at: Instant::now(),
+            read_full: false,
             tasks: JoinSet::new(),
             unsaved: None,
             saved_started: None,
@@ -128,23 +153,30 @@ impl CascadeSaga {
 }
 
 impl Dispatcher {
-    async fn on_event(&self, stored: &StoredEvent) -> Result<(), CommandError> {
+    async fn on_event(&self, stored: &StoredEvent) -> Result<Handled, CommandError> {
         if stored.stream_type != crate::handler::STREAM_TYPE {
-            return Ok(());
+            return Ok(Handled::Done);
         }
         let trigger = match MessageEvent::from_stored(
             &stored.event_type,
             stored.schema_version,
             stored.payload.clone(),
         )? {
-            MessageEvent::StepStarted { step_index, .. } => Trigger::StepStarted { step_index },
+            MessageEvent::StepStarted {
+                step_index,
+                channel,
+                ..
+            } => Trigger::StepStarted {
+                step_index,
+                channel,
+            },
             MessageEvent::AttemptRejected {
                 attempt_id,
                 failover: true,
                 ..
             } => Trigger::Failover { after: attempt_id },
             MessageEvent::RetryDue { after, .. } => Trigger::Retry { after },
-            _ => return Ok(()),
+            _ => return Ok(Handled::Done),
         };
         self.dispatch(MessageId(stored.stream_id), trigger, stored.event_id)
             .await
@@ -155,13 +187,27 @@ impl Dispatcher {
         message_id: MessageId,
         trigger: Trigger,
         cause: Uuid,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Handled, CommandError> {
         let metadata = EventMetadata {
             causation_id: Some(cause),
             actor: Some("saga".into()),
             ..Default::default()
         };
         let candidates = self.providers.candidates();
+        // A step's first attempt goes to the channel's first healthy account: when that one's
+        // bulkhead is full, wait without loading the message.
+        if let Trigger::StepStarted { channel, .. } = trigger
+            && pick_provider(channel, &candidates, &[])
+                .is_some_and(|account| self.bulkheads.is_full(account))
+        {
+            return Ok(Handled::Deferred);
+        }
+        // The account's place, taken while the dispatch is decided (the pick is made there), held
+        // through the call; `None` in it after the decision means the account was full.
+        let place: Arc<Mutex<Option<(String, OwnedSemaphorePermit)>>> = Arc::default();
+        let deferred = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (place_in, deferred_in) = (place.clone(), deferred.clone());
+        let bulkheads = self.bulkheads.clone();
         // One version of each account for this dispatch: the one recorded is the one that sends.
         let snapshot = self.providers.snapshot();
         let providers = snapshot.clone();
@@ -169,8 +215,9 @@ impl Dispatcher {
         let executed = self
             .handler
             .execute_with(message_id, None, &metadata, None, move |m| {
+                deferred_in.store(false, std::sync::atomic::Ordering::Relaxed);
                 let (step_index, attempt_seq) = match trigger {
-                    Trigger::StepStarted { step_index } => (step_index, 0),
+                    Trigger::StepStarted { step_index, .. } => (step_index, 0),
                     Trigger::Failover { after } | Trigger::Retry { after } => {
                         let Some(a) = m.attempt(after) else { return Ok(None) };
                         let seq = m.step_attempts(a.step_index).position(|x| x.id == after).unwrap_or(0);
@@ -201,6 +248,17 @@ impl Dispatcher {
                     tracing::warn!(%message_id, channel = %step.channel, "no provider left for the step");
                     return Ok(Some(MessageCommand::NoProvider { step_index }));
                 };
+                let mut held = place_in.lock().expect("place lock poisoned");
+                if held.as_ref().is_none_or(|(account, _)| account != provider) {
+                    match bulkheads.try_enter(provider) {
+                        Some(permit) => *held = Some((provider.to_owned(), permit)),
+                        None => {
+                            *held = None;
+                            deferred_in.store(true, std::sync::atomic::Ordering::Relaxed);
+                            return Ok(None);
+                        }
+                    }
+                }
                 Ok(Some(MessageCommand::DispatchAttempt {
                     step_index,
                     attempt_seq,
@@ -211,14 +269,19 @@ impl Dispatcher {
             })
             .await?;
         let Some(Executed { events, state }) = executed else {
-            return Ok(());
+            if deferred.load(std::sync::atomic::Ordering::Relaxed) {
+                return Ok(Handled::Deferred);
+            }
+            return Ok(Handled::Done);
         };
         if !events
             .iter()
             .any(|e| matches!(e, MessageEvent::AttemptDispatched { attempt_id: id, .. } if *id == attempt_id))
         {
-            return Ok(()); // already dispatched earlier (now in doubt) or no longer needed
+            return Ok(Handled::Done); // already dispatched earlier (now in doubt) or no longer needed
         }
+        // Held until the provider answered.
+        let _place = place.lock().expect("place lock poisoned").take();
         let outcome = self.call_provider(&state, attempt_id, &snapshot).await;
         self.handler
             .execute(
@@ -232,7 +295,7 @@ impl Dispatcher {
                 None,
             )
             .await?;
-        Ok(())
+        Ok(Handled::Done)
     }
 
     /// Sends the attempt through `providers`, the snapshot its dispatch recorded `served_by` from,
@@ -329,38 +392,58 @@ impl Dispatcher {
 }
 
 impl CascadeSaga {
-    /// One round: reads what the window has room for, starts what is ready, waits a little for
-    /// something to finish (unless new events came), and moves the checkpoint past what is done.
+    /// One round: reads what the window has room for (at most every [`MIN_READ_INTERVAL`], unless
+    /// the last read was full), starts what is ready, waits a little for something to finish or
+    /// for new events, and moves the checkpoint past what is done.
     async fn poll_once(&mut self, pool: &PgPool) -> anyhow::Result<usize> {
         let retried = self.retry_parked(pool).await?;
-        // Marked seen before reading: a commit after this wakes the wait below.
-        self.appended.borrow_and_update();
-        let read = self.read(pool).await?;
-        self.start_ready(pool);
-        let mut finished = 0;
-        if !self.tasks.is_empty() && read == 0 {
-            tokio::select! {
-                done = self.tasks.join_next() => {
-                    if let Some(done) = done {
-                        self.finish(done);
-                        finished += 1;
-                    }
-                }
-                _ = self.appended.changed() => {}
-                _ = tokio::time::sleep(IDLE_POLL) => {}
-            }
+        let mut read = 0;
+        if self.read_full || self.read_at.elapsed() >= MIN_READ_INTERVAL {
+            // Marked seen before reading: a commit after this is a reason to read again.
+            self.appended.borrow_and_update();
+            read = self.read(pool).await?;
+            self.read_at = Instant::now();
         }
+        self.start_ready(pool);
+        let mut finished = self.drain_finished();
+        let committed = self.appended.has_changed().unwrap_or(false);
+        let busy = !self.tasks.is_empty() || !self.window.is_empty();
+        if read == 0 && finished == 0 && (busy || committed) {
+            // Until a task finishes or the next read is due: soon when events were committed
+            // since the last read, at the idle poll otherwise (or sooner, on a commit).
+            let next_read = self.read_at
+                + if committed {
+                    MIN_READ_INTERVAL
+                } else {
+                    IDLE_POLL
+                };
+            tokio::select! {
+                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    self.finish(done);
+                    finished += 1;
+                }
+                _ = self.appended.changed(), if !committed => {}
+                _ = tokio::time::sleep_until(next_read.into()) => {}
+            }
+            finished += self.drain_finished();
+            self.start_ready(pool);
+        }
+        self.save(pool).await?;
+        metrics::gauge!("hermes_saga_in_flight").set(self.window.in_flight() as f64);
+        metrics::gauge!("hermes_saga_window_events").set(self.window.len() as f64);
+        // Busy while anything is in the window or committed: the subscription loop then comes
+        // straight back (this poll did its own waiting) instead of idling.
+        Ok(retried + read + finished + usize::from(busy || committed))
+    }
+
+    /// Takes in every task that has finished, and starts what became ready.
+    fn drain_finished(&mut self) -> usize {
+        let mut finished = 0;
         while let Some(done) = self.tasks.try_join_next() {
             self.finish(done);
             finished += 1;
         }
-        self.start_ready(pool);
-        self.save(pool).await?;
-        metrics::gauge!("hermes_saga_in_flight").set(self.window.in_flight() as f64);
-        metrics::gauge!("hermes_saga_window_events").set(self.window.len() as f64);
-        // Busy while anything is in flight: the subscription loop then comes straight back here
-        // (this poll did its own waiting) instead of idling.
-        Ok(retried + read + finished + usize::from(!self.tasks.is_empty()))
+        finished
     }
 
     /// Reads the next events into the window, as many as it has room for.
@@ -379,9 +462,11 @@ impl CascadeSaga {
                 at
             }
         };
-        let batch = event_store::read_after(&mut conn, from, BATCH.min(room as i64)).await?;
+        let limit = BATCH.min(room as i64);
+        let batch = event_store::read_after(&mut conn, from, limit).await?;
         drop(conn);
         let read = batch.len();
+        self.read_full = read as i64 == limit;
         if let Some(last) = batch.last() {
             self.read_to = Some(last.checkpoint());
         }
@@ -397,18 +482,23 @@ impl CascadeSaga {
             let Some((seq, event)) = self.window.next_ready() else {
                 break;
             };
+            // Most events lead to nothing here (the saga's own results, receipts): done at once,
+            // without a task.
+            if !may_dispatch(&event) {
+                self.window.finish(seq);
+                continue;
+            }
             let dispatcher = self.dispatcher.clone();
             let pool = pool.clone();
-            self.tasks.spawn(async move {
-                dispatcher.handle(&pool, event).await;
-                seq
-            });
+            self.tasks
+                .spawn(async move { (seq, dispatcher.handle(&pool, event).await) });
         }
     }
 
-    fn finish(&mut self, done: Result<u64, tokio::task::JoinError>) {
+    fn finish(&mut self, done: Result<(u64, Option<StoredEvent>), tokio::task::JoinError>) {
         match done {
-            Ok(seq) => self.window.finish(seq),
+            Ok((seq, None)) => self.window.finish(seq),
+            Ok((seq, Some(event))) => self.window.defer(seq, event, Instant::now() + DEFER_FOR),
             // Panics are caught in `handle`; a task only ends otherwise when the runtime stops.
             Err(err) => tracing::error!(error = %err, "a cascade saga task ended abnormally"),
         }
@@ -458,7 +548,9 @@ impl CascadeSaga {
         drop(conn);
         for e in &events {
             match self.dispatcher.on_event(e).await {
-                Ok(()) => parked::unpark(pool, NAME, e.event_id).await?,
+                Ok(Handled::Done) => parked::unpark(pool, NAME, e.event_id).await?,
+                // Its account is full: still asked for, tried again at the next look.
+                Ok(Handled::Deferred) => {}
                 Err(err) if is_poison(&err) => park(pool, e, &err).await?,
                 Err(err) => return Err(err.into()),
             }
@@ -481,8 +573,9 @@ impl CascadeSaga {
 
 impl Dispatcher {
     /// Handles one event to the end: done, or parked when it cannot be handled; a transient
-    /// failure is retried with backoff, for this event alone.
-    async fn handle(&self, pool: &PgPool, event: StoredEvent) {
+    /// failure is retried with backoff, for this event alone. The event comes back when it must
+    /// wait for its account's bulkhead.
+    async fn handle(&self, pool: &PgPool, event: StoredEvent) -> Option<StoredEvent> {
         use futures::FutureExt;
         let mut backoff = RETRY_START;
         loop {
@@ -490,7 +583,8 @@ impl Dispatcher {
                 .catch_unwind()
                 .await;
             let reason = match outcome {
-                Ok(Ok(())) => return,
+                Ok(Ok(Handled::Done)) => return None,
+                Ok(Ok(Handled::Deferred)) => return Some(event),
                 Ok(Err(err)) if is_poison(&err) => err.to_string(),
                 Ok(Err(err)) => {
                     tracing::warn!(event_id = %event.event_id, stream_id = %event.stream_id,
@@ -502,7 +596,7 @@ impl Dispatcher {
                 Err(_) => "handling the event panicked (a bug: see the log)".to_owned(),
             };
             match park(pool, &event, &reason).await {
-                Ok(()) => return,
+                Ok(()) => return None,
                 Err(db) => {
                     tracing::warn!(event_id = %event.event_id, error = %db,
                         retry_in = ?backoff, "cascade saga could not park an event; trying again");
@@ -526,6 +620,16 @@ async fn park(
     parked::park(&mut conn, NAME, e, &reason).await
 }
 
+/// Whether the saga may dispatch on this event: a message's step started, a retry came due, or an
+/// attempt was rejected (its payload says whether to fail over). Told from the type alone.
+fn may_dispatch(event: &StoredEvent) -> bool {
+    event.stream_type == crate::handler::STREAM_TYPE
+        && matches!(
+            event.event_type.as_str(),
+            "StepStarted" | "AttemptRejected" | "RetryDue"
+        )
+}
+
 /// An error that handling the event again will not cure: it cannot be decoded, or the aggregate
 /// refuses the command it leads to. Everything else (the database, contention) is transient.
 fn is_poison(err: &CommandError) -> bool {
@@ -546,5 +650,72 @@ impl Subscriber for CascadeSaga {
 
     fn resume(&mut self) -> BoxFuture<'_, ()> {
         Box::pin(self.restart())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hermes_domain::Until;
+
+    /// The pre-filter lets through the events `on_event` dispatches on, and only those.
+    #[test]
+    fn the_types_that_may_dispatch_are_the_triggers() {
+        let at = chrono::Utc::now();
+        let attempt_id = AttemptId::new();
+        let triggers = [
+            MessageEvent::StepStarted {
+                step_index: 0,
+                channel: Channel::Sms,
+                until: Until::Delivered,
+                timeout_at: None,
+                at,
+            },
+            MessageEvent::AttemptRejected {
+                attempt_id,
+                error: AttemptError::new("x", "y"),
+                retryable: true,
+                failover: true,
+                retry_at: None,
+                at,
+            },
+            MessageEvent::RetryDue {
+                step_index: 0,
+                after: attempt_id,
+                at,
+            },
+        ];
+        let stored = |event_type: &str| StoredEvent {
+            position: 1,
+            tx_id: 1,
+            tenant_id: Uuid::nil(),
+            stream_type: crate::handler::STREAM_TYPE.into(),
+            stream_id: Uuid::nil(),
+            stream_version: 1,
+            event_id: Uuid::nil(),
+            event_type: event_type.into(),
+            schema_version: 1,
+            payload: serde_json::Value::Null,
+            metadata: sqlx::types::Json(EventMetadata::default()),
+            recorded_at: at,
+        };
+        for trigger in &triggers {
+            assert!(may_dispatch(&stored(trigger.event_type())));
+        }
+        for other in [
+            "MessageAccepted",
+            "AttemptDispatched",
+            "StepUnserved",
+            "AttemptInDoubt",
+            "AttemptSent",
+            "ReceiptRecorded",
+            "StepTimedOut",
+            "MessageCompleted",
+            "MessageFailed",
+            "MessageExpired",
+            "MessageCancelled",
+        ] {
+            assert!(!may_dispatch(&stored(other)), "{other}");
+        }
     }
 }

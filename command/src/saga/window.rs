@@ -11,6 +11,7 @@
 
 use hermes_infra::event_store::{Checkpoint, StoredEvent};
 use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
 use uuid::Uuid;
 
 /// One event in the window, by its sequence number (the order it was read in).
@@ -29,6 +30,9 @@ pub struct Window {
     busy: HashMap<Uuid, Seq>,
     /// Messages whose next event can be handed out, in the order they became ready.
     ready: VecDeque<Uuid>,
+    /// Messages whose event was given back to wait (its account is full), and until when, in
+    /// that order (every wait is as long).
+    deferred: VecDeque<(Instant, Uuid)>,
 }
 
 struct Entry {
@@ -82,6 +86,15 @@ impl Window {
     /// The next event that can be handled now (its message has nothing in flight), with the
     /// number to [`Window::finish`] it by.
     pub fn next_ready(&mut self) -> Option<(Seq, StoredEvent)> {
+        let now = Instant::now();
+        while self
+            .deferred
+            .front()
+            .is_some_and(|(until, _)| *until <= now)
+        {
+            let (_, stream_id) = self.deferred.pop_front().expect("checked");
+            self.ready.push_back(stream_id);
+        }
         let stream_id = self.ready.pop_front()?;
         let queue = self
             .waiting
@@ -107,6 +120,17 @@ impl Window {
         if self.waiting.contains_key(&stream_id) {
             self.ready.push_back(stream_id);
         }
+    }
+
+    /// Gives back an event handed out by [`Window::next_ready`], unhandled: it is handed out
+    /// again, before the rest of its message, once `until` has passed.
+    pub fn defer(&mut self, seq: Seq, event: StoredEvent, until: Instant) {
+        let entry = self.entry_mut(seq);
+        entry.event = Some(event);
+        let stream_id = entry.stream_id;
+        self.busy.remove(&stream_id);
+        self.waiting.entry(stream_id).or_default().push_front(seq);
+        self.deferred.push_back((until, stream_id));
     }
 
     /// Drops the finished prefix of the window; the checkpoint of its last event, if it moved.
@@ -234,6 +258,38 @@ mod tests {
         w.finish(seq);
         // Event 2 is ready now, and it is the oldest waiting for a worker.
         assert_eq!(w.started_through().position, 1);
+    }
+
+    #[test]
+    fn a_deferred_event_comes_back_first_once_its_wait_is_over() {
+        let mut w = Window::default();
+        w.push(event(1, 1));
+        w.push(event(2, 1));
+        w.push(event(3, 2));
+        let (seq, e) = w.next_ready().unwrap();
+        assert_eq!(e.position, 1);
+        w.defer(
+            seq,
+            e,
+            Instant::now() + std::time::Duration::from_secs(3600),
+        );
+        // Message 1 waits (its later event too); message 2 goes on.
+        assert_eq!(positions(&mut w), vec![(3, 2)]);
+        let (seq, e) = w.next_ready().map_or_else(
+            || {
+                w.deferred[0].0 = Instant::now();
+                w.next_ready().unwrap()
+            },
+            |x| x,
+        );
+        assert_eq!(
+            (seq, e.position),
+            (0, 1),
+            "the deferred event, before event 2"
+        );
+        assert_eq!(w.advance(), None);
+        w.finish(0);
+        assert_eq!(positions(&mut w), vec![(2, 1)]);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The built-in mock provider as a provider plugin: the same wire protocol and the same outcome
 //! classification as the native client (`adapters/src/mock/client.rs`), but everything outside the
 //! sandbox goes through what the host grants: `fetch` for HTTP and `config` for `base_url` and
-//! `secret`.
+//! `secret`, and optionally `channels` (`sms,email`: the channels this account serves; all four
+//! by default), so that tests can give two channels to two accounts.
 
 // The generated bindings pass records as flattened arguments.
 #![allow(clippy::too_many_arguments)]
@@ -35,15 +36,26 @@ export!(MockPlugin);
 
 impl Guest for MockPlugin {
     fn describe() -> PluginInfo {
+        let all = [
+            ("sms", Channel::Sms),
+            ("email", Channel::Email),
+            ("push", Channel::Push),
+            ("whatsapp", Channel::Whatsapp),
+        ];
+        let wanted = host::config("channels");
+        let channels = all
+            .into_iter()
+            .filter(|(name, _)| {
+                wanted
+                    .as_deref()
+                    .is_none_or(|list| list.split(',').any(|c| c.trim() == *name))
+            })
+            .map(|(_, channel)| channel)
+            .collect();
         PluginInfo {
             name: "mock".to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
-            channels: vec![
-                Channel::Sms,
-                Channel::Email,
-                Channel::Push,
-                Channel::Whatsapp,
-            ],
+            channels,
             receipt_style: ReceiptStyle::Callback,
         }
     }
