@@ -275,13 +275,9 @@ mod tests {
         );
         // Message 1 waits (its later event too); message 2 goes on.
         assert_eq!(positions(&mut w), vec![(3, 2)]);
-        let (seq, e) = w.next_ready().map_or_else(
-            || {
-                w.deferred[0].0 = Instant::now();
-                w.next_ready().unwrap()
-            },
-            |x| x,
-        );
+        assert!(w.next_ready().is_none(), "message 1 waits out its deferral");
+        w.deferred[0].0 = Instant::now();
+        let (seq, e) = w.next_ready().unwrap();
         assert_eq!(
             (seq, e.position),
             (0, 1),
