@@ -9,6 +9,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use chrono::{DateTime, Utc};
 use hermes_domain::MessageId;
+use hermes_domain::message::stored::EventPayload;
 use hermes_domain::message::{Message, MessageEvent, MessageStatus};
 use hermes_infra::event_store;
 use hermes_infra::http::{Problem, Tenant};
@@ -175,8 +176,8 @@ pub async fn message_events(
         .into_iter()
         .map(|e| {
             // Shown in the current shape, whatever version it was stored in.
-            let event = MessageEvent::from_stored(&e.event_type, e.schema_version, e.payload)?;
-            let mut data = event.to_payload();
+            let mut data =
+                EventPayload::decode(&e.event_type, e.schema_version, e.payload)?.to_json();
             if let Some(obj) = data.as_object_mut() {
                 obj.remove("type");
             }

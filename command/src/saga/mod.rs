@@ -457,6 +457,8 @@ impl CascadeSaga {
             Some(at) => at,
             None => {
                 let at = subscription::load_checkpoint(&mut conn, NAME, false).await?;
+                // The started mark's row is made here, once, so saving it is one update.
+                subscription::load_checkpoint(&mut conn, STARTED_NAME, false).await?;
                 self.window = Window::starting_after(at);
                 self.read_to = Some(at);
                 at
@@ -523,8 +525,6 @@ impl CascadeSaga {
             subscription::save_checkpoint(&mut conn, NAME, at).await?;
         }
         if started_moved {
-            // Made on first use, like any checkpoint.
-            subscription::load_checkpoint(&mut conn, STARTED_NAME, false).await?;
             subscription::save_checkpoint(&mut conn, STARTED_NAME, started).await?;
         }
         self.unsaved = None;

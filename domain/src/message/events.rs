@@ -204,8 +204,7 @@ impl MessageEvent {
         schema_version: i32,
         payload: serde_json::Value,
     ) -> Result<Self, serde_json::Error> {
-        let payload = upcast(event_type, schema_version, payload);
-        serde_json::from_value::<EventPayload>(payload).map(Self::from)
+        EventPayload::decode(event_type, schema_version, payload).map(Self::from)
     }
 
     /// The stored JSON of this event (schema version [`SCHEMA_VERSION`]).

@@ -215,6 +215,15 @@ pub struct TemplatePayload {
 }
 
 impl EventPayload {
+    /// Decodes a stored event, upcasting older schema versions first.
+    pub fn decode(
+        event_type: &str,
+        schema_version: i32,
+        payload: Value,
+    ) -> Result<Self, serde_json::Error> {
+        serde_json::from_value(super::events::upcast(event_type, schema_version, payload))
+    }
+
     /// The stored JSON of a payload.
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).expect("a payload is plain JSON data")
