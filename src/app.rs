@@ -12,11 +12,14 @@ use hermes_command::admin::{self, AdminState};
 use hermes_command::api::CommandState;
 use hermes_command::backlog::Backlog;
 use hermes_command::provider_source::ProviderSource;
-use hermes_command::saga::CascadeSaga;
+use hermes_command::saga::{self, CascadeSaga, KafkaSaga};
 use hermes_infra::http::{Authenticator, ServerLimits};
+use hermes_infra::kafka::KafkaStream;
+use hermes_infra::kafka::admin::BrokerProbe;
+use hermes_infra::kafka::relay::{self, Relay};
 use hermes_infra::provider_accounts::{self, SealingKey};
 use hermes_infra::{db, subscription};
-use hermes_projections::message_views::MessageViews;
+use hermes_projections::message_views::{self, MessageViews};
 use hermes_query::QueryState;
 use rand::RngCore;
 use sqlx::PgPool;
@@ -35,17 +38,29 @@ pub struct Roles {
     pub saga: bool,
     pub projector: bool,
     pub timers: bool,
+    /// Streams the log to Kafka (needs `KAFKA_BROKERS`).
+    pub relay: bool,
 }
 
 impl Roles {
-    pub const NAMES: [&str; 4] = ["api", "saga", "projector", "timers"];
+    pub const NAMES: [&str; 5] = ["api", "saga", "projector", "timers", "relay"];
 
+    /// Everything that runs without Kafka: what `hermes dev` runs.
     pub fn all() -> Self {
         Self {
             api: true,
             saga: true,
             projector: true,
             timers: true,
+            relay: false,
+        }
+    }
+
+    /// Everything, the relay included when Kafka is configured: `hermes serve` without `--roles`.
+    pub fn all_for(kafka: bool) -> Self {
+        Self {
+            relay: kafka,
+            ..Self::all()
         }
     }
 
@@ -55,6 +70,7 @@ impl Roles {
             saga: false,
             projector: false,
             timers: false,
+            relay: false,
         };
         for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             match name {
@@ -62,7 +78,8 @@ impl Roles {
                 "saga" => roles.saga = true,
                 "projector" => roles.projector = true,
                 "timers" => roles.timers = true,
-                "relay" | "webhooks" => {
+                "relay" => roles.relay = true,
+                "webhooks" => {
                     anyhow::bail!("role '{name}' is not available yet in this version of Hermes")
                 }
                 other => {
@@ -114,6 +131,10 @@ fn random_secret() -> String {
 /// provider was asked for (`--mock-provider`).
 pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp> {
     let admin_token = args.admin_token()?;
+    let kafka = args.kafka.config();
+    if roles.relay && kafka.is_none() {
+        anyhow::bail!("the relay role streams the log to Kafka: set KAFKA_BROKERS");
+    }
     crate::telemetry::prometheus();
     let pool = db::connect(&args.database.url(), args.database.db_pool_size).await?;
     db::migrate(&pool).await?;
@@ -158,12 +179,43 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
     let handler = CommandHandler::new(pool.clone());
 
     let mut tasks = vec![tokio::spawn(source.run(providers.clone()))];
-    if roles.projector {
-        tasks.push(tokio::spawn(subscription::run(pool.clone(), MessageViews)));
-    }
-    if roles.saga {
-        let saga = CascadeSaga::new(handler.clone(), providers.clone(), public_url.clone());
-        tasks.push(tokio::spawn(subscription::run(pool.clone(), saga)));
+    match &kafka {
+        // The Postgres tail: one active consumer per role, the others stand by.
+        None => {
+            if roles.projector {
+                tasks.push(tokio::spawn(subscription::run(pool.clone(), MessageViews)));
+            }
+            if roles.saga {
+                let saga = CascadeSaga::new(handler.clone(), providers.clone(), public_url.clone());
+                tasks.push(tokio::spawn(subscription::run(pool.clone(), saga)));
+            }
+        }
+        // Kafka: every worker process takes a share of the partitions.
+        Some(config) => {
+            if roles.relay {
+                let relay = Relay::new(config)?;
+                tasks.push(tokio::spawn(subscription::run(pool.clone(), relay)));
+            }
+            if roles.projector {
+                let stream = KafkaStream::start(config, message_views::NAME)?;
+                tasks.push(tokio::spawn(hermes_projections::kafka::run_message_views(
+                    pool.clone(),
+                    stream,
+                    config.topic.clone(),
+                )));
+            }
+            if roles.saga {
+                let stream = KafkaStream::start(config, saga::NAME)?;
+                let saga = KafkaSaga::new(
+                    handler.clone(),
+                    providers.clone(),
+                    &public_url,
+                    pool.clone(),
+                    stream,
+                );
+                tasks.push(tokio::spawn(saga.run()));
+            }
+        }
     }
     if roles.timers {
         tasks.push(tokio::spawn(hermes_command::timer_poller::run(
@@ -173,7 +225,14 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
     }
     let backlog = if roles.api {
         let max = args.max_backlog_age_ms.map(Duration::from_millis);
-        let (backlog, task) = Backlog::start(pool.clone(), max);
+        // On Kafka the workers' progress is in the consumer groups: what waits is what the relay
+        // has not streamed yet (consumer lag is its own metric).
+        let mark = if kafka.is_some() {
+            relay::NAME
+        } else {
+            saga::STARTED_NAME
+        };
+        let (backlog, task) = Backlog::start(pool.clone(), mark, max);
         tasks.push(task);
         backlog
     } else {
@@ -191,6 +250,7 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
         query: QueryState { pool: pool.clone() },
         auth: Authenticator::new(pool.clone()),
         pool: pool.clone(),
+        kafka: kafka.as_ref().map(BrokerProbe::new).transpose()?,
     };
     let app = if roles.api {
         router(state).merge(admin::router(AdminState {

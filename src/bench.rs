@@ -238,6 +238,7 @@ async fn spawn(args: &BenchArgs) -> anyhow::Result<(RunningApp, String)> {
             database_url,
             db_pool_size: args.db_pool_size,
         },
+        kafka: crate::config::KafkaArgs::off(),
         listen: "127.0.0.1:0".parse()?,
         public_url: None,
         mock_provider_url: None,

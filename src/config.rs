@@ -3,6 +3,7 @@
 use clap::Args;
 use hermes_command::admin::{AdminToken, AdminTokenTooShort};
 use hermes_infra::Secret;
+use hermes_infra::kafka::KafkaConfig;
 use std::net::SocketAddr;
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres:///hermes?host=/var/run/postgresql";
@@ -23,10 +24,73 @@ impl DatabaseArgs {
     }
 }
 
+/// The Kafka transport: off unless `KAFKA_BROKERS` is set.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Kafka brokers (`host:port,...`). When set, the log is streamed to Kafka by the relay role
+    /// and the saga and projector roles consume it there, shared by every worker process.
+    #[arg(long, env = "KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// The topic the event log is streamed to.
+    #[arg(long, env = "HERMES_KAFKA_TOPIC", default_value = KafkaConfig::DEFAULT_TOPIC)]
+    pub kafka_topic: String,
+    /// Partitions `hermes kafka init` creates the topic with: at most this many workers share
+    /// the work.
+    #[arg(long, env = "HERMES_KAFKA_PARTITIONS", default_value_t = 12)]
+    pub kafka_partitions: i32,
+    /// Replication factor `hermes kafka init` creates the topic with.
+    #[arg(long, env = "HERMES_KAFKA_REPLICATION", default_value_t = 1)]
+    pub kafka_replication: i32,
+    /// How long the broker keeps records (the event store keeps everything).
+    #[arg(long, env = "HERMES_KAFKA_RETENTION_MS", default_value_t = 7 * 24 * 3600 * 1000)]
+    pub kafka_retention_ms: i64,
+    /// Consumer groups are named `<prefix>.<subscriber>`.
+    #[arg(long, env = "HERMES_KAFKA_GROUP_PREFIX", default_value = "hermes")]
+    pub kafka_group_prefix: String,
+    /// How long a silent worker keeps its partitions (a killed worker's messages wait this long).
+    #[arg(
+        long,
+        env = "HERMES_KAFKA_SESSION_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub kafka_session_timeout_ms: u32,
+}
+
+impl KafkaArgs {
+    /// No Kafka: the Postgres tail (`hermes dev`, tests).
+    pub fn off() -> Self {
+        Self {
+            kafka_brokers: None,
+            kafka_topic: KafkaConfig::DEFAULT_TOPIC.to_owned(),
+            kafka_partitions: 12,
+            kafka_replication: 1,
+            kafka_retention_ms: 7 * 24 * 3600 * 1000,
+            kafka_group_prefix: "hermes".to_owned(),
+            kafka_session_timeout_ms: 10_000,
+        }
+    }
+
+    /// The configuration, when brokers are given.
+    pub fn config(&self) -> Option<KafkaConfig> {
+        let brokers = self.kafka_brokers.as_deref()?.trim();
+        (!brokers.is_empty()).then(|| KafkaConfig {
+            brokers: brokers.to_owned(),
+            topic: self.kafka_topic.clone(),
+            partitions: self.kafka_partitions,
+            replication: self.kafka_replication,
+            retention_ms: self.kafka_retention_ms,
+            group_prefix: self.kafka_group_prefix.clone(),
+            session_timeout_ms: self.kafka_session_timeout_ms,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
     /// Address the HTTP API listens on.
     #[arg(long, env = "HERMES_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,

@@ -7,6 +7,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use hermes_command::api::CommandState;
 use hermes_infra::http::{Authenticator, Problem};
+use hermes_infra::kafka::admin::BrokerProbe;
 use hermes_query::QueryState;
 use sqlx::PgPool;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -20,6 +21,8 @@ pub struct AppState {
     pub query: QueryState,
     pub auth: Authenticator,
     pub pool: PgPool,
+    /// The brokers, when Kafka is configured: `/readyz` asks them too.
+    pub kafka: Option<BrokerProbe>,
 }
 
 impl FromRef<AppState> for CommandState {
@@ -104,20 +107,27 @@ async fn metrics() -> impl IntoResponse {
     )
 }
 
-/// Ready when the database answers.
+/// How long `/readyz` waits for the Kafka brokers.
+const BROKER_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Ready when the database answers, and the Kafka brokers with the topic when Kafka is configured.
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    match sqlx::query("SELECT 1").execute(&state.pool).await {
-        Ok(_) => (StatusCode::OK, "ready").into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "not ready: the database does not answer");
-            Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not_ready",
-                "the database does not answer",
-            )
-            .into_response()
-        }
+    if let Err(e) = sqlx::query("SELECT 1").execute(&state.pool).await {
+        tracing::warn!(error = %e, "not ready: the database does not answer");
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the database does not answer",
+        )
+        .into_response();
     }
+    if let Some(probe) = &state.kafka
+        && let Err(why) = probe.check(BROKER_PROBE_TIMEOUT).await
+    {
+        tracing::warn!(error = %why, "not ready: Kafka");
+        return Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", why).into_response();
+    }
+    (StatusCode::OK, "ready").into_response()
 }
 
 /// For processes without the api role: only the health checks and metrics.

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hermes::app::{self, Roles};
-use hermes::config::{DatabaseArgs, ServerArgs};
+use hermes::config::{DatabaseArgs, KafkaArgs, ServerArgs};
 use hermes_domain::MessageId;
 use hermes_infra::{db, tenants};
 use std::net::SocketAddr;
@@ -32,13 +32,15 @@ enum Command {
     Serve {
         #[command(flatten)]
         server: ServerArgs,
-        /// Comma-separated: api, saga, projector, timers.
-        #[arg(
-            long,
-            env = "HERMES_ROLES",
-            default_value = "api,saga,projector,timers"
-        )]
-        roles: String,
+        /// Comma-separated: api, saga, projector, timers, relay (relay needs KAFKA_BROKERS).
+        /// Default: all of them (relay only with Kafka).
+        #[arg(long, env = "HERMES_ROLES")]
+        roles: Option<String>,
+    },
+    /// The Kafka transport.
+    Kafka {
+        #[command(subcommand)]
+        command: KafkaCommand,
     },
     /// Apply database migrations and exit.
     Migrate {
@@ -83,6 +85,16 @@ enum Command {
     },
     /// Load generator against a running Hermes.
     Bench(hermes::bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum KafkaCommand {
+    /// Create the topic the log is streamed to, with the configured partitions, replication and
+    /// retention. A topic that exists is left as it is.
+    Init {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -367,10 +379,30 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Dev { server } => dev(server).await,
         Command::Serve { server, roles } => {
-            let roles = Roles::parse(&roles)?;
+            let roles = match roles {
+                Some(list) => Roles::parse(&list)?,
+                None => Roles::all_for(server.kafka.config().is_some()),
+            };
             let running = app::start(&server, roles).await?;
             tracing::info!(addr = %running.addr, ?roles, "hermes is serving");
             run_until_signal(running).await
+        }
+        Command::Kafka {
+            command: KafkaCommand::Init { kafka },
+        } => {
+            let config = kafka
+                .config()
+                .context("set KAFKA_BROKERS (or --kafka-brokers) to the brokers to use")?;
+            match hermes_infra::kafka::admin::init(&config).await? {
+                hermes_infra::kafka::admin::Init::Created => eprintln!(
+                    "topic {} created: {} partitions, replication {}",
+                    config.topic, config.partitions, config.replication
+                ),
+                hermes_infra::kafka::admin::Init::Existed => {
+                    eprintln!("topic {} exists already (left as it is)", config.topic)
+                }
+            }
+            Ok(())
         }
         Command::Migrate { database } => {
             db::ensure_database(&database.url()).await?;
@@ -494,8 +526,15 @@ async fn run_until_signal(running: app::RunningApp) -> anyhow::Result<()> {
 const DEMO_TENANT: &str = "demo";
 
 async fn dev(mut server: ServerArgs) -> anyhow::Result<()> {
-    // `dev` is the trial setup: the mock provider serves whenever no account is configured.
+    // `dev` is the trial setup: the mock provider serves whenever no account is configured, and
+    // everything runs on the Postgres tail, Kafka or not.
     server.mock_provider = true;
+    if server.kafka.config().is_some() {
+        tracing::info!(
+            "hermes dev runs without Kafka: KAFKA_BROKERS is ignored (use hermes serve)"
+        );
+        server.kafka = KafkaArgs::off();
+    }
     db::ensure_database(&server.database.url()).await?;
     let running = app::start(&server, Roles::all()).await?;
     let tenant = match tenants::find_by_name(&running.pool, DEMO_TENANT).await? {

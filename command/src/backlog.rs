@@ -8,7 +8,6 @@
 //! that: overload is refused at the door instead of queued without bound. Messages already
 //! accepted are never affected; their steps' clocks start at their dispatch.
 
-use crate::saga;
 use hermes_infra::subscription;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -35,8 +34,13 @@ pub struct Overloaded {
 }
 
 impl Backlog {
-    /// Starts measuring on `pool`; `max` is the backlog age above which new messages are refused.
-    pub fn start(pool: PgPool, max: Option<Duration>) -> (Self, tokio::task::JoinHandle<()>) {
+    /// Starts measuring on `pool`, behind the mark named `from` ([`crate::saga::STARTED_NAME`] on the
+    /// Postgres tail); `max` is the backlog age above which new messages are refused.
+    pub fn start(
+        pool: PgPool,
+        from: &'static str,
+        max: Option<Duration>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let backlog = Backlog {
             age_ms: Arc::default(),
             max,
@@ -47,7 +51,7 @@ impl Backlog {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                match oldest_unhandled_age(&pool).await {
+                match oldest_unhandled_age(&pool, from).await {
                     Ok(age) => {
                         measured.store(age.as_millis() as u64, Ordering::Relaxed);
                         metrics::gauge!("hermes_dispatch_backlog_age_seconds")
@@ -92,14 +96,16 @@ impl Backlog {
     }
 }
 
-/// The age, by the database's clock, of the oldest event past the saga's checkpoint (zero when
-/// the saga is up to date). Reads in the saga's own order, on the log's tail index.
-pub async fn oldest_unhandled_age(pool: &PgPool) -> Result<Duration, sqlx::Error> {
+/// The age, by the database's clock, of the oldest event past the mark named `from` (zero when
+/// it is up to date). Reads in the log's own order, on the log's tail index.
+///
+/// On the Postgres tail the mark is the saga's started mark, not its checkpoint: an event being
+/// handled (a slow provider call) or waiting behind its own message's is not waiting for a
+/// worker. On Kafka it is the relay's checkpoint: what the workers have not been handed yet.
+pub async fn oldest_unhandled_age(pool: &PgPool, from: &str) -> Result<Duration, sqlx::Error> {
     let mut conn = pool.acquire().await?;
     // Made at the start of the log when the saga never ran: everything is ahead of it then.
-    // The saga's started mark, not its checkpoint: an event being handled (a slow provider call)
-    // or waiting behind its own message's is not waiting for a worker.
-    let from = subscription::load_checkpoint(&mut conn, saga::STARTED_NAME, false).await?;
+    let from = subscription::load_checkpoint(&mut conn, from, false).await?;
     let age: Option<f64> = sqlx::query_scalar(
         "SELECT EXTRACT(EPOCH FROM now() - recorded_at)::float8 FROM events
           WHERE (tx_id, position) > ($1::bigint::text::xid8, $2)

@@ -1,10 +1,12 @@
 //! Infrastructure: the Postgres event store and what lives beside it (subscriptions, timers,
-//! tenants and API keys, idempotency keys), configuration helpers and shared HTTP plumbing.
+//! tenants and API keys, idempotency keys), the Kafka transport, configuration helpers and shared
+//! HTTP plumbing.
 
 pub mod db;
 pub mod event_store;
 pub mod http;
 pub mod idempotency;
+pub mod kafka;
 pub mod parked;
 pub mod plugin_uploads;
 pub mod provider_accounts;

@@ -49,6 +49,14 @@ pub async fn project_next(pool: &PgPool) -> anyhow::Result<usize> {
     Ok(batch.len())
 }
 
+/// Projects events into the live table (the Kafka projector's way in; it keeps its own offsets).
+pub(crate) async fn apply_live(
+    conn: &mut PgConnection,
+    batch: &[StoredEvent],
+) -> anyhow::Result<()> {
+    apply_batch(conn, batch, Table::Live).await
+}
+
 /// The table a batch is projected into.
 #[derive(Clone, Copy)]
 enum Table {

@@ -2,7 +2,7 @@
 //! in-process on port 0 against a fresh database, plus helpers that speak its public API.
 
 use hermes::app::{self, Roles, RunningApp};
-use hermes::config::{DatabaseArgs, ServerArgs};
+use hermes::config::{DatabaseArgs, KafkaArgs, ServerArgs};
 use hermes_infra::{Secret, db, tenants};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -86,6 +86,7 @@ pub fn server_args(database_url: &str) -> ServerArgs {
             database_url: database_url.to_owned(),
             db_pool_size: 20,
         },
+        kafka: KafkaArgs::off(),
         listen: "127.0.0.1:0".parse().unwrap(),
         public_url: None,
         mock_provider_url: None,

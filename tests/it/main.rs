@@ -15,6 +15,7 @@ mod crash;
 mod downtime;
 mod early_refusal;
 mod event_store;
+mod kafka;
 mod metrics;
 mod parked;
 mod provider_blip;

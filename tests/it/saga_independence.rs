@@ -60,8 +60,11 @@ async fn a_hanging_provider_call_holds_up_only_its_own_message() {
         if let Some(at) = recorded_at(&events, "AttemptInDoubt") {
             break at;
         }
-        worst_backlog =
-            worst_backlog.max(backlog::oldest_unhandled_age(&app.app.pool).await.unwrap());
+        worst_backlog = worst_backlog.max(
+            backlog::oldest_unhandled_age(&app.app.pool, hermes_command::saga::STARTED_NAME)
+                .await
+                .unwrap(),
+        );
         assert!(
             tokio::time::Instant::now() < deadline,
             "the call never ended"

@@ -15,7 +15,9 @@
 //! sending it twice (see `Message::decide_dispatch`).
 
 mod bulkhead;
+mod kafka;
 mod window;
+mod workers;
 
 use crate::handler::{CommandError, CommandHandler, Executed};
 use bulkhead::Bulkheads;
@@ -33,9 +35,11 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::task::JoinSet;
 use uuid::Uuid;
 use window::Window;
+use workers::Workers;
+
+pub use kafka::KafkaSaga;
 
 pub const NAME: &str = "cascade-saga";
 /// A second mark the saga keeps: everything up to it is handled, being handled, or waiting behind
@@ -66,17 +70,13 @@ const RETRY_START: Duration = Duration::from_millis(100);
 const RETRY_CAP: Duration = Duration::from_secs(5);
 
 pub struct CascadeSaga {
-    dispatcher: Arc<Dispatcher>,
-    /// Events read and not yet handled.
-    window: Window,
+    /// The window of events read and the tasks handling them.
+    workers: Workers,
     /// Where the window has read the log to; `None` until it starts from the stored checkpoint.
     read_to: Option<Checkpoint>,
     /// When the log was last read, and whether that read was full (more is waiting).
     read_at: Instant,
     read_full: bool,
-    /// Events being handled, each yielding its window sequence number, and the event back when
-    /// it must wait (its account's bulkhead is full).
-    tasks: JoinSet<(u64, Option<StoredEvent>)>,
     /// The watermark not yet written, and when it last was.
     unsaved: Option<Checkpoint>,
     /// The started mark last written.
@@ -90,7 +90,7 @@ pub struct CascadeSaga {
 }
 
 /// What handling one event needs, shared by the tasks.
-struct Dispatcher {
+pub(crate) struct Dispatcher {
     handler: CommandHandler,
     providers: ProviderRegistry,
     /// Public base URL of this Hermes, for the per-attempt receipt URL given to providers.
@@ -125,6 +125,21 @@ enum Trigger {
     },
 }
 
+impl Dispatcher {
+    pub(crate) fn new(
+        handler: CommandHandler,
+        providers: ProviderRegistry,
+        callback_base: &str,
+    ) -> Arc<Self> {
+        Arc::new(Dispatcher {
+            handler,
+            providers,
+            callback_base: callback_base.trim_end_matches('/').to_owned(),
+            bulkheads: Arc::default(),
+        })
+    }
+}
+
 impl CascadeSaga {
     pub fn new(
         handler: CommandHandler,
@@ -132,17 +147,10 @@ impl CascadeSaga {
         callback_base: String,
     ) -> Self {
         Self {
-            dispatcher: Arc::new(Dispatcher {
-                handler,
-                providers,
-                callback_base: callback_base.trim_end_matches('/').to_owned(),
-                bulkheads: Arc::default(),
-            }),
-            window: Window::default(),
+            workers: Workers::new(Dispatcher::new(handler, providers, &callback_base)),
             read_to: None,
             read_at: Instant::now(),
             read_full: false,
-            tasks: JoinSet::new(),
             unsaved: None,
             saved_started: None,
             saved_at: Instant::now(),
@@ -404,10 +412,10 @@ impl CascadeSaga {
             read = self.read(pool).await?;
             self.read_at = Instant::now();
         }
-        self.start_ready(pool);
-        let mut finished = self.drain_finished();
+        self.workers.start_ready(pool);
+        let mut finished = self.workers.drain_finished();
         let committed = self.appended.has_changed().unwrap_or(false);
-        let busy = !self.tasks.is_empty() || !self.window.is_empty();
+        let busy = self.workers.busy();
         if read == 0 && finished == 0 && (busy || committed) {
             // Until a task finishes or the next read is due: soon when events were committed
             // since the last read, at the idle poll otherwise (or sooner, on a commit).
@@ -418,37 +426,25 @@ impl CascadeSaga {
                     IDLE_POLL
                 };
             tokio::select! {
-                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => {
-                    self.finish(done);
-                    finished += 1;
-                }
+                true = self.workers.join_one(), if self.workers.has_tasks() => finished += 1,
                 _ = self.appended.changed(), if !committed => {}
                 _ = tokio::time::sleep_until(next_read.into()) => {}
             }
-            finished += self.drain_finished();
-            self.start_ready(pool);
+            finished += self.workers.drain_finished();
+            self.workers.start_ready(pool);
         }
+        // The Postgres tail's progress is the window's watermark, not single events.
+        self.workers.take_finished();
         self.save(pool).await?;
-        metrics::gauge!("hermes_saga_in_flight").set(self.window.in_flight() as f64);
-        metrics::gauge!("hermes_saga_window_events").set(self.window.len() as f64);
+        gauges(&self.workers.window);
         // Busy while anything is in the window or committed: the subscription loop then comes
         // straight back (this poll did its own waiting) instead of idling.
         Ok(retried + read + finished + usize::from(busy || committed))
     }
 
-    /// Takes in every task that has finished, and starts what became ready.
-    fn drain_finished(&mut self) -> usize {
-        let mut finished = 0;
-        while let Some(done) = self.tasks.try_join_next() {
-            self.finish(done);
-            finished += 1;
-        }
-        finished
-    }
-
     /// Reads the next events into the window, as many as it has room for.
     async fn read(&mut self, pool: &PgPool) -> anyhow::Result<usize> {
-        let room = WINDOW.saturating_sub(self.window.len());
+        let room = WINDOW.saturating_sub(self.workers.window.len());
         if room == 0 {
             return Ok(0);
         }
@@ -459,7 +455,7 @@ impl CascadeSaga {
                 let at = subscription::load_checkpoint(&mut conn, NAME, false).await?;
                 // The started mark's row is made here, once, so saving it is one update.
                 subscription::load_checkpoint(&mut conn, STARTED_NAME, false).await?;
-                self.window = Window::starting_after(at);
+                self.workers.window = Window::starting_after(at);
                 self.read_to = Some(at);
                 at
             }
@@ -473,51 +469,23 @@ impl CascadeSaga {
             self.read_to = Some(last.checkpoint());
         }
         for event in batch {
-            self.window.push(event);
+            self.workers.window.push(event);
         }
         Ok(read)
-    }
-
-    /// Starts the ready events, up to [`CONCURRENCY`] at once.
-    fn start_ready(&mut self, pool: &PgPool) {
-        while self.tasks.len() < CONCURRENCY {
-            let Some((seq, event)) = self.window.next_ready() else {
-                break;
-            };
-            // Most events lead to nothing here (the saga's own results, receipts): done at once,
-            // without a task.
-            if !may_dispatch(&event) {
-                self.window.finish(seq);
-                continue;
-            }
-            let dispatcher = self.dispatcher.clone();
-            let pool = pool.clone();
-            self.tasks
-                .spawn(async move { (seq, dispatcher.handle(&pool, event).await) });
-        }
-    }
-
-    fn finish(&mut self, done: Result<(u64, Option<StoredEvent>), tokio::task::JoinError>) {
-        match done {
-            Ok((seq, None)) => self.window.finish(seq),
-            Ok((seq, Some(event))) => self.window.defer(seq, event, Instant::now() + DEFER_FOR),
-            // Panics are caught in `handle`; a task only ends otherwise when the runtime stops.
-            Err(err) => tracing::error!(error = %err, "a cascade saga task ended abnormally"),
-        }
     }
 
     /// Writes the watermark and the started mark when they moved, at most every [`SAVE_EVERY`]
     /// while events keep finishing.
     async fn save(&mut self, pool: &PgPool) -> anyhow::Result<()> {
-        if let Some(at) = self.window.advance() {
+        if let Some(at) = self.workers.window.advance() {
             self.unsaved = Some(at);
         }
-        let started = self.window.started_through();
+        let started = self.workers.window.started_through();
         let started_moved = self.saved_started != Some(started);
         if self.unsaved.is_none() && !started_moved {
             return Ok(());
         }
-        if !self.window.is_empty() && self.saved_at.elapsed() < SAVE_EVERY {
+        if !self.workers.window.is_empty() && self.saved_at.elapsed() < SAVE_EVERY {
             return Ok(());
         }
         let mut conn = pool.acquire().await?;
@@ -533,8 +501,6 @@ impl CascadeSaga {
         Ok(())
     }
 
-    /// Tries again the parked events an operator asked for (`hermes parked retry`): one that goes
-    /// through is unparked, one that fails again stays parked with its new error.
     async fn retry_parked(&mut self, pool: &PgPool) -> anyhow::Result<usize> {
         if self
             .retries_checked
@@ -543,28 +509,15 @@ impl CascadeSaga {
             return Ok(0);
         }
         self.retries_checked = Some(Instant::now());
-        let mut conn = pool.acquire().await?;
-        let events = parked::retries_requested(&mut conn, NAME).await?;
-        drop(conn);
-        for e in &events {
-            match self.dispatcher.on_event(e).await {
-                Ok(Handled::Done) => parked::unpark(pool, NAME, e.event_id).await?,
-                // Its account is full: still asked for, tried again at the next look.
-                Ok(Handled::Deferred) => {}
-                Err(err) if is_poison(&err) => park(pool, e, &err).await?,
-                Err(err) => return Err(err.into()),
-            }
-        }
-        Ok(events.len())
+        retry_parked(self.workers.dispatcher(), pool).await
     }
 
     /// Lets the events in flight finish and forgets the window: after leadership moved, another
     /// process may have moved the checkpoint, so reading starts again from the stored one.
     async fn restart(&mut self) {
-        while let Some(done) = self.tasks.join_next().await {
-            self.finish(done);
-        }
-        self.window = Window::default();
+        self.workers.join_all().await;
+        self.workers.take_finished();
+        self.workers.window = Window::default();
         self.read_to = None;
         self.unsaved = None;
         self.saved_started = None;
@@ -606,6 +559,51 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// Tries again the parked events an operator asked for (`hermes parked retry`): one that goes
+/// through is unparked, one that fails again stays parked with its new error. One saga process
+/// at a time does it (an advisory lock), so that two Kafka workers never retry one event at once.
+async fn retry_parked(dispatcher: &Dispatcher, pool: &PgPool) -> anyhow::Result<usize> {
+    let mut conn = pool.acquire().await?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+        .bind(PARKED_RETRY_LOCK)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !locked {
+        return Ok(0);
+    }
+    let result = retry_parked_locked(dispatcher, pool, &mut conn).await;
+    sqlx::query("SELECT pg_advisory_unlock(hashtextextended($1, 0))")
+        .bind(PARKED_RETRY_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    result
+}
+
+const PARKED_RETRY_LOCK: &str = "cascade-saga:parked-retry";
+
+async fn retry_parked_locked(
+    dispatcher: &Dispatcher,
+    pool: &PgPool,
+    conn: &mut sqlx::PgConnection,
+) -> anyhow::Result<usize> {
+    let events = parked::retries_requested(conn, NAME).await?;
+    for e in &events {
+        match dispatcher.on_event(e).await {
+            Ok(Handled::Done) => parked::unpark(pool, NAME, e.event_id).await?,
+            // Its account is full: still asked for, tried again at the next look.
+            Ok(Handled::Deferred) => {}
+            Err(err) if is_poison(&err) => park(pool, e, &err).await?,
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(events.len())
+}
+
+fn gauges(window: &Window) {
+    metrics::gauge!("hermes_saga_in_flight").set(window.in_flight() as f64);
+    metrics::gauge!("hermes_saga_window_events").set(window.len() as f64);
 }
 
 async fn park(

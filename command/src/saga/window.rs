@@ -10,12 +10,12 @@
 //!   event twice is safe (the aggregate sees its dispatch made and decides, never re-sends).
 
 use hermes_infra::event_store::{Checkpoint, StoredEvent};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
 use uuid::Uuid;
 
 /// One event in the window, by its sequence number (the order it was read in).
-type Seq = u64;
+pub type Seq = u64;
 
 #[derive(Default)]
 pub struct Window {
@@ -66,8 +66,8 @@ impl Window {
         self.busy.len()
     }
 
-    /// Adds the next event of the log.
-    pub fn push(&mut self, event: StoredEvent) {
+    /// Adds the next event of the log; returns its sequence number.
+    pub fn push(&mut self, event: StoredEvent) -> Seq {
         let seq = self.first_seq + self.entries.len() as Seq;
         let stream_id = event.stream_id;
         self.entries.push_back(Entry {
@@ -81,6 +81,27 @@ impl Window {
         if queue.len() == 1 && !self.busy.contains_key(&stream_id) {
             self.ready.push_back(stream_id);
         }
+        seq
+    }
+
+    /// Drops the events of these messages that are not handed out (waiting or deferred): counted
+    /// finished here, left to whoever handles them next (the worker a Kafka partition went to).
+    /// Events handed out are not touched. Returns the dropped events' sequence numbers.
+    pub fn drop_waiting(&mut self, streams: &HashSet<Uuid>) -> Vec<Seq> {
+        let mut dropped = Vec::new();
+        for stream_id in streams {
+            if let Some(queue) = self.waiting.remove(stream_id) {
+                dropped.extend(queue);
+            }
+        }
+        self.ready.retain(|s| !streams.contains(s));
+        self.deferred.retain(|(_, s)| !streams.contains(s));
+        for &seq in &dropped {
+            let entry = self.entry_mut(seq);
+            entry.event = None;
+            entry.finished = true;
+        }
+        dropped
     }
 
     /// The next event that can be handled now (its message has nothing in flight), with the
@@ -286,6 +307,31 @@ mod tests {
         assert_eq!(w.advance(), None);
         w.finish(0);
         assert_eq!(positions(&mut w), vec![(2, 1)]);
+    }
+
+    #[test]
+    fn dropping_a_message_leaves_its_event_in_flight_and_passes_the_rest() {
+        let mut w = Window::default();
+        w.push(event(1, 1));
+        w.push(event(2, 1));
+        w.push(event(3, 2));
+        w.push(event(4, 3));
+        let (first, _) = w.next_ready().unwrap();
+        assert_eq!(first, 0, "message 1's first event is in flight");
+        let dropped = w.drop_waiting(&HashSet::from([Uuid::from_u128(1), Uuid::from_u128(2)]));
+        let mut sorted = dropped;
+        sorted.sort_unstable();
+        assert_eq!(
+            sorted,
+            vec![1, 2],
+            "message 1's waiting event and message 2's"
+        );
+        assert_eq!(positions(&mut w), vec![(4, 3)], "message 3 goes on");
+        assert_eq!(w.advance(), None, "the event in flight holds the watermark");
+        w.finish(first);
+        w.finish(3);
+        assert_eq!(w.advance().map(|c| c.position), Some(4));
+        assert!(w.is_empty());
     }
 
     #[test]
