@@ -238,6 +238,15 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
     } else {
         Backlog::off()
     };
+    let kafka_probe = kafka.as_ref().map(BrokerProbe::new).transpose()?;
+    if let Some(probe) = kafka_probe.clone() {
+        // Said once at start, not only by /readyz: with no topic, nothing is streamed or consumed.
+        tasks.push(tokio::spawn(async move {
+            if let Err(why) = probe.check(Duration::from_secs(10)).await {
+                tracing::warn!(error = %why, "Kafka is not ready");
+            }
+        }));
+    }
     // The API is started whatever the roles, for health checks; its routes need the api role.
     let state = AppState {
         command: CommandState {
@@ -250,7 +259,7 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
         query: QueryState { pool: pool.clone() },
         auth: Authenticator::new(pool.clone()),
         pool: pool.clone(),
-        kafka: kafka.as_ref().map(BrokerProbe::new).transpose()?,
+        kafka: kafka_probe,
     };
     let app = if roles.api {
         router(state).merge(admin::router(AdminState {

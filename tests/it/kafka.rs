@@ -25,7 +25,7 @@ const SECRET: &str = "kafka-test-mock-secret";
 /// The test's broker and topic (and consumer groups of its own, on a shared broker).
 struct TestKafka {
     /// The mock broker, when there is no real one. Not `Send`: it stays in the test's future.
-    _mock: Option<MockCluster<'static, DefaultProducerContext>>,
+    mock: Option<MockCluster<'static, DefaultProducerContext>>,
     brokers: String,
     topic: String,
     group_prefix: String,
@@ -39,7 +39,7 @@ impl TestKafka {
         match std::env::var("HERMES_TEST_KAFKA") {
             Ok(brokers) => {
                 let kafka = TestKafka {
-                    _mock: None,
+                    mock: None,
                     brokers,
                     topic,
                     group_prefix,
@@ -50,17 +50,27 @@ impl TestKafka {
                 assert_eq!(created, hermes_infra::kafka::admin::Init::Created);
                 kafka
             }
-            Err(_) => {
-                let mock = MockCluster::new(1).expect("mock cluster");
-                mock.create_topic(&topic, PARTITIONS, 1).expect("topic");
-                TestKafka {
-                    brokers: mock.bootstrap_servers(),
-                    _mock: Some(mock),
-                    topic,
-                    group_prefix,
-                }
-            }
+            Err(_) => Self::mock(),
         }
+    }
+
+    /// On librdkafka's mock broker whatever `HERMES_TEST_KAFKA` says: for faults only it can
+    /// inject (a broker going down).
+    fn mock() -> Self {
+        let id = Uuid::new_v4().simple().to_string();
+        let topic = format!("hermes.events.{id}");
+        let mock = MockCluster::new(1).expect("mock cluster");
+        mock.create_topic(&topic, PARTITIONS, 1).expect("topic");
+        TestKafka {
+            brokers: mock.bootstrap_servers(),
+            mock: Some(mock),
+            topic,
+            group_prefix: format!("hermes-test-{id}"),
+        }
+    }
+
+    fn cluster(&self) -> &MockCluster<'static, DefaultProducerContext> {
+        self.mock.as_ref().expect("a mock broker")
     }
 
     fn config(&self) -> KafkaConfig {
@@ -394,6 +404,57 @@ async fn two_workers_share_the_partitions_and_one_may_stop_mid_run() {
         "{stats:?}"
     );
     drop(second);
+}
+
+/// The broker goes down mid-run: the API goes on accepting (the log is the source of truth),
+/// `/readyz` says the broker is gone, and once it is back every message is delivered, none sent
+/// twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_delays_messages_and_loses_none() {
+    const OUTAGE: Duration = Duration::from_secs(8);
+    let kafka = TestKafka::mock();
+    let app = TestApp::spawn_roles(Roles::all_for(true), |a| kafka.configure(&mut a.kafka)).await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(app.send(&delivered_sms(i)).await);
+    }
+    app.wait_for_status(&ids[0], "delivered", WITHIN).await;
+
+    kafka.cluster().broker_down(1).expect("broker down");
+    let down_at = Instant::now();
+    for i in 10..40 {
+        ids.push(app.send(&delivered_sms(i)).await);
+    }
+    // Ready no more, within the probe's own timeout.
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+        if r.status() == 503 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz still answers {}",
+            r.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The outage lasts as long as the scenario says, whatever happens meanwhile.
+    tokio::time::sleep(OUTAGE.saturating_sub(down_at.elapsed())).await;
+    kafka.cluster().broker_up(1).expect("broker up");
+
+    for id in &ids {
+        app.wait_for_status(id, "delivered", WITHIN).await;
+    }
+    let stats = app.mock_stats();
+    assert!(
+        stats.duplicates.is_empty(),
+        "sent twice: {:?}",
+        stats.duplicates
+    );
+    assert_eq!(stats.attempts, ids.len() as u64, "{stats:?}");
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,8 +24,10 @@ const POLL: Duration = Duration::from_millis(100);
 /// How long a revocation waits for the worker to finish the partitions' messages in flight: past
 /// the longest provider call, with room.
 const REVOKE_WAIT: Duration = Duration::from_secs(60);
-/// How often the lag of each assigned partition is measured.
+/// How often the lag of each assigned partition is measured, and how long each partition's query
+/// may take (the poll thread waits for it: short, so an outage does not hold up a rebalance).
 const LAG_EVERY: Duration = Duration::from_secs(5);
+const LAG_QUERY_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// One event of the topic.
 #[derive(Debug)]
@@ -194,8 +196,7 @@ fn measure_lag(consumer: &BaseConsumer<Context>, topic: &str, name: &str) {
         .set(positions.count() as f64);
     for element in positions.elements_for_topic(topic) {
         let partition = element.partition();
-        let Ok((_, high)) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(1))
-        else {
+        let Ok((_, high)) = consumer.fetch_watermarks(topic, partition, LAG_QUERY_TIMEOUT) else {
             continue;
         };
         let position = match element.offset() {
