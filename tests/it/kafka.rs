@@ -487,6 +487,37 @@ async fn readyz_reports_brokers_that_do_not_answer() {
     assert_eq!(r.status(), 202);
 }
 
+/// A topic nobody created is reported (and the probe does not create it on the way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_reports_a_missing_topic() {
+    let kafka = TestKafka::start().await;
+    let api_only = Roles {
+        api: true,
+        saga: false,
+        projector: false,
+        timers: false,
+        relay: false,
+    };
+    let app = TestApp::spawn_roles(api_only, |a| {
+        kafka.configure(&mut a.kafka);
+        a.kafka.kafka_topic = format!("{}.never-created", kafka.topic);
+    })
+    .await;
+    for _ in 0..2 {
+        let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+        assert_eq!(r.status(), 503);
+        let problem: Value = r.json().await.unwrap();
+        assert_eq!(problem["code"], "not_ready");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("hermes kafka init"),
+            "{problem}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn the_relay_role_without_kafka_is_refused_at_start() {
     let database_url = harness::fresh_database().await;

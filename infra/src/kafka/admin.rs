@@ -3,8 +3,8 @@
 use super::KafkaConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::producer::{BaseProducer, Producer};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,14 +39,14 @@ pub async fn init(config: &KafkaConfig) -> anyhow::Result<Init> {
 /// Asks the brokers for the topic's metadata: for `/readyz`.
 #[derive(Clone)]
 pub struct BrokerProbe {
-    client: Arc<BaseProducer>,
+    client: Arc<BaseConsumer>,
     topic: String,
 }
 
 impl BrokerProbe {
     pub fn new(config: &KafkaConfig) -> anyhow::Result<Self> {
         Ok(Self {
-            client: Arc::new(config.producer().create()?),
+            client: Arc::new(config.metadata_client().create()?),
             topic: config.topic.clone(),
         })
     }
@@ -57,7 +57,6 @@ impl BrokerProbe {
         tokio::task::spawn_blocking(move || {
             let metadata = probe
                 .client
-                .client()
                 .fetch_metadata(Some(&probe.topic), timeout)
                 .map_err(|e| format!("the Kafka brokers do not answer: {e}"))?;
             match metadata.topics().first() {

@@ -51,6 +51,15 @@ impl KafkaConfig {
         c
     }
 
+    /// A client that only asks for metadata (`/readyz`): a consumer's, which never has the broker
+    /// create a missing topic (a producer's request may, with the broker's default partitions, and
+    /// `hermes kafka init` would then leave that topic as it is).
+    pub fn metadata_client(&self) -> ClientConfig {
+        let mut c = self.client();
+        c.set("allow.auto.create.topics", "false");
+        c
+    }
+
     /// A consumer of `group`: offsets are committed by Hermes (only past finished records),
     /// never automatically; a new group starts at the beginning of the topic.
     pub fn consumer(&self, group: &str) -> ClientConfig {
