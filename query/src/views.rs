@@ -75,8 +75,9 @@ pub struct AttemptView {
     pub delivered_at: Option<DateTime<Utc>>,
     pub read_at: Option<DateTime<Utc>>,
     pub failed_at: Option<DateTime<Utc>>,
-    /// When Hermes put the attempt in doubt (it could not know whether the provider got it);
-    /// kept after a receipt or the step's timeout settled it.
+    /// When Hermes put the attempt in doubt (it could not know whether the provider got it), or
+    /// when its step timed out while it was still dispatching; kept after a receipt or the
+    /// step's timeout settled it.
     pub in_doubt_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
 }

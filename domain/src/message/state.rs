@@ -379,6 +379,12 @@ impl Message {
                         AttemptStatus::Dispatching | AttemptStatus::Sent | AttemptStatus::InDoubt
                     )
                 {
+                    // Still dispatching: no answer was ever recorded (a worker died during the
+                    // call, or the call outlived the step), so the provider may have it. The
+                    // view says so, whether or not a worker came back to mark it in doubt first.
+                    if a.status == AttemptStatus::Dispatching {
+                        a.in_doubt_at.get_or_insert(*at);
+                    }
                     a.status = AttemptStatus::TimedOut;
                     a.updated_at = *at;
                 }

@@ -788,6 +788,32 @@ fn an_in_doubt_attempt_is_resolved_by_the_step_timeout() {
 }
 
 #[test]
+fn an_attempt_still_dispatching_at_the_step_timeout_is_shown_in_doubt() {
+    // The worker that dispatched it died before the answer, and no worker marked it in doubt
+    // before the timeout: the provider may still have it.
+    let fx = Fx::three_steps();
+    MessageTest::given(fx.dispatched_first())
+        .when(step_timer(0), t(60))
+        .then_expect_events(vec![
+            timed_out(0, Some(attempt(1)), t(60)),
+            fx.started(1, t(60)),
+        ])
+        .then_state(|m| {
+            let a = m.attempt(attempt(1)).unwrap();
+            assert_eq!(a.status, AttemptStatus::TimedOut);
+            assert_eq!(a.in_doubt_at, Some(t(60)));
+        });
+}
+
+#[test]
+fn an_attempt_the_provider_answered_is_not_in_doubt_at_the_step_timeout() {
+    let fx = Fx::one_step(Until::Delivered);
+    MessageTest::given(fx.sent_first())
+        .when(step_timer(0), t(60))
+        .then_state(|m| assert_eq!(m.attempt(attempt(1)).unwrap().in_doubt_at, None));
+}
+
+#[test]
 fn the_timeout_of_an_earlier_step_is_stale_and_does_nothing() {
     let fx = Fx::three_steps();
     let mut history = fx.sent_first();
