@@ -10,7 +10,7 @@ use hermes_command::CommandHandler;
 use hermes_command::accept_batcher::AcceptBatcher;
 use hermes_command::admin::{self, AdminState};
 use hermes_command::api::CommandState;
-use hermes_command::backlog::Backlog;
+use hermes_command::backlog::{self, Backlog};
 use hermes_command::provider_source::ProviderSource;
 use hermes_command::saga::{self, CascadeSaga, KafkaSaga};
 use hermes_infra::http::{Authenticator, ServerLimits};
@@ -225,14 +225,18 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
     }
     let backlog = if roles.api {
         let max = args.max_backlog_age_ms.map(Duration::from_millis);
-        // On Kafka the workers' progress is in the consumer groups: what waits is what the relay
-        // has not streamed yet (consumer lag is its own metric).
-        let mark = if kafka.is_some() {
-            relay::NAME
-        } else {
-            saga::STARTED_NAME
+        let source = match &kafka {
+            None => backlog::Source::PostgresTail {
+                mark: saga::STARTED_NAME,
+            },
+            // A silent worker's partitions move on once its session times out.
+            Some(config) => backlog::Source::Kafka {
+                relay_mark: relay::NAME,
+                silent_grace: Duration::from_millis(config.session_timeout_ms.into())
+                    + Duration::from_secs(5),
+            },
         };
-        let (backlog, task) = Backlog::start(pool.clone(), mark, max);
+        let (backlog, task) = Backlog::start(pool.clone(), source, max);
         tasks.push(task);
         backlog
     } else {

@@ -2,12 +2,18 @@
 //! A step waits for its dispatch about that long at most (the saga reads the log in order), so
 //! this is the age of the oldest undispatched step, give or take the batch in hand.
 //!
-//! Every API process measures it once a second (one indexed query) and exports it as
+//! On the Postgres tail the log says it all: the oldest event past the saga's started mark. On
+//! Kafka the log only knows what the relay has not streamed yet; what waits in the workers is
+//! reported by them ([`report_waiting`]), and a worker that stops reporting is counted as stuck
+//! while its partitions may still be its own ([`kafka_workers_age`]).
+//!
+//! Every API process measures it once a second (indexed queries) and exports it as
 //! `hermes_dispatch_backlog_age_seconds`. With `HERMES_MAX_BACKLOG_AGE_MS` set, `POST
 //! /v1/messages` answers 503 `overloaded` (with `Retry-After`) while the backlog is older than
 //! that: overload is refused at the door instead of queued without bound. Messages already
 //! accepted are never affected; their steps' clocks start at their dispatch.
 
+use chrono::{DateTime, Utc};
 use hermes_infra::subscription;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -18,6 +24,27 @@ use std::time::Duration;
 const EVERY: Duration = Duration::from_secs(1);
 /// The longest `Retry-After` given.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// How often a Kafka saga worker reports what it holds waiting.
+pub const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// A worker whose last report is older than this has stopped reporting (crashed, hung, cut off).
+const REPORT_STALE: Duration = Duration::from_secs(3);
+/// Reports of workers gone this long are deleted.
+const REPORT_FORGOTTEN: Duration = Duration::from_secs(24 * 3600);
+
+/// Where the backlog is measured from.
+#[derive(Debug, Clone, Copy)]
+pub enum Source {
+    /// The Postgres tail: the log past the saga's started mark.
+    PostgresTail { mark: &'static str },
+    /// Kafka: the log past the relay's checkpoint, and what the saga workers report waiting.
+    /// A worker that stopped reporting counts as stuck for `silent_grace` (its partitions move
+    /// to another worker by then: the consumer session's timeout, with room), or for as long as
+    /// no worker reports at all.
+    Kafka {
+        relay_mark: &'static str,
+        silent_grace: Duration,
+    },
+}
 
 #[derive(Clone)]
 pub struct Backlog {
@@ -34,11 +61,11 @@ pub struct Overloaded {
 }
 
 impl Backlog {
-    /// Starts measuring on `pool`, behind the mark named `from` ([`crate::saga::STARTED_NAME`] on the
-    /// Postgres tail); `max` is the backlog age above which new messages are refused.
+    /// Starts measuring on `pool` from `source`; `max` is the backlog age above which new
+    /// messages are refused.
     pub fn start(
         pool: PgPool,
-        from: &'static str,
+        source: Source,
         max: Option<Duration>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let backlog = Backlog {
@@ -51,7 +78,7 @@ impl Backlog {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                match oldest_unhandled_age(&pool, from).await {
+                match measure(&pool, source).await {
                     Ok(age) => {
                         measured.store(age.as_millis() as u64, Ordering::Relaxed);
                         metrics::gauge!("hermes_dispatch_backlog_age_seconds")
@@ -96,6 +123,20 @@ impl Backlog {
     }
 }
 
+async fn measure(pool: &PgPool, source: Source) -> Result<Duration, sqlx::Error> {
+    match source {
+        Source::PostgresTail { mark } => oldest_unhandled_age(pool, mark).await,
+        Source::Kafka {
+            relay_mark,
+            silent_grace,
+        } => {
+            let relay = oldest_unhandled_age(pool, relay_mark).await?;
+            let workers = workers_age(pool, relay_mark, silent_grace).await?;
+            Ok(relay.max(workers))
+        }
+    }
+}
+
 /// The age, by the database's clock, of the oldest event past the mark named `from` (zero when
 /// it is up to date). Reads in the log's own order, on the log's tail index.
 ///
@@ -116,6 +157,115 @@ pub async fn oldest_unhandled_age(pool: &PgPool, from: &str) -> Result<Duration,
     .fetch_optional(&mut *conn)
     .await?;
     Ok(Duration::from_secs_f64(age.unwrap_or(0.0).max(0.0)))
+}
+
+/// A Kafka saga worker says when the oldest event it holds and has not started was recorded
+/// (`None`: nothing waits). Also forgets workers gone for a day.
+pub async fn report_waiting(
+    pool: &PgPool,
+    worker_id: uuid::Uuid,
+    oldest_waiting_at: Option<DateTime<Utc>>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "WITH gone AS (DELETE FROM saga_worker_backlog
+                        WHERE reported_at < now() - make_interval(secs => $3))
+         INSERT INTO saga_worker_backlog (worker_id, oldest_waiting_at, reported_at)
+         VALUES ($1, $2, now())
+         ON CONFLICT (worker_id) DO UPDATE
+            SET oldest_waiting_at = EXCLUDED.oldest_waiting_at, reported_at = EXCLUDED.reported_at",
+    )
+    .bind(worker_id)
+    .bind(oldest_waiting_at)
+    .bind(REPORT_FORGOTTEN.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// What one worker last reported, read back with the database's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerReport {
+    pub oldest_waiting_at: Option<DateTime<Utc>>,
+    pub reported_at: DateTime<Utc>,
+}
+
+/// The Kafka workers' part of the backlog, from their reports.
+async fn workers_age(
+    pool: &PgPool,
+    relay_mark: &str,
+    silent_grace: Duration,
+) -> Result<Duration, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
+        .fetch_one(&mut *conn)
+        .await?;
+    let reports: Vec<(Option<DateTime<Utc>>, DateTime<Utc>)> =
+        sqlx::query_as("SELECT oldest_waiting_at, reported_at FROM saga_worker_backlog")
+            .fetch_all(&mut *conn)
+            .await?;
+    let reports: Vec<WorkerReport> = reports
+        .into_iter()
+        .map(|(oldest_waiting_at, reported_at)| WorkerReport {
+            oldest_waiting_at,
+            reported_at,
+        })
+        .collect();
+    // When the newest event the relay streamed was recorded: whether anything reached the topic
+    // after a silent worker's last word.
+    let relayed = subscription::load_checkpoint(&mut conn, relay_mark, false).await?;
+    let newest_relayed_at: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "SELECT recorded_at FROM events
+          WHERE (tx_id, position) <= ($1::bigint::text::xid8, $2)
+          ORDER BY tx_id DESC, position DESC LIMIT 1",
+    )
+    .bind(relayed.tx_id)
+    .bind(relayed.position)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(kafka_workers_age(
+        now,
+        &reports,
+        newest_relayed_at,
+        silent_grace,
+    ))
+}
+
+/// The age of the oldest event waiting in (or for) the Kafka saga workers, at `now`:
+/// - a worker reporting (within [`REPORT_STALE`]) counts its oldest waiting event;
+/// - a silent worker counts as stuck: since its oldest waiting event, or, if it held none but
+///   events reached the topic after its last word, since then (some may be on its partitions).
+///   It counts for `silent_grace` (its partitions move on by then) while other workers report,
+///   and without end when none does: nothing is being dispatched then.
+///
+/// Before any worker has ever reported there is nothing to go by; only the relay's lag counts.
+pub fn kafka_workers_age(
+    now: DateTime<Utc>,
+    reports: &[WorkerReport],
+    newest_relayed_at: Option<DateTime<Utc>>,
+    silent_grace: Duration,
+) -> Duration {
+    let age = |since: DateTime<Utc>| (now - since).to_std().unwrap_or_default();
+    let stale = |r: &WorkerReport| age(r.reported_at) > REPORT_STALE;
+    let anyone_reporting = reports.iter().any(|r| !stale(r));
+    reports
+        .iter()
+        .filter_map(|r| {
+            if !stale(r) {
+                return r.oldest_waiting_at.map(age);
+            }
+            if anyone_reporting && age(r.reported_at) > silent_grace {
+                return None;
+            }
+            match r.oldest_waiting_at {
+                Some(at) => Some(age(at)),
+                None if newest_relayed_at.is_some_and(|at| at > r.reported_at) => {
+                    Some(age(r.reported_at))
+                }
+                None => None,
+            }
+        })
+        .max()
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -159,5 +309,56 @@ mod tests {
         };
         assert_eq!(retry(12), Duration::from_secs(7));
         assert_eq!(retry(600), Duration::from_secs(30));
+    }
+
+    mod kafka_workers {
+        use super::super::*;
+
+        const GRACE: Duration = Duration::from_secs(15);
+
+        fn at(seconds_ago: i64) -> DateTime<Utc> {
+            now() - chrono::Duration::seconds(seconds_ago)
+        }
+
+        fn now() -> DateTime<Utc> {
+            DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+        }
+
+        fn report(waiting_since: Option<i64>, reported_ago: i64) -> WorkerReport {
+            WorkerReport {
+                oldest_waiting_at: waiting_since.map(at),
+                reported_at: at(reported_ago),
+            }
+        }
+
+        fn age(reports: &[WorkerReport], newest_relayed_ago: Option<i64>) -> u64 {
+            kafka_workers_age(now(), reports, newest_relayed_ago.map(at), GRACE).as_secs()
+        }
+
+        #[test]
+        fn reporting_workers_count_their_oldest_waiting_event() {
+            assert_eq!(age(&[report(None, 0), report(Some(7), 1)], Some(0)), 7);
+            assert_eq!(age(&[report(None, 0), report(None, 1)], Some(0)), 0);
+            assert_eq!(age(&[], Some(0)), 0, "no worker ever reported");
+        }
+
+        #[test]
+        fn a_silent_worker_counts_as_stuck_within_the_grace_while_others_report() {
+            // It held events: stuck since the oldest of them.
+            assert_eq!(age(&[report(None, 0), report(Some(9), 5)], Some(0)), 9);
+            // It held none, and events reached the topic since its last word.
+            assert_eq!(age(&[report(None, 0), report(None, 5)], Some(1)), 5);
+            // It held none, and nothing came since: nothing of it waits.
+            assert_eq!(age(&[report(None, 0), report(None, 5)], Some(6)), 0);
+            // Past the grace its partitions are someone else's.
+            assert_eq!(age(&[report(None, 0), report(Some(30), 20)], Some(0)), 0);
+        }
+
+        #[test]
+        fn with_no_worker_reporting_the_silent_ones_count_without_end() {
+            assert_eq!(age(&[report(None, 600)], Some(1)), 600);
+            assert_eq!(age(&[report(Some(700), 600)], None), 700);
+            assert_eq!(age(&[report(None, 600)], Some(601)), 0);
+        }
     }
 }

@@ -7,11 +7,16 @@
 //! their events not yet started are dropped from the window, the ones in flight are waited for,
 //! and only then are their commit points handed back: the next owner starts where this one
 //! stopped, and no message is acted on by two workers at once.
+//!
+//! What waits for dispatch is in the window and behind the consumer's position, where the API's
+//! backlog measure cannot see it: the worker reports it ([`crate::backlog::report_waiting`]).
 
 use super::window::Seq;
 use super::workers::Workers;
 use super::{Dispatcher, IDLE_POLL, RETRY_CHECK_EVERY, SAVE_EVERY, WINDOW, gauges, retry_parked};
+use crate::backlog;
 use crate::handler::CommandHandler;
+use chrono::{DateTime, Utc};
 use hermes_adapters::ProviderRegistry;
 use hermes_infra::kafka::progress::Progress;
 use hermes_infra::kafka::{Delivery, KafkaStream, Record};
@@ -29,6 +34,12 @@ pub struct KafkaSaga {
     progress: Progress,
     committed_at: Instant,
     retries_checked: Instant,
+    /// This worker, in its backlog reports.
+    worker_id: Uuid,
+    reported_at: Instant,
+    /// When the newest event taken from the stream was recorded: the ones not read yet are
+    /// younger.
+    newest_taken_at: Option<DateTime<Utc>>,
 }
 
 impl KafkaSaga {
@@ -47,6 +58,9 @@ impl KafkaSaga {
             progress: Progress::default(),
             committed_at: Instant::now(),
             retries_checked: Instant::now(),
+            worker_id: Uuid::now_v7(),
+            reported_at: Instant::now() - backlog::REPORT_EVERY,
+            newest_taken_at: None,
         }
     }
 
@@ -67,6 +81,10 @@ impl KafkaSaga {
             }
             gauges(&self.workers.window);
             let room = self.workers.window.len() < WINDOW;
+            if self.reported_at.elapsed() >= backlog::REPORT_EVERY {
+                self.reported_at = Instant::now();
+                self.report_waiting(room);
+            }
             tokio::select! {
                 delivery = self.stream.next(), if room => match delivery {
                     Some(delivery) => self.take(delivery).await,
@@ -88,6 +106,7 @@ impl KafkaSaga {
                     event,
                 } = *record;
                 let stream_id = event.stream_id;
+                self.newest_taken_at = Some(event.recorded_at);
                 let seq = self.workers.window.push(event);
                 self.progress.read(partition, offset);
                 self.at.insert(seq, (partition, offset, stream_id));
@@ -101,6 +120,23 @@ impl KafkaSaga {
                 let _ = reply.send(points);
             }
         }
+    }
+
+    /// Says how long the oldest event waiting for this worker has waited: the oldest ready one in
+    /// the window, or, when the window is full, the records not read yet (younger than the
+    /// newest one taken). In its own task: a slow database does not hold up dispatch.
+    fn report_waiting(&self, room: bool) {
+        let unread = if room { None } else { self.newest_taken_at };
+        let oldest = [self.workers.window.oldest_ready_recorded_at(), unread]
+            .into_iter()
+            .flatten()
+            .min();
+        let (pool, worker_id) = (self.pool.clone(), self.worker_id);
+        tokio::spawn(async move {
+            if let Err(e) = backlog::report_waiting(&pool, worker_id, oldest).await {
+                tracing::warn!(error = %e, "reporting the saga worker's backlog failed");
+            }
+        });
     }
 
     /// Finished events move their partitions' commit points.

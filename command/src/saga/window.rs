@@ -9,6 +9,7 @@
 //!   the longest finished prefix (the low watermark). A crash re-reads from there, and handling an
 //!   event twice is safe (the aggregate sees its dispatch made and decides, never re-sends).
 
+use chrono::{DateTime, Utc};
 use hermes_infra::event_store::{Checkpoint, StoredEvent};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
@@ -185,6 +186,17 @@ impl Window {
         }
     }
 
+    /// When the oldest event that waits for a free worker (ready, not handed out) was recorded.
+    pub fn oldest_ready_recorded_at(&self) -> Option<DateTime<Utc>> {
+        let seq = self
+            .ready
+            .iter()
+            .filter_map(|stream| self.waiting.get(stream)?.front())
+            .min()?;
+        let index = usize::try_from(seq - self.first_seq).ok()?;
+        Some(self.entries.get(index)?.event.as_ref()?.recorded_at)
+    }
+
     fn entry_mut(&mut self, seq: Seq) -> &mut Entry {
         let index = usize::try_from(seq - self.first_seq).expect("in the window");
         &mut self.entries[index]
@@ -279,6 +291,30 @@ mod tests {
         w.finish(seq);
         // Event 2 is ready now, and it is the oldest waiting for a worker.
         assert_eq!(w.started_through().position, 1);
+    }
+
+    #[test]
+    fn the_oldest_event_waiting_for_a_worker_is_the_oldest_ready_one() {
+        let mut w = Window::default();
+        assert_eq!(w.oldest_ready_recorded_at(), None, "nothing read");
+        let recorded: Vec<_> = [(1, 1), (2, 1), (3, 2)]
+            .into_iter()
+            .map(|(position, stream)| {
+                let mut e = event(position, stream);
+                e.recorded_at = Utc::now() - chrono::Duration::seconds(10 - position);
+                let at = e.recorded_at;
+                w.push(e);
+                at
+            })
+            .collect();
+        assert_eq!(w.oldest_ready_recorded_at(), Some(recorded[0]));
+        // Message 1 starts: event 2 waits behind it, not for a worker; event 3 does.
+        let (seq, _) = w.next_ready().unwrap();
+        assert_eq!(w.oldest_ready_recorded_at(), Some(recorded[2]));
+        while w.next_ready().is_some() {}
+        assert_eq!(w.oldest_ready_recorded_at(), None, "everything started");
+        w.finish(seq);
+        assert_eq!(w.oldest_ready_recorded_at(), Some(recorded[1]));
     }
 
     #[test]
