@@ -30,8 +30,8 @@ use uuid::Uuid;
 
 const MESSAGES: usize = 200;
 const SUBMITTERS: usize = 4;
-const SECRET: &str = "crash-test-mock-secret";
-const TERMINAL: [&str; 5] = ["delivered", "read", "failed", "expired", "cancelled"];
+pub(crate) const SECRET: &str = "crash-test-mock-secret";
+pub(crate) const TERMINAL: [&str; 5] = ["delivered", "read", "failed", "expired", "cancelled"];
 
 /// The `hermes serve` (or `dev`) child process. Dropping it kills the process (also when a test
 /// panics, in which case the tail of its log is printed).
@@ -47,13 +47,14 @@ pub(crate) struct Hermes {
 
 impl Hermes {
     /// Not started yet: [`Self::spawn`] starts it, on a fixed free port with a log in a fresh
-    /// temporary directory.
+    /// temporary directory. `HERMES_ROLES` in `env` picks its roles (all of them otherwise); a
+    /// `HERMES_PUBLIC_URL` in `env` wins over its own address (a worker's receipts go to the API
+    /// process).
     pub(crate) fn new(subcommand: &'static str, env: Vec<(&'static str, String)>) -> Self {
         let dir = std::env::temp_dir().join(format!("hermes-crash-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
-        let mut env = env;
-        env.extend([
+        let mut own = vec![
             ("HERMES_LISTEN", format!("127.0.0.1:{port}")),
             // Stable across restarts, so receipts for earlier attempts reach the new process.
             ("HERMES_PUBLIC_URL", format!("http://127.0.0.1:{port}")),
@@ -61,7 +62,10 @@ impl Hermes {
                 "RUST_LOG",
                 std::env::var("HERMES_CRASH_RUST_LOG").unwrap_or_else(|_| "warn".into()),
             ),
-        ]);
+        ];
+        // Later entries win in `Command::envs`: the caller's come last.
+        own.retain(|(k, _)| !env.iter().any(|(given, _)| given == k));
+        let env = own.into_iter().chain(env).collect();
         Hermes {
             child: None,
             port,
@@ -156,15 +160,15 @@ impl Drop for Hermes {
 /// in flight. The forward runs in its own task: a send that left Hermes reaches the provider even
 /// if Hermes dies before the answer (the attempt is then in doubt, and its receipt still comes).
 /// While `hold` is set, sends are parked instead: they never reach the provider.
-struct SlowRoad {
+pub(crate) struct SlowRoad {
     http: reqwest::Client,
     target: String,
     rng: Mutex<StdRng>,
-    hold: AtomicBool,
-    held: AtomicUsize,
+    pub(crate) hold: AtomicBool,
+    pub(crate) held: AtomicUsize,
 }
 
-async fn start_slow_road(target: String, seed: u64) -> (String, Arc<SlowRoad>) {
+pub(crate) async fn start_slow_road(target: String, seed: u64) -> (String, Arc<SlowRoad>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let road = Arc::new(SlowRoad {
@@ -316,7 +320,7 @@ pub(crate) fn free_port() -> u16 {
 }
 
 /// A number that is delivered (it ends in neither 0001, 0008 nor 0009).
-fn good_phone(i: usize) -> String {
+pub(crate) fn good_phone(i: usize) -> String {
     format!("+1415{i:06}7")
 }
 
@@ -357,7 +361,7 @@ fn body(i: usize, rng: &mut StdRng) -> Value {
 
 /// POSTs one message with its Idempotency-Key until Hermes accepts it, riding out the kills.
 /// Returns the message id and whether the answer was an idempotent replay.
-async fn submit(
+pub(crate) async fn submit(
     client: &reqwest::Client,
     base_url: &str,
     api_key: &str,
@@ -393,7 +397,7 @@ async fn submit(
     }
 }
 
-async fn view_statuses(pool: &PgPool, tenant: Uuid) -> Vec<(Uuid, String)> {
+pub(crate) async fn view_statuses(pool: &PgPool, tenant: Uuid) -> Vec<(Uuid, String)> {
     sqlx::query_as("SELECT message_id, status FROM message_views WHERE tenant_id = $1")
         .bind(tenant)
         .fetch_all(pool)

@@ -121,6 +121,22 @@ impl TestApp {
         Self::spawn_roles(Roles::all(), configure).await
     }
 
+    /// Hermes with every role, its events carried to the saga and the projector by `kafka` when
+    /// given (the relay role runs too), else by the Postgres tail: for scenarios that must hold on
+    /// both transports.
+    pub async fn spawn_over(
+        kafka: Option<&crate::kafka::TestKafka>,
+        configure: impl FnOnce(&mut ServerArgs),
+    ) -> Self {
+        Self::spawn_roles(Roles::all_for(kafka.is_some()), |args| {
+            if let Some(kafka) = kafka {
+                kafka.configure(&mut args.kafka);
+            }
+            configure(args);
+        })
+        .await
+    }
+
     /// Hermes running only `roles` (as one of several processes would), on a fresh database.
     pub async fn spawn_roles(roles: Roles, configure: impl FnOnce(&mut ServerArgs)) -> Self {
         let database_url = fresh_database().await;

@@ -19,20 +19,20 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-const PARTITIONS: i32 = 4;
+pub(crate) const PARTITIONS: i32 = 4;
 const SECRET: &str = "kafka-test-mock-secret";
 
 /// The test's broker and topic (and consumer groups of its own, on a shared broker).
-struct TestKafka {
+pub(crate) struct TestKafka {
     /// The mock broker, when there is no real one. Not `Send`: it stays in the test's future.
     mock: Option<MockCluster<'static, DefaultProducerContext>>,
-    brokers: String,
-    topic: String,
-    group_prefix: String,
+    pub(crate) brokers: String,
+    pub(crate) topic: String,
+    pub(crate) group_prefix: String,
 }
 
 impl TestKafka {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let id = Uuid::new_v4().simple().to_string();
         let topic = format!("hermes.events.{id}");
         let group_prefix = format!("hermes-test-{id}");
@@ -80,7 +80,7 @@ impl TestKafka {
     }
 
     /// Points a Hermes at this broker and topic, with a session short enough for a test.
-    fn configure(&self, args: &mut hermes::config::KafkaArgs) {
+    pub(crate) fn configure(&self, args: &mut hermes::config::KafkaArgs) {
         args.kafka_brokers = Some(self.brokers.clone());
         args.kafka_topic = self.topic.clone();
         args.kafka_partitions = PARTITIONS;

@@ -16,6 +16,8 @@ mod downtime;
 mod early_refusal;
 mod event_store;
 mod kafka;
+mod kafka_backlog;
+mod kafka_crash;
 mod metrics;
 mod parked;
 mod provider_blip;

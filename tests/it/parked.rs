@@ -3,6 +3,7 @@
 //! on `hermes parked retry`, and never stops the messages behind it.
 
 use crate::harness::{TestApp, WITHIN, message};
+use crate::kafka::TestKafka;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -48,7 +49,18 @@ async fn hermes(app: &TestApp, args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_event_is_parked_listed_and_retried_while_messages_behind_it_are_delivered() {
-    let app = TestApp::spawn().await;
+    poison_event(None).await;
+}
+
+/// The same on Kafka: the relay streams the poison event, and both consumers park it and go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_event_is_parked_listed_and_retried_while_messages_behind_it_are_delivered_on_kafka()
+ {
+    poison_event(Some(&TestKafka::start().await)).await;
+}
+
+async fn poison_event(kafka: Option<&TestKafka>) {
+    let app = TestApp::spawn_over(kafka, |_| {}).await;
     let poison = write_poison(&app).await;
     let id = app
         .send(&message(json!({"phone": "+14155550100"}), &[("sms", 30)]))

@@ -3,6 +3,7 @@
 //! step, and every message is sent once the provider is back.
 
 use crate::harness::{TestApp, WITHIN, message};
+use crate::kafka::TestKafka;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -77,9 +78,20 @@ async fn start_front_door() -> (String, Arc<FrontDoor>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_refused_during_a_provider_outage_are_retried_on_their_step_and_delivered() {
+    provider_outage(None).await;
+}
+
+/// The same on Kafka: the retries are the saga's, whichever transport hands it the events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_refused_during_a_provider_outage_are_retried_on_their_step_and_delivered_on_kafka()
+ {
+    provider_outage(Some(&TestKafka::start().await)).await;
+}
+
+async fn provider_outage(kafka: Option<&TestKafka>) {
     const MESSAGES: usize = 10;
     let (url, door) = start_front_door().await;
-    let app = TestApp::spawn_with(|args| {
+    let app = TestApp::spawn_over(kafka, |args| {
         args.mock_provider_url = Some(url.clone());
         args.mock_provider_secret = Some(SECRET.into());
     })

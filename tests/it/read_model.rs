@@ -2,6 +2,7 @@
 //! (the projector runs moments behind the writes) is not served; the events are.
 
 use crate::harness::{TestApp, WITHIN, message};
+use crate::kafka::TestKafka;
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,7 +58,17 @@ async fn a_view_behind_the_events_is_not_served() {
 /// running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_while_cascades_run_swaps_in_the_same_rows_as_a_quiet_one() {
-    let app = TestApp::spawn().await;
+    replay_while_running(None).await;
+}
+
+/// The same on Kafka: the Kafka projector waits while the rebuilt table is swapped in, then skips what the replay already projected (its rows are versioned).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_while_cascades_run_swaps_in_the_same_rows_as_a_quiet_one_on_kafka() {
+    replay_while_running(Some(&TestKafka::start().await)).await;
+}
+
+async fn replay_while_running(kafka: Option<&TestKafka>) {
+    let app = TestApp::spawn_over(kafka, |_| {}).await;
     let sms = |i: usize| {
         message(
             json!({"phone": format!("+1415555{:04}", 2000 + i)}),

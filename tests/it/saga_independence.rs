@@ -4,6 +4,7 @@
 //! backlog does not count the hanging call as overload.
 
 use crate::harness::{TestApp, WITHIN, message};
+use crate::kafka::TestKafka;
 use crate::providers::{account, install_accounts};
 use chrono::{DateTime, Utc};
 use hermes_command::backlog;
@@ -88,12 +89,22 @@ async fn a_hanging_provider_call_holds_up_only_its_own_message() {
 /// there are workers, are still sent at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_account_does_not_delay_another_accounts_messages() {
+    hanging_account(None).await;
+}
+
+/// The same on Kafka: the worker's window and bulkheads are the same behind a consumer group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_account_does_not_delay_another_accounts_messages_on_kafka() {
+    hanging_account(Some(&TestKafka::start().await)).await;
+}
+
+async fn hanging_account(kafka: Option<&TestKafka>) {
     const SECRET: &str = "bulkhead-test-mock-secret";
     // More hanging messages than the saga has workers (240).
     const HANGING: usize = 260;
     const EMAILS: usize = 10;
     let key_hex = SealingKey::generate_hex();
-    let app = TestApp::spawn_with(|args| {
+    let app = TestApp::spawn_over(kafka, |args| {
         args.secret_key = Some(key_hex.clone());
         args.mock_provider_secret = Some(SECRET.to_owned());
     })

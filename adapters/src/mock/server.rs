@@ -138,6 +138,29 @@ impl MockProviderHandle {
         sends.get(attempt_id).copied().unwrap_or(0)
     }
 
+    /// How many times anything was sent to one recipient (`to`), whatever the attempt.
+    ///
+    /// Counting by attempt id ([`Self::sends_for`]) cannot see a step sent twice under two
+    /// attempts: a second attempt for the same step has a new attempt id. A test that gives each
+    /// message, and each step of it, a recipient of its own catches that here.
+    pub fn sends_to(&self, to: &str) -> u64 {
+        let sends_to = self.state.sends_to.lock().expect("stats lock poisoned");
+        sends_to.get(to).copied().unwrap_or(0)
+    }
+
+    /// Recipients sent to more than once (sorted), under one attempt id or several: with one
+    /// recipient per message and step (see [`Self::sends_to`]), a step the provider got twice.
+    pub fn destinations_sent_twice(&self) -> Vec<String> {
+        let sends_to = self.state.sends_to.lock().expect("stats lock poisoned");
+        let mut twice: Vec<String> = sends_to
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(to, _)| to.clone())
+            .collect();
+        twice.sort();
+        twice
+    }
+
     /// Stops accepting connections, lets requests in flight finish, and abandons pending receipts.
     pub async fn shutdown(mut self) {
         self.stop.send_replace(true);
@@ -173,6 +196,7 @@ pub async fn start(
         config,
         stop: stop_rx.clone(),
         sends: Mutex::new(HashMap::new()),
+        sends_to: Mutex::new(HashMap::new()),
         attempts: Mutex::default(),
         receipts_scheduled: AtomicU64::new(0),
         receipts_delivered: AtomicU64::new(0),
@@ -226,6 +250,9 @@ struct ServerState {
     stop: watch::Receiver<bool>,
     /// Sends per attempt id.
     sends: Mutex<HashMap<String, u64>>,
+    /// Sends per recipient (`to`): a step sent twice under two attempt ids shows here, not in
+    /// `sends`.
+    sends_to: Mutex<HashMap<String, u64>>,
     /// Provider message ids of accepted attempts, for `GET /attempts/{id}`.
     attempts: Mutex<RememberedAttempts>,
     receipts_scheduled: AtomicU64,
@@ -545,6 +572,12 @@ async fn send_message(State(state): State<Arc<ServerState>>, body: Bytes) -> Res
         .expect("stats lock poisoned")
         .entry(send.attempt_id.clone())
         .or_insert(0) += 1;
+    *state
+        .sends_to
+        .lock()
+        .expect("stats lock poisoned")
+        .entry(send.to.clone())
+        .or_insert(0) += 1;
 
     match decide(send.channel, &send.to) {
         Outcome::Reject {
@@ -829,6 +862,51 @@ mod tests {
         assert!(waits.iter().all(|w| *w >= backoff / 2 && *w <= backoff));
         // Not all the same: retries that failed together spread out.
         assert!(waits.iter().any(|w| *w != waits[0]));
+    }
+
+    /// Two attempts for one recipient are two attempt ids, each sent once: only the count per
+    /// recipient shows the recipient got two sends.
+    #[tokio::test]
+    async fn sends_are_counted_per_recipient_across_attempt_ids() {
+        let server = start(
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            MockProviderConfig {
+                receipt_delay: D,
+                secret: "s".into(),
+            },
+        )
+        .await;
+        let http = crate::http::client_builder().no_proxy().build().unwrap();
+        // 0008: accepted and silent (no receipt to deliver); 0001: rejected, still a send.
+        let sends = [
+            ("a1", "+14155550008"),
+            ("a2", "+14155550008"),
+            ("a3", "+14155550001"),
+            ("a4", "+14155551237"),
+        ];
+        for (attempt_id, to) in sends {
+            let body = json!({
+                "message_id": "m",
+                "attempt_id": attempt_id,
+                "channel": Channel::Sms,
+                "to": to,
+                "content": ChannelContent::Sms { text: "hi".into() },
+                "callback_url": "http://127.0.0.1:1/receipts",
+            });
+            let r = http
+                .post(format!("{}/messages", server.base_url()))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status() == 202 || r.status() == 400, "{}", r.status());
+        }
+        assert!(server.stats().duplicates.is_empty());
+        assert_eq!(server.sends_for("a1"), 1);
+        assert_eq!(server.sends_to("+14155550008"), 2);
+        assert_eq!(server.sends_to("+14155550001"), 1);
+        assert_eq!(server.sends_to("+14155559999"), 0);
+        assert_eq!(server.destinations_sent_twice(), ["+14155550008"]);
     }
 
     #[test]
