@@ -232,22 +232,8 @@ struct Rig {
 
 impl Rig {
     async fn start(seed: u64) -> Rig {
-        let database_url = harness::fresh_database().await;
-        let pool = db::connect(&Secret::new(database_url.clone()), 4)
-            .await
-            .expect("connect");
-        db::migrate(&pool).await.expect("migrate");
-        let tenant = tenants::create_tenant(&pool, "crash")
-            .await
-            .expect("tenant");
-        let mock = mock::start(
-            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-            MockProviderConfig {
-                receipt_delay: Duration::from_millis(50),
-                secret: SECRET.into(),
-            },
-        )
-        .await;
+        let (database_url, pool, tenant) = migrated_database_with_tenant("crash").await;
+        let mock = mock_provider().await;
         let (provider_url, road) = start_slow_road(mock.base_url(), seed).await;
         let mut hermes = Hermes::new(
             "serve",
@@ -312,6 +298,33 @@ impl Rig {
             .map(|e| e["type"].as_str().unwrap().to_owned())
             .collect()
     }
+}
+
+/// A fresh database, migrated (no Hermes has run on it yet), with one tenant: its URL, a pool,
+/// and the tenant.
+pub(crate) async fn migrated_database_with_tenant(
+    name: &str,
+) -> (String, PgPool, tenants::CreatedTenant) {
+    let database_url = harness::fresh_database().await;
+    let pool = db::connect(&Secret::new(database_url.clone()), 4)
+        .await
+        .expect("connect");
+    db::migrate(&pool).await.expect("migrate");
+    let tenant = tenants::create_tenant(&pool, name).await.expect("tenant");
+    (database_url, pool, tenant)
+}
+
+/// The mock provider in this process (its counters outlive the Hermes processes killed), with
+/// receipts 50 ms after each send.
+pub(crate) async fn mock_provider() -> MockProviderHandle {
+    mock::start(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        MockProviderConfig {
+            receipt_delay: Duration::from_millis(50),
+            secret: SECRET.into(),
+        },
+    )
+    .await
 }
 
 pub(crate) fn free_port() -> u16 {

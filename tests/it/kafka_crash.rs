@@ -25,12 +25,13 @@
 //! this process (its address is a TCP port the children reach too). 1,000 messages, as the issue
 //! asks.
 
-use crate::crash::{Hermes, SECRET, TERMINAL, good_phone, start_slow_road, submit, view_statuses};
+use crate::crash::{
+    Hermes, SECRET, TERMINAL, good_phone, migrated_database_with_tenant, mock_provider,
+    start_slow_road, submit, view_statuses,
+};
 use crate::harness;
 use crate::kafka::{PARTITIONS, TestKafka};
 use chrono::{DateTime, Utc};
-use hermes_adapters::mock::{self, MockProviderConfig};
-use hermes_infra::{Secret, db, tenants};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -163,22 +164,8 @@ async fn killing_a_worker_mid_run_loses_nothing_and_sends_nothing_twice() {
     let started = Instant::now();
     let seed: u64 = rand::random();
     let kafka = TestKafka::start().await;
-    let database_url = harness::fresh_database().await;
-    let pool = db::connect(&Secret::new(database_url.clone()), 4)
-        .await
-        .expect("connect");
-    db::migrate(&pool).await.expect("migrate");
-    let tenant = tenants::create_tenant(&pool, "kafka-crash")
-        .await
-        .expect("tenant");
-    let mock = mock::start(
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        MockProviderConfig {
-            receipt_delay: Duration::from_millis(50),
-            secret: SECRET.into(),
-        },
-    )
-    .await;
+    let (database_url, pool, tenant) = migrated_database_with_tenant("kafka-crash").await;
+    let mock = mock_provider().await;
     let (doomed_road_url, doomed_road) = start_slow_road(mock.base_url(), seed).await;
     let (survivor_road_url, _survivor_road) =
         start_slow_road(mock.base_url(), seed.wrapping_add(1)).await;
