@@ -166,6 +166,8 @@ pub(crate) struct SlowRoad {
     rng: Mutex<StdRng>,
     pub(crate) hold: AtomicBool,
     pub(crate) held: AtomicUsize,
+    /// Sends that came while not held (forwarded to the provider).
+    pub(crate) passed: AtomicUsize,
 }
 
 pub(crate) async fn start_slow_road(target: String, seed: u64) -> (String, Arc<SlowRoad>) {
@@ -180,6 +182,7 @@ pub(crate) async fn start_slow_road(target: String, seed: u64) -> (String, Arc<S
         rng: Mutex::new(StdRng::seed_from_u64(seed)),
         hold: AtomicBool::new(false),
         held: AtomicUsize::new(0),
+        passed: AtomicUsize::new(0),
     });
     let app = axum::Router::new()
         .route("/messages", axum::routing::post(forward_slowly))
@@ -196,6 +199,7 @@ async fn forward_slowly(
         road.held.fetch_add(1, Ordering::SeqCst);
         return std::future::pending().await;
     }
+    road.passed.fetch_add(1, Ordering::SeqCst);
     let (before, after) = {
         let mut rng = road.rng.lock().unwrap();
         (rng.random_range(0..150), rng.random_range(0..150))

@@ -29,7 +29,7 @@ use crate::crash::{
     Hermes, SECRET, TERMINAL, good_phone, migrated_database_with_tenant, mock_provider,
     start_slow_road, submit, view_statuses,
 };
-use crate::harness;
+use crate::harness::{self, WITHIN};
 use crate::kafka::{PARTITIONS, TestKafka};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -167,7 +167,7 @@ async fn killing_a_worker_mid_run_loses_nothing_and_sends_nothing_twice() {
     let (database_url, pool, tenant) = migrated_database_with_tenant("kafka-crash").await;
     let mock = mock_provider().await;
     let (doomed_road_url, doomed_road) = start_slow_road(mock.base_url(), seed).await;
-    let (survivor_road_url, _survivor_road) =
+    let (survivor_road_url, survivor_road) =
         start_slow_road(mock.base_url(), seed.wrapping_add(1)).await;
 
     let common = |roles: &str, provider_url: String| {
@@ -228,30 +228,29 @@ async fn killing_a_worker_mid_run_loses_nothing_and_sends_nothing_twice() {
         })
         .collect();
 
-    // A third of the way, the doomed worker goes, with a send of its own parked on the road:
-    // dispatched, unanswered, and never to reach the provider.
-    let count_delivered = || {
-        scalar(
-            &pool,
-            "SELECT count(*) FROM message_views WHERE tenant_id = $1 AND status = 'delivered'",
-            tenant.tenant_id,
-        )
-    };
+    // A third of the way (submitted: two thirds still to come, so both workers have sends
+    // ahead of them), once both workers are sending, the doomed worker goes, with a send of its
+    // own parked on the road: dispatched, unanswered, and never to reach the provider.
     let deadline = Instant::now() + Duration::from_secs(90);
-    while count_delivered().await < (MESSAGES / 3) as i64 {
+    while next.load(Ordering::SeqCst) < MESSAGES / 3
+        || doomed_road.passed.load(Ordering::SeqCst) == 0
+        || survivor_road.passed.load(Ordering::SeqCst) == 0
+    {
         assert!(
             Instant::now() < deadline,
-            "a third of the messages were not delivered within 90 s ({} submitted)",
-            next.load(Ordering::SeqCst).min(MESSAGES)
+            "no kill point within 90 s: {} submitted, sends per worker {} and {}",
+            next.load(Ordering::SeqCst).min(MESSAGES),
+            doomed_road.passed.load(Ordering::SeqCst),
+            survivor_road.passed.load(Ordering::SeqCst),
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     doomed_road.hold.store(true, Ordering::SeqCst);
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + WITHIN;
     while doomed_road.held.load(Ordering::SeqCst) == 0 {
         assert!(
             Instant::now() < deadline,
-            "the worker to be killed sent nothing for 20 s: does it own no partition?"
+            "the worker to be killed sent nothing more: did it lose its partitions?"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -261,7 +260,12 @@ async fn killing_a_worker_mid_run_loses_nothing_and_sends_nothing_twice() {
     let held = doomed_road.held.load(Ordering::SeqCst);
     doomed_road.hold.store(false, Ordering::SeqCst);
     let taken_at_kill = next.load(Ordering::SeqCst).min(MESSAGES);
-    let delivered_at_kill = count_delivered().await;
+    let delivered_at_kill = scalar(
+        &pool,
+        "SELECT count(*) FROM message_views WHERE tenant_id = $1 AND status = 'delivered'",
+        tenant.tenant_id,
+    )
+    .await;
     eprintln!(
         "killed a worker at {killed_at:?} with {held} send(s) held on its road \
          ({taken_at_kill} messages taken by the submitters, {delivered_at_kill} delivered)"
