@@ -56,7 +56,7 @@ impl TestKafka {
 
     /// On librdkafka's mock broker whatever `HERMES_TEST_KAFKA` says: for faults only it can
     /// inject (a broker going down).
-    fn mock() -> Self {
+    pub(crate) fn mock() -> Self {
         let id = Uuid::new_v4().simple().to_string();
         let topic = format!("hermes.events.{id}");
         let mock = MockCluster::new(1).expect("mock cluster");
