@@ -14,8 +14,9 @@
 //! accepted are never affected; their steps' clocks start at their dispatch.
 
 use chrono::{DateTime, Utc};
+use hermes_infra::event_store::Checkpoint;
 use hermes_infra::subscription;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -124,21 +125,26 @@ impl Backlog {
 }
 
 async fn measure(pool: &PgPool, source: Source) -> Result<Duration, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
     match source {
-        Source::PostgresTail { mark } => oldest_unhandled_age(pool, mark).await,
+        Source::PostgresTail { mark } => {
+            let from = subscription::load_checkpoint(&mut conn, mark, false).await?;
+            oldest_after(&mut conn, from).await
+        }
         Source::Kafka {
             relay_mark,
             silent_grace,
         } => {
-            let relay = oldest_unhandled_age(pool, relay_mark).await?;
-            let workers = workers_age(pool, relay_mark, silent_grace).await?;
+            let relayed = subscription::load_checkpoint(&mut conn, relay_mark, false).await?;
+            let relay = oldest_after(&mut conn, relayed).await?;
+            let workers = workers_age(&mut conn, relayed, silent_grace).await?;
             Ok(relay.max(workers))
         }
     }
 }
 
 /// The age, by the database's clock, of the oldest event past the mark named `from` (zero when
-/// it is up to date). Reads in the log's own order, on the log's tail index.
+/// it is up to date).
 ///
 /// On the Postgres tail the mark is the saga's started mark, not its checkpoint: an event being
 /// handled (a slow provider call) or waiting behind its own message's is not waiting for a
@@ -147,6 +153,11 @@ pub async fn oldest_unhandled_age(pool: &PgPool, from: &str) -> Result<Duration,
     let mut conn = pool.acquire().await?;
     // Made at the start of the log when the saga never ran: everything is ahead of it then.
     let from = subscription::load_checkpoint(&mut conn, from, false).await?;
+    oldest_after(&mut conn, from).await
+}
+
+/// The age of the oldest event after `from`, read in the log's own order on its tail index.
+async fn oldest_after(conn: &mut PgConnection, from: Checkpoint) -> Result<Duration, sqlx::Error> {
     let age: Option<f64> = sqlx::query_scalar(
         "SELECT EXTRACT(EPOCH FROM now() - recorded_at)::float8 FROM events
           WHERE (tx_id, position) > ($1::bigint::text::xid8, $2)
@@ -183,36 +194,28 @@ pub async fn report_waiting(
 }
 
 /// What one worker last reported, read back with the database's clock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
 pub struct WorkerReport {
     pub oldest_waiting_at: Option<DateTime<Utc>>,
     pub reported_at: DateTime<Utc>,
 }
 
-/// The Kafka workers' part of the backlog, from their reports.
+/// The Kafka workers' part of the backlog, from their reports; `relayed` is the relay's
+/// checkpoint.
 async fn workers_age(
-    pool: &PgPool,
-    relay_mark: &str,
+    conn: &mut PgConnection,
+    relayed: Checkpoint,
     silent_grace: Duration,
 ) -> Result<Duration, sqlx::Error> {
-    let mut conn = pool.acquire().await?;
     let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
         .fetch_one(&mut *conn)
         .await?;
-    let reports: Vec<(Option<DateTime<Utc>>, DateTime<Utc>)> =
+    let reports: Vec<WorkerReport> =
         sqlx::query_as("SELECT oldest_waiting_at, reported_at FROM saga_worker_backlog")
             .fetch_all(&mut *conn)
             .await?;
-    let reports: Vec<WorkerReport> = reports
-        .into_iter()
-        .map(|(oldest_waiting_at, reported_at)| WorkerReport {
-            oldest_waiting_at,
-            reported_at,
-        })
-        .collect();
     // When the newest event the relay streamed was recorded: whether anything reached the topic
     // after a silent worker's last word.
-    let relayed = subscription::load_checkpoint(&mut conn, relay_mark, false).await?;
     let newest_relayed_at: Option<DateTime<Utc>> = sqlx::query_scalar(
         "SELECT recorded_at FROM events
           WHERE (tx_id, position) <= ($1::bigint::text::xid8, $2)

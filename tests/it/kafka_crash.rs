@@ -27,7 +27,7 @@
 
 use crate::crash::{
     Hermes, SECRET, TERMINAL, good_phone, migrated_database_with_tenant, mock_provider,
-    start_slow_road, submit, view_statuses,
+    start_slow_road, submit, terminal_count, wait_until_terminal,
 };
 use crate::harness::{self, WITHIN};
 use crate::kafka::{PARTITIONS, TestKafka};
@@ -283,35 +283,17 @@ async fn killing_a_worker_mid_run_loses_nothing_and_sends_nothing_twice() {
 
     // Every message reaches a terminal state.
     let deadline = Instant::now() + Duration::from_secs(120);
-    let mut last_report = Instant::now();
-    let views = loop {
-        let views = view_statuses(&pool, tenant.tenant_id).await;
-        let terminal = views
-            .iter()
-            .filter(|(_, s)| TERMINAL.contains(&s.as_str()))
-            .count();
-        if views.len() >= MESSAGES && terminal == views.len() {
-            break views;
-        }
-        if last_report.elapsed() > Duration::from_secs(5) {
-            eprintln!(
-                "waiting: {terminal} of {} messages terminal after {:?}",
-                views.len(),
-                started.elapsed()
-            );
-            last_report = Instant::now();
-        }
-        if Instant::now() > deadline {
-            panic!(
+    let views =
+        match wait_until_terminal(&pool, tenant.tenant_id, MESSAGES, deadline, started).await {
+            Ok(views) => views,
+            Err(views) => panic!(
                 "{} of {MESSAGES} messages not terminal 120 s after the worker was killed \
-                 ({} in the read model); e.g.{}",
-                MESSAGES - terminal,
+             ({} in the read model); e.g.{}",
+                MESSAGES.max(views.len()) - terminal_count(&views),
                 views.len(),
                 why_not_terminal(&pool, &views).await
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+            ),
+        };
     let terminal_at = started.elapsed();
     assert_eq!(views.len(), MESSAGES, "messages in the read model");
     let ids: HashSet<Uuid> = views.iter().map(|(id, _)| *id).collect();

@@ -536,6 +536,14 @@ fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
 
 /// Takes raw bytes rather than `Json<_>` so a malformed body gets the provider's own error shape
 /// (400 `invalid_request`), not axum's plain-text 415/422.
+fn count(counts: &Mutex<HashMap<String, u64>>, key: &str) {
+    *counts
+        .lock()
+        .expect("stats lock poisoned")
+        .entry(key.to_owned())
+        .or_insert(0) += 1;
+}
+
 async fn send_message(State(state): State<Arc<ServerState>>, body: Bytes) -> Response {
     let send: SendBody = match serde_json::from_slice(&body) {
         Ok(send) => send,
@@ -566,18 +574,8 @@ async fn send_message(State(state): State<Arc<ServerState>>, body: Bytes) -> Res
     }
 
     // Counted before deciding: a repeated attempt is a double send even if both were rejected.
-    *state
-        .sends
-        .lock()
-        .expect("stats lock poisoned")
-        .entry(send.attempt_id.clone())
-        .or_insert(0) += 1;
-    *state
-        .sends_to
-        .lock()
-        .expect("stats lock poisoned")
-        .entry(send.to.clone())
-        .or_insert(0) += 1;
+    count(&state.sends, &send.attempt_id);
+    count(&state.sends_to, &send.to);
 
     match decide(send.channel, &send.to) {
         Outcome::Reject {

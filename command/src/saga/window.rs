@@ -172,13 +172,8 @@ impl Window {
     /// was read) is ready and waits for a free worker. Everything read counts when nothing is
     /// ready.
     pub fn started_through(&self) -> Checkpoint {
-        let oldest_ready = self
-            .ready
-            .iter()
-            .filter_map(|stream| self.waiting.get(stream)?.front())
-            .min();
-        match oldest_ready {
-            Some(&seq) if seq > self.first_seq => {
+        match self.oldest_ready() {
+            Some(seq) if seq > self.first_seq => {
                 self.entries[(seq - self.first_seq - 1) as usize].checkpoint
             }
             Some(_) => self.passed,
@@ -188,13 +183,17 @@ impl Window {
 
     /// When the oldest event that waits for a free worker (ready, not handed out) was recorded.
     pub fn oldest_ready_recorded_at(&self) -> Option<DateTime<Utc>> {
-        let seq = self
-            .ready
+        let index = usize::try_from(self.oldest_ready()? - self.first_seq).ok()?;
+        Some(self.entries.get(index)?.event.as_ref()?.recorded_at)
+    }
+
+    /// The oldest event that waits for a free worker: the first waiting event of a ready message.
+    fn oldest_ready(&self) -> Option<Seq> {
+        self.ready
             .iter()
             .filter_map(|stream| self.waiting.get(stream)?.front())
-            .min()?;
-        let index = usize::try_from(seq - self.first_seq).ok()?;
-        Some(self.entries.get(index)?.event.as_ref()?.recorded_at)
+            .min()
+            .copied()
     }
 
     fn entry_mut(&mut self, seq: Seq) -> &mut Entry {
