@@ -14,6 +14,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -578,4 +579,113 @@ async fn a_record_that_is_not_an_event_is_skipped_and_its_partition_moves_on() {
         PARTITIONS as usize,
         "partitions past their first record: {partitions:?}"
     );
+}
+
+/// A record the broker refuses sends the relay back to its checkpoint: the checkpoint does not
+/// pass the refused batch, and once the broker takes records again every event of the log is on
+/// the topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_record_sends_the_relay_back_to_its_checkpoint_and_no_event_is_lost() {
+    // Permanent (librdkafka does not retry it): the records of these produce requests fail.
+    relay_recovers_from(
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        3,
+    )
+    .await;
+}
+
+/// An answer that breaks the idempotent producer's sequence makes it fail for good (librdkafka's
+/// fatal error: every later send fails too). The relay builds a new producer and catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_that_fails_for_good_is_replaced_and_no_event_is_lost() {
+    relay_recovers_from(
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+        1,
+    )
+    .await;
+}
+
+/// The broker answers the relay's first `times` produce requests with `error`: the relay (run by
+/// hand here, so the test sees the failure it surfaces) must report it without moving its
+/// checkpoint to the head of the log, then catch up once the broker takes records again, with
+/// every event of the log on the topic.
+async fn relay_recovers_from(error: RDKafkaRespErr, times: usize) {
+    use hermes_infra::kafka::relay::{self, Relay};
+    use hermes_infra::subscription::Subscriber;
+    let kafka = TestKafka::mock();
+    // The API alone appends the events; nothing else reads them.
+    let api_only = Roles {
+        api: true,
+        saga: false,
+        projector: false,
+        timers: false,
+        relay: false,
+    };
+    let app = TestApp::spawn_roles(api_only, |a| kafka.configure(&mut a.kafka)).await;
+    for i in 0..20 {
+        app.send(&delivered_sms(i)).await;
+    }
+    let pool = &app.app.pool;
+    let logged: Vec<(Uuid, i64)> =
+        sqlx::query_as("SELECT event_id, position FROM events ORDER BY position")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    let head = logged.last().expect("events").1;
+    let checkpoint = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT position FROM subscription_checkpoints WHERE name = $1",
+        )
+        .bind(relay::NAME)
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+        .unwrap_or(0)
+    };
+
+    kafka
+        .cluster()
+        .request_errors(RDKafkaApiKey::Produce, &vec![error; times]);
+    let mut relay = Relay::new(&kafka.config()).expect("relay");
+    let deadline = Instant::now() + WITHIN;
+    let failure = loop {
+        match relay.poll(pool).await {
+            Err(e) => break e,
+            Ok(_) => {
+                assert!(
+                    checkpoint().await < head,
+                    "the relay's checkpoint reached the head of the log with records refused"
+                );
+                assert!(Instant::now() < deadline, "no refused record surfaced");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    assert!(
+        failure.to_string().contains("did not take an event"),
+        "{failure:#}"
+    );
+    assert!(
+        checkpoint().await < head,
+        "the checkpoint passed the refused batch"
+    );
+
+    // The broker takes records again: from the checkpoint, everything reaches the topic.
+    kafka.cluster().clear_request_errors(RDKafkaApiKey::Produce);
+    let deadline = Instant::now() + WITHIN;
+    while checkpoint().await < head {
+        let polled = relay.poll(pool).await;
+        assert!(
+            Instant::now() < deadline,
+            "the relay did not catch up (last poll: {polled:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let on_topic = read_topic(&kafka, logged.len()).await;
+    for (event_id, _) in &logged {
+        assert!(
+            on_topic.contains_key(event_id),
+            "event {event_id} is not on the topic"
+        );
+    }
 }

@@ -8,6 +8,10 @@
 //! not yet acknowledged the previous ones (up to [`IN_FLIGHT`] of them), so an event waits for
 //! the broker's acknowledgement of its own batch, not for every batch before it in turn. The
 //! checkpoint moves over the acknowledged prefix, in log order.
+//!
+//! An idempotent producer can fail for good (librdkafka's "fatal error", e.g. after the broker
+//! lost its producer state): every later send fails too. The relay then builds a new producer
+//! before it starts again from its checkpoint, instead of failing forever.
 
 use super::{KafkaConfig, record};
 use crate::event_store::{self, Checkpoint};
@@ -15,8 +19,9 @@ use crate::subscription::{self, Subscriber};
 use futures::StreamExt;
 use futures::future::{BoxFuture, FutureExt};
 use futures::stream::FuturesUnordered;
+use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use sqlx::PgPool;
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -29,6 +34,8 @@ const IN_FLIGHT: usize = 4;
 
 pub struct Relay {
     producer: FutureProducer,
+    /// What a new producer is built from, after a fatal error.
+    config: ClientConfig,
     topic: String,
     /// Where the next read starts: after the last batch handed to the producer (`None`: from the
     /// stored checkpoint).
@@ -70,8 +77,10 @@ impl InFlight {
 
 impl Relay {
     pub fn new(config: &KafkaConfig) -> anyhow::Result<Self> {
+        let producer_config = config.producer();
         Ok(Self {
-            producer: config.producer().create()?,
+            producer: producer_config.create()?,
+            config: producer_config,
             topic: config.topic.clone(),
             read_to: None,
             in_flight: VecDeque::new(),
@@ -84,6 +93,11 @@ impl Relay {
             // Back to the checkpoint: what was handed in after it is produced again.
             self.read_to = None;
             self.in_flight.clear();
+            if let Some((code, reason)) = self.producer.client().fatal_error() {
+                tracing::error!(?code, %reason, "the Kafka producer failed for good; building a new one");
+                metrics::counter!("hermes_kafka_producer_restarts_total").increment(1);
+                self.producer = self.config.create()?;
+            }
         }
         result
     }
