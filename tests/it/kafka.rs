@@ -21,6 +21,14 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 pub(crate) const PARTITIONS: i32 = 4;
+/// A process that only answers the API: events are appended, nothing reads them.
+const API_ONLY: Roles = Roles {
+    api: true,
+    saga: false,
+    projector: false,
+    timers: false,
+    relay: false,
+};
 const SECRET: &str = "kafka-test-mock-secret";
 
 /// The test's broker and topic (and consumer groups of its own, on a shared broker).
@@ -461,18 +469,9 @@ async fn a_broker_outage_delays_messages_and_loses_none() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_reports_brokers_that_do_not_answer() {
     // Nothing listens on port 1.
-    let app = TestApp::spawn_roles(
-        Roles {
-            api: true,
-            saga: false,
-            projector: false,
-            timers: false,
-            relay: false,
-        },
-        |a| {
-            a.kafka.kafka_brokers = Some("127.0.0.1:1".to_owned());
-        },
-    )
+    let app = TestApp::spawn_roles(API_ONLY, |a| {
+        a.kafka.kafka_brokers = Some("127.0.0.1:1".to_owned());
+    })
     .await;
     let r = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 503);
@@ -492,14 +491,7 @@ async fn readyz_reports_brokers_that_do_not_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_reports_a_missing_topic() {
     let kafka = TestKafka::start().await;
-    let api_only = Roles {
-        api: true,
-        saga: false,
-        projector: false,
-        timers: false,
-        relay: false,
-    };
-    let app = TestApp::spawn_roles(api_only, |a| {
+    let app = TestApp::spawn_roles(API_ONLY, |a| {
         kafka.configure(&mut a.kafka);
         a.kafka.kafka_topic = format!("{}.never-created", kafka.topic);
     })
@@ -613,15 +605,7 @@ async fn relay_recovers_from(error: RDKafkaRespErr, times: usize) {
     use hermes_infra::kafka::relay::{self, Relay};
     use hermes_infra::subscription::Subscriber;
     let kafka = TestKafka::mock();
-    // The API alone appends the events; nothing else reads them.
-    let api_only = Roles {
-        api: true,
-        saga: false,
-        projector: false,
-        timers: false,
-        relay: false,
-    };
-    let app = TestApp::spawn_roles(api_only, |a| kafka.configure(&mut a.kafka)).await;
+    let app = TestApp::spawn_roles(API_ONLY, |a| kafka.configure(&mut a.kafka)).await;
     for i in 0..20 {
         app.send(&delivered_sms(i)).await;
     }
