@@ -82,6 +82,7 @@ pub fn validate(draft: MessageDraft) -> Result<MessageSpec, Vec<ValidationError>
         }
     }
     validate_content(&draft.content, &mut errors);
+    validate_carried_text(&draft.content, &cascade, &mut errors);
     if let Some(r) = &draft.reference
         && characters::check_text("reference", r, &mut errors)
         && (r.is_empty() || r.chars().count() > MAX_REFERENCE_CHARS)
@@ -299,6 +300,48 @@ fn validate_recipient(to: &Recipient, errors: &mut Vec<ValidationError>) {
             "to.push_token",
             format!("push_token must be 1 to {MAX_PUSH_TOKEN_CHARS} characters without spaces"),
         ));
+    }
+}
+
+/// `content.text` stands in for every channel without text of its own, so it must fit each
+/// channel that carries it: an SMS step must not take 250,000 characters because they came
+/// through the shared field. (A channel's own field is checked in [`validate_content`].) One
+/// error per channel, naming the first step that would carry it.
+fn validate_carried_text(c: &Content, cascade: &[CascadeStep], errors: &mut Vec<ValidationError>) {
+    let Some(text) = c.text.as_ref() else {
+        return;
+    };
+    let length = text.chars().count();
+    let mut checked = Vec::new();
+    for (i, step) in cascade.iter().enumerate() {
+        if checked.contains(&step.channel) {
+            continue;
+        }
+        checked.push(step.channel);
+        let (own_text, max) = match step.channel {
+            Channel::Sms => (c.sms.as_ref().and_then(|s| s.text.as_ref()), MAX_SMS_CHARS),
+            Channel::Whatsapp => (
+                c.whatsapp.as_ref().and_then(|w| w.text.as_ref()),
+                MAX_WHATSAPP_CHARS,
+            ),
+            Channel::Push => (
+                c.push.as_ref().and_then(|p| p.body.as_ref()),
+                MAX_PUSH_BODY_CHARS,
+            ),
+            // An email's body has no limit of its own here; the request body's size bounds it.
+            Channel::Email => continue,
+        };
+        if own_text.is_none() && length > max {
+            errors.push(ValidationError::new(
+                "content_too_long",
+                "content.text",
+                format!(
+                    "content.text is {length} characters and cascade[{i}] ({}) would carry it; \
+                     at most {max} fit (give `content.{}` its own shorter text)",
+                    step.channel, step.channel
+                ),
+            ));
+        }
     }
 }
 
@@ -605,6 +648,46 @@ mod tests {
             text: Some("x".repeat(MAX_SMS_CHARS + 1)),
         });
         assert_eq!(codes(validate(d)), vec!["content_too_long"]);
+    }
+
+    #[test]
+    fn the_shared_text_must_fit_every_channel_that_carries_it() {
+        let long = |n: usize| Content {
+            text: Some("x".repeat(n)),
+            ..Content::default()
+        };
+        let to = Recipient {
+            email: Some("a@example.com".into()),
+            ..phone("+14155550100")
+        };
+        let with = |cascade: Value, content: Content| {
+            let mut d = draft(to.clone(), cascade);
+            d.content = content;
+            validate(d)
+        };
+        // Refused for the SMS step, with the field and the step named.
+        let errors = with(json!([{"channel": "sms"}]), long(250_000)).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].code, "content_too_long");
+        assert_eq!(errors[0].field, "content.text");
+        assert!(errors[0].message.contains("cascade[0] (sms)"), "{errors:?}");
+        // At the limit it fits; an email step carries any length.
+        assert!(with(json!([{"channel": "sms"}]), long(MAX_SMS_CHARS)).is_ok());
+        assert!(with(json!([{"channel": "email"}]), long(250_000)).is_ok());
+        // One error per channel, at the first step that carries it.
+        let errors = with(
+            json!([{"channel": "email"}, {"channel": "sms"}, {"channel": "sms"}]),
+            long(MAX_SMS_CHARS + 1),
+        )
+        .unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].message.contains("cascade[1] (sms)"), "{errors:?}");
+        // The SMS's own text wins: the long shared text goes only to the email.
+        let mut content = long(250_000);
+        content.sms = Some(crate::message::spec::SmsContent {
+            text: Some("short".into()),
+        });
+        assert!(with(json!([{"channel": "sms"}, {"channel": "email"}]), content).is_ok());
     }
 
     #[test]

@@ -198,6 +198,9 @@ async fn bad_requests_are_refused_with_stable_codes_and_store_nothing() {
     let mut too_large = message(json!({"email": "ada@example.com"}), &[("email", 30)]);
     too_large["content"]["email"]["html"] = json!("x".repeat(MAX_BODY_BYTES));
 
+    let mut long_shared_text = message(json!({"phone": "+14155550100"}), &[("sms", 30)]);
+    long_shared_text["content"] = json!({"text": "x".repeat(250_000)});
+
     let cases = vec![
         Refused {
             what: "truncated JSON",
@@ -293,6 +296,13 @@ async fn bad_requests_are_refused_with_stable_codes_and_store_nothing() {
             "invalid_template",
         )
         .field("content.whatsapp.template.name"),
+        refused(
+            "shared text too long for the SMS step that carries it",
+            &long_shared_text,
+            422,
+            "content_too_long",
+        )
+        .field("content.text"),
         refused("no cascade", &no_cascade, 422, "missing_cascade").field("cascade"),
         refused("body over the limit", &too_large, 413, "payload_too_large"),
         Refused {

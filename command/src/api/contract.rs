@@ -71,6 +71,22 @@ fn content_for(channel: &str) -> Value {
     ]})
 }
 
+/// What `content` must hold for a step on `channel`: content for it, and a `text` fallback that
+/// fits it when the channel has no text of its own and takes the fallback (email has no limit).
+fn content_for_step(channel: &str) -> Value {
+    let (own, max) = match channel {
+        "sms" => ("text", MAX_SMS_CHARS),
+        "push" => ("body", MAX_PUSH_BODY_CHARS),
+        "whatsapp" => ("text", MAX_WHATSAPP_CHARS),
+        _ => return content_for(channel),
+    };
+    let fallback_fits = json!({"anyOf": [
+        {"required": [channel], "properties": {channel: {"type": "object", "allOf": [present(own)]}}},
+        {"properties": {"text": {"maxLength": max}}},
+    ]});
+    json!({"allOf": [content_for(channel), fallback_fits]})
+}
+
 fn send_message_request() -> Value {
     let controls = CONTROLS;
     let phone = json!({"type": ["string", "null"], "pattern": r"^\+[1-9][0-9]{1,14}$", "description": "E.164", "example": "+14155550100"});
@@ -91,7 +107,7 @@ fn send_message_request() -> Value {
             },
             "then": {"properties": {
                 "to": present(recipient),
-                "content": content_for(channel),
+                "content": content_for_step(channel),
             }},
         })
     })
@@ -124,7 +140,7 @@ fn send_message_request() -> Value {
             "content": {
                 "type": "object",
                 "additionalProperties": false,
-                "description": "Per-channel content with a plain `text` fallback for every channel.",
+                "description": "Per-channel content with a plain `text` fallback for every channel. The fallback must fit each channel of the cascade that carries it (SMS 1,600 characters, WhatsApp text and push body 4,096), else `content_too_long`.",
                 "properties": {
                     "text": readable_text(None),
                     "sms": {"type": ["object", "null"], "additionalProperties": false, "properties": {
