@@ -127,16 +127,12 @@ impl Backlog {
 async fn measure(pool: &PgPool, source: Source) -> Result<Duration, sqlx::Error> {
     let mut conn = pool.acquire().await?;
     match source {
-        Source::PostgresTail { mark } => {
-            let from = subscription::load_checkpoint(&mut conn, mark, false).await?;
-            oldest_after(&mut conn, from).await
-        }
+        Source::PostgresTail { mark } => Ok(oldest_past(&mut conn, mark).await?.0),
         Source::Kafka {
             relay_mark,
             silent_grace,
         } => {
-            let relayed = subscription::load_checkpoint(&mut conn, relay_mark, false).await?;
-            let relay = oldest_after(&mut conn, relayed).await?;
+            let (relay, relayed) = oldest_past(&mut conn, relay_mark).await?;
             let workers = workers_age(&mut conn, relayed, silent_grace).await?;
             Ok(relay.max(workers))
         }
@@ -151,9 +147,17 @@ async fn measure(pool: &PgPool, source: Source) -> Result<Duration, sqlx::Error>
 /// worker. On Kafka it is the relay's checkpoint: what the workers have not been handed yet.
 pub async fn oldest_unhandled_age(pool: &PgPool, from: &str) -> Result<Duration, sqlx::Error> {
     let mut conn = pool.acquire().await?;
+    Ok(oldest_past(&mut conn, from).await?.0)
+}
+
+/// The age of the oldest event past the mark named `mark`, and that mark.
+async fn oldest_past(
+    conn: &mut PgConnection,
+    mark: &str,
+) -> Result<(Duration, Checkpoint), sqlx::Error> {
     // Made at the start of the log when the saga never ran: everything is ahead of it then.
-    let from = subscription::load_checkpoint(&mut conn, from, false).await?;
-    oldest_after(&mut conn, from).await
+    let from = subscription::load_checkpoint(conn, mark, false).await?;
+    Ok((oldest_after(conn, from).await?, from))
 }
 
 /// The age of the oldest event after `from`, read in the log's own order on its tail index.

@@ -303,6 +303,18 @@ fn validate_recipient(to: &Recipient, errors: &mut Vec<ValidationError>) {
     }
 }
 
+/// The field of `content.<channel>` that holds the channel's own text, and the most characters a
+/// text the channel carries may have. `None` for email: its body has no limit of its own (the
+/// request body's size bounds it).
+pub fn carried_text_limit(channel: Channel) -> Option<(&'static str, usize)> {
+    match channel {
+        Channel::Sms => Some(("text", MAX_SMS_CHARS)),
+        Channel::Whatsapp => Some(("text", MAX_WHATSAPP_CHARS)),
+        Channel::Push => Some(("body", MAX_PUSH_BODY_CHARS)),
+        Channel::Email => None,
+    }
+}
+
 /// `content.text` stands in for every channel without text of its own, so it must fit each
 /// channel that carries it: an SMS step must not take 250,000 characters because they came
 /// through the shared field. (A channel's own field is checked in [`validate_content`].) One
@@ -318,20 +330,10 @@ fn validate_carried_text(c: &Content, cascade: &[CascadeStep], errors: &mut Vec<
             continue;
         }
         checked.push(step.channel);
-        let (own_text, max) = match step.channel {
-            Channel::Sms => (c.sms.as_ref().and_then(|s| s.text.as_ref()), MAX_SMS_CHARS),
-            Channel::Whatsapp => (
-                c.whatsapp.as_ref().and_then(|w| w.text.as_ref()),
-                MAX_WHATSAPP_CHARS,
-            ),
-            Channel::Push => (
-                c.push.as_ref().and_then(|p| p.body.as_ref()),
-                MAX_PUSH_BODY_CHARS,
-            ),
-            // An email's body has no limit of its own here; the request body's size bounds it.
-            Channel::Email => continue,
+        let Some((_, max)) = carried_text_limit(step.channel) else {
+            continue;
         };
-        if own_text.is_none() && length > max {
+        if c.own_text(step.channel).is_none() && length > max {
             errors.push(ValidationError::new(
                 "content_too_long",
                 "content.text",

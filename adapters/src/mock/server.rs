@@ -534,8 +534,7 @@ fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
-/// Takes raw bytes rather than `Json<_>` so a malformed body gets the provider's own error shape
-/// (400 `invalid_request`), not axum's plain-text 415/422.
+/// One more send counted under `key`.
 fn count(counts: &Mutex<HashMap<String, u64>>, key: &str) {
     *counts
         .lock()
@@ -544,6 +543,8 @@ fn count(counts: &Mutex<HashMap<String, u64>>, key: &str) {
         .or_insert(0) += 1;
 }
 
+/// Takes raw bytes rather than `Json<_>` so a malformed body gets the provider's own error shape
+/// (400 `invalid_request`), not axum's plain-text 415/422.
 async fn send_message(State(state): State<Arc<ServerState>>, body: Bytes) -> Response {
     let send: SendBody = match serde_json::from_slice(&body) {
         Ok(send) => send,

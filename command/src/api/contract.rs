@@ -5,10 +5,11 @@
 //! gets no 422 for a request the document calls valid; `tests/it/contract.rs` runs schemathesis
 //! to hold the server to it.
 
+use hermes_domain::channel::Channel;
 use hermes_domain::validation::{
     MAX_CASCADE_STEPS, MAX_EMAIL_SUBJECT_CHARS, MAX_PUSH_BODY_CHARS, MAX_PUSH_TITLE_CHARS,
     MAX_PUSH_TOKEN_CHARS, MAX_REFERENCE_CHARS, MAX_SMS_CHARS, MAX_STEP_TIMEOUT_SECONDS,
-    MAX_TEMPLATE_FIELD_CHARS, MAX_TTL_SECONDS, MAX_WHATSAPP_CHARS,
+    MAX_TEMPLATE_FIELD_CHARS, MAX_TTL_SECONDS, MAX_WHATSAPP_CHARS, carried_text_limit,
 };
 use serde_json::{Value, json};
 use utoipa::openapi::link::LinkBuilder;
@@ -74,11 +75,8 @@ fn content_for(channel: &str) -> Value {
 /// What `content` must hold for a step on `channel`: content for it, and a `text` fallback that
 /// fits it when the channel has no text of its own and takes the fallback (email has no limit).
 fn content_for_step(channel: &str) -> Value {
-    let (own, max) = match channel {
-        "sms" => ("text", MAX_SMS_CHARS),
-        "push" => ("body", MAX_PUSH_BODY_CHARS),
-        "whatsapp" => ("text", MAX_WHATSAPP_CHARS),
-        _ => return content_for(channel),
+    let Some((own, max)) = Channel::parse(channel).and_then(carried_text_limit) else {
+        return content_for(channel);
     };
     let fallback_fits = json!({"anyOf": [
         {"required": [channel], "properties": {channel: {"type": "object", "allOf": [present(own)]}}},

@@ -104,6 +104,17 @@ pub enum ChannelContent {
 const DERIVED_SUBJECT_MAX: usize = 78;
 
 impl Content {
+    /// The channel's own text (`sms.text`, `whatsapp.text`, `push.body`, `email.text`), which
+    /// takes the place of the `text` fallback.
+    pub fn own_text(&self, channel: Channel) -> Option<&String> {
+        match channel {
+            Channel::Sms => self.sms.as_ref()?.text.as_ref(),
+            Channel::Whatsapp => self.whatsapp.as_ref()?.text.as_ref(),
+            Channel::Push => self.push.as_ref()?.body.as_ref(),
+            Channel::Email => self.email.as_ref()?.text.as_ref(),
+        }
+    }
+
     /// Renders the content for one channel; `None` when there is nothing to send on it.
     pub fn render(&self, channel: Channel) -> Option<ChannelContent> {
         let fallback = self.text.clone();
