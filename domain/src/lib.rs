@@ -9,6 +9,7 @@ pub mod channel;
 pub mod ids;
 pub mod message;
 pub mod routing;
+pub mod sms_segments;
 pub mod timers;
 pub mod validation;
 
