@@ -9,7 +9,7 @@ use std::fmt::Write;
 /// The timeline as text; `None` when the message does not exist.
 pub async fn timeline(pool: &PgPool, id: MessageId) -> anyhow::Result<Option<String>> {
     let mut conn = pool.acquire().await?;
-    let stored = event_store::load_stream(&mut conn, id.0).await?;
+    let stored = event_store::load_stream(&mut conn, "message", id.0).await?;
     let Some(first) = stored.first() else {
         return Ok(None);
     };

@@ -1,5 +1,5 @@
 //! The `hermes` binary's library half: wiring the crates into a running server ([`app`]), and
-//! the operator commands ([`audit`], [`bench`]). `main.rs` is only the CLI.
+//! the operator commands ([`audit`], [`bench`], [`tenant_cli`]). `main.rs` is only the CLI.
 
 pub mod app;
 pub mod audit;
@@ -7,3 +7,4 @@ pub mod bench;
 pub mod config;
 pub mod http;
 pub mod telemetry;
+pub mod tenant_cli;

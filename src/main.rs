@@ -56,7 +56,7 @@ enum Command {
     /// Tenant administration.
     Tenant {
         #[command(subcommand)]
-        command: TenantCommand,
+        command: hermes::tenant_cli::TenantCommand,
     },
     /// Provider accounts: which plugin serves each, what it may reach, its credentials (sealed).
     Provider {
@@ -114,59 +114,6 @@ enum ParkedCommand {
     /// goes through is unparked, one that fails again stays with its new error.
     Retry {
         event_ids: Vec<uuid::Uuid>,
-        #[command(flatten)]
-        database: DatabaseArgs,
-    },
-}
-
-#[derive(Subcommand)]
-enum TenantCommand {
-    /// A tenant's API keys: list, issue, revoke.
-    Key {
-        #[command(subcommand)]
-        command: KeyCommand,
-    },
-    /// Create a tenant and print its id and API key (shown only once).
-    Create {
-        #[arg(long)]
-        name: String,
-        /// Print `{"tenant_id": ..., "api_key": ...}`.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        database: DatabaseArgs,
-    },
-}
-
-#[derive(Subcommand)]
-enum KeyCommand {
-    /// A tenant's keys: id, prefix, name, created, revoked (never the key itself).
-    List {
-        #[arg(long)]
-        tenant: uuid::Uuid,
-        /// One JSON object per key.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        database: DatabaseArgs,
-    },
-    /// Issue another key for a tenant and print it (shown only once); the others stay valid.
-    Create {
-        #[arg(long)]
-        tenant: uuid::Uuid,
-        /// What the key is for, shown in listings.
-        #[arg(long)]
-        name: Option<String>,
-        /// Print `{"key_id": ..., "prefix": ..., "api_key": ...}`.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        database: DatabaseArgs,
-    },
-    /// Revoke a key, named by its id, its prefix (`hms_1a2b3c4d`) or the key itself. Every Hermes
-    /// process refuses it within 5 s.
-    Revoke {
-        key: String,
         #[command(flatten)]
         database: DatabaseArgs,
     },
@@ -244,65 +191,6 @@ fn parse_key_value(raw: &str) -> Result<(String, String), String> {
         .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
         .filter(|(k, _)| !k.is_empty())
         .ok_or_else(|| format!("expected key=value, got {raw:?}"))
-}
-
-async fn key_command(command: KeyCommand) -> anyhow::Result<()> {
-    let database = match &command {
-        KeyCommand::List { database, .. }
-        | KeyCommand::Create { database, .. }
-        | KeyCommand::Revoke { database, .. } => database,
-    };
-    let pool = db::connect(&database.url(), 2).await?;
-    db::migrate(&pool).await?;
-    let when = |t: Option<chrono::DateTime<chrono::Utc>>| {
-        t.map_or_else(
-            || "-".to_owned(),
-            |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        )
-    };
-    match command {
-        KeyCommand::List { tenant, json, .. } => {
-            for k in tenants::list_keys(&pool, tenant).await? {
-                if json {
-                    println!("{}", serde_json::to_string(&k)?);
-                } else {
-                    println!(
-                        "{}\t{}\tname={}\tcreated={}\trevoked={}",
-                        k.id,
-                        k.prefix,
-                        k.name.as_deref().unwrap_or("-"),
-                        when(Some(k.created_at)),
-                        when(k.revoked_at),
-                    );
-                }
-            }
-        }
-        KeyCommand::Create {
-            tenant, name, json, ..
-        } => {
-            let issued = tenants::create_key(&pool, tenant, name.as_deref()).await?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"key_id": issued.id, "prefix": issued.prefix, "api_key": issued.api_key})
-                );
-            } else {
-                println!("key_id:  {}\napi_key: {}", issued.id, issued.api_key);
-                eprintln!("(the API key is shown only this once)");
-            }
-        }
-        KeyCommand::Revoke { key, .. } => {
-            let k = tenants::revoke_key(&pool, &key).await?;
-            eprintln!(
-                "key {} ({}) of tenant {} revoked at {}; every Hermes refuses it within 5 s",
-                k.id,
-                k.prefix,
-                k.tenant_id,
-                when(k.revoked_at)
-            );
-        }
-    }
-    Ok(())
 }
 
 async fn provider_command(command: ProviderCommand) -> anyhow::Result<()> {
@@ -417,34 +305,7 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("migrations applied");
             Ok(())
         }
-        Command::Tenant {
-            command:
-                TenantCommand::Create {
-                    name,
-                    json,
-                    database,
-                },
-        } => {
-            let pool = db::connect(&database.url(), 2).await?;
-            db::migrate(&pool).await?;
-            let created = tenants::create_tenant(&pool, &name).await?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"tenant_id": created.tenant_id, "api_key": created.api_key})
-                );
-            } else {
-                println!(
-                    "tenant_id: {}\napi_key:   {}",
-                    created.tenant_id, created.api_key
-                );
-                eprintln!("(the API key is shown only this once)");
-            }
-            Ok(())
-        }
-        Command::Tenant {
-            command: TenantCommand::Key { command },
-        } => key_command(command).await,
+        Command::Tenant { command } => hermes::tenant_cli::run(command).await,
         Command::Provider { command } => provider_command(command).await,
         Command::Audit {
             message_id,
@@ -551,7 +412,9 @@ async fn dev(mut server: ServerArgs) -> anyhow::Result<()> {
                 .tenant_id
         }
     };
-    let key = tenants::issue_key(&running.pool, tenant).await?;
+    let key = tenants::create_key(&running.pool, tenant, Some("hermes dev"))
+        .await?
+        .api_key;
     let url = &running.base_url;
     println!(
         r#"

@@ -242,7 +242,7 @@ async fn load_states(
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Message>, CommandError> {
     let mut states: HashMap<Uuid, Option<Message>> = HashMap::with_capacity(ids.len());
-    for e in event_store::load_streams(conn, ids).await? {
+    for e in event_store::load_streams(conn, STREAM_TYPE, ids).await? {
         let event = MessageEvent::from_stored(&e.event_type, e.schema_version, e.payload)?;
         let slot = states.entry(e.stream_id).or_default();
         *slot = Message::apply(slot.take(), MessageId(e.stream_id), &event);

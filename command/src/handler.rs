@@ -101,7 +101,7 @@ impl CommandHandler {
     pub async fn load(&self, message_id: MessageId) -> Result<Option<Message>, CommandError> {
         let mut conn = self.pool.acquire().await?;
         let mut state = None;
-        for e in event_store::load_stream(&mut conn, message_id.0).await? {
+        for e in event_store::load_stream(&mut conn, STREAM_TYPE, message_id.0).await? {
             let event = MessageEvent::from_stored(&e.event_type, e.schema_version, e.payload)?;
             state = Message::apply(state, message_id, &event);
         }

@@ -10,6 +10,7 @@ pub mod ids;
 pub mod message;
 pub mod routing;
 pub mod sms_segments;
+pub mod tenant;
 pub mod timers;
 pub mod validation;
 

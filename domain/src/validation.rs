@@ -3,6 +3,8 @@
 
 use crate::channel::{Channel, Until};
 use crate::message::spec::{CascadeStep, Content, MessageSpec, Recipient};
+use crate::sms_segments;
+use crate::tenant::TenantSettings;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -345,6 +347,47 @@ fn validate_carried_text(c: &Content, cascade: &[CascadeStep], errors: &mut Vec<
             ));
         }
     }
+}
+
+/// The checks that depend on the tenant's settings, after [`validate`]: the SMS a step would
+/// send must fit the tenant's `max_sms_segments` (counted as the network will: GSM-7 with its
+/// extension table, or UCS-2; see [`crate::sms_segments`]).
+pub fn validate_for_tenant(
+    spec: &MessageSpec,
+    settings: &TenantSettings,
+) -> Result<(), Vec<ValidationError>> {
+    let Some(cap) = settings.max_sms_segments else {
+        return Ok(());
+    };
+    let Some(i) = spec.cascade.iter().position(|s| s.channel == Channel::Sms) else {
+        return Ok(());
+    };
+    let (field, text) = match spec.content.own_text(Channel::Sms) {
+        Some(own) => ("content.sms.text", own),
+        None => match spec.content.text.as_ref() {
+            Some(text) => ("content.text", text),
+            None => return Ok(()),
+        },
+    };
+    let counted = sms_segments::count(text);
+    if counted.segments <= cap as usize {
+        return Ok(());
+    }
+    Err(vec![ValidationError::new(
+        "too_many_segments",
+        field,
+        format!(
+            "{field} takes {} SMS segments ({}, {} {}) and cascade[{i}] would send it; this \
+             tenant allows at most {cap}",
+            counted.segments,
+            counted.encoding.as_str(),
+            counted.units,
+            match counted.encoding {
+                sms_segments::SmsEncoding::Gsm7 => "septets",
+                sms_segments::SmsEncoding::Ucs2 => "UTF-16 units",
+            },
+        ),
+    )])
 }
 
 fn validate_content(c: &Content, errors: &mut Vec<ValidationError>) {
@@ -690,6 +733,63 @@ mod tests {
             text: Some("short".into()),
         });
         assert!(with(json!([{"channel": "sms"}, {"channel": "email"}]), content).is_ok());
+    }
+
+    #[test]
+    fn the_sms_must_fit_the_tenants_segment_cap() {
+        let capped = TenantSettings {
+            max_sms_segments: Some(2),
+        };
+        let spec_with = |content: Content| {
+            let mut d = draft(phone("+15005550100"), json!([{"channel": "sms"}]));
+            d.content = content;
+            validate(d).expect("valid before the tenant's settings")
+        };
+        let text = |t: String| Content {
+            text: Some(t),
+            ..Default::default()
+        };
+        // 306 GSM-7 characters are 2 segments; 307 are 3.
+        let fits = spec_with(text("a".repeat(306)));
+        assert_eq!(validate_for_tenant(&fits, &capped), Ok(()));
+        let over = spec_with(text("a".repeat(307)));
+        let errors = validate_for_tenant(&over, &capped).unwrap_err();
+        assert_eq!(
+            (errors[0].code, errors[0].field.as_str()),
+            ("too_many_segments", "content.text")
+        );
+        assert!(
+            errors[0]
+                .message
+                .contains("3 SMS segments (gsm7, 307 septets)")
+        );
+        // 135 UCS-2 characters (one outside GSM-7 makes them all UCS-2) are 3 segments.
+        let ucs2 = spec_with(Content {
+            sms: Some(crate::message::spec::SmsContent {
+                text: Some(format!("ê{}", "a".repeat(134))),
+            }),
+            ..Default::default()
+        });
+        let errors = validate_for_tenant(&ucs2, &capped).unwrap_err();
+        assert_eq!(errors[0].field, "content.sms.text");
+        assert!(errors[0].message.contains("(ucs2, 135 UTF-16 units)"));
+        // No cap, or no SMS step: nothing to count.
+        assert_eq!(
+            validate_for_tenant(&over, &TenantSettings::default()),
+            Ok(())
+        );
+        let mut email = draft(
+            Recipient {
+                email: Some("a@example.com".into()),
+                ..Default::default()
+            },
+            json!([{"channel": "email"}]),
+        );
+        email.content = text("a".repeat(1000));
+        assert_eq!(
+            validate_for_tenant(&validate(email).unwrap(), &capped),
+            Ok(())
+        );
     }
 
     #[test]

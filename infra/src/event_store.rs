@@ -181,15 +181,19 @@ const COLUMNS: &str =
     "position, tx_id::text::bigint AS tx_id, tenant_id, stream_type, stream_id, stream_version,
      event_id, event_type, schema_version, payload, metadata, recorded_at";
 
-/// Every event of a stream, in version order.
+/// Every event of a stream of `stream_type` (`message`, `tenant`), in version order. The type
+/// is asked for so that an id of one kind never reads a stream of another.
 pub async fn load_stream(
     conn: &mut PgConnection,
+    stream_type: &str,
     stream_id: Uuid,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM events WHERE stream_id = $1 ORDER BY stream_version"
+        "SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND stream_type = $2
+         ORDER BY stream_version"
     )))
     .bind(stream_id)
+    .bind(stream_type)
     .fetch_all(conn)
     .await
 }
@@ -207,15 +211,18 @@ pub async fn load_events(
     .await
 }
 
-/// Every event of several streams, each stream in version order.
+/// Every event of several streams of `stream_type`, each stream in version order.
 pub async fn load_streams(
     conn: &mut PgConnection,
+    stream_type: &str,
     stream_ids: &[Uuid],
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM events WHERE stream_id = ANY($1) ORDER BY stream_id, stream_version"
+        "SELECT {COLUMNS} FROM events WHERE stream_id = ANY($1) AND stream_type = $2
+         ORDER BY stream_id, stream_version"
     )))
     .bind(stream_ids)
+    .bind(stream_type)
     .fetch_all(conn)
     .await
 }
@@ -259,14 +266,17 @@ pub async fn read_after(
     .await
 }
 
-/// Events of one stream for the audit trail, scoped to the tenant that owns them.
-pub async fn load_stream_for_tenant(
+/// A message's events for the audit trail, scoped to the tenant that owns them (a tenant's own
+/// stream, whose id is its tenant id, is not a message and is never answered here).
+pub async fn load_message_stream_for_tenant(
     pool: &PgPool,
     tenant_id: Uuid,
     stream_id: Uuid,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND tenant_id = $2 ORDER BY stream_version"
+        "SELECT {COLUMNS} FROM events
+          WHERE stream_id = $1 AND tenant_id = $2 AND stream_type = 'message'
+          ORDER BY stream_version"
     )))
     .bind(stream_id)
     .bind(tenant_id)

@@ -30,13 +30,14 @@ const MAX_LIMIT: i64 = 200;
     responses(
         (status = 200, body = MessageView),
         (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's tenant is suspended (`tenant_suspended`) or deactivated (`tenant_deactivated`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such message for this tenant", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub async fn get_message(
     State(state): State<QueryState>,
-    Tenant(tenant): Tenant,
+    Tenant(tenant, _): Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<MessageView>, QueryError> {
     let id: Uuid = id.parse().map_err(|_| QueryError::NotFound)?;
@@ -58,7 +59,7 @@ pub async fn get_message(
         return Ok(Json(MessageView::from(Message::from(row.0))));
     }
     // Not projected yet, or behind: the message as its events say.
-    let stored = event_store::load_stream_for_tenant(&state.pool, tenant.0, id).await?;
+    let stored = event_store::load_message_stream_for_tenant(&state.pool, tenant.0, id).await?;
     let events = stored
         .into_iter()
         .map(|e| MessageEvent::from_stored(&e.event_type, e.schema_version, e.payload))
@@ -93,12 +94,13 @@ pub struct ListParams {
         (status = 200, body = MessageList),
         (status = 400, description = "Bad filter, limit or cursor", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's tenant is suspended (`tenant_suspended`) or deactivated (`tenant_deactivated`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub async fn list_messages(
     State(state): State<QueryState>,
-    Tenant(tenant): Tenant,
+    Tenant(tenant, _): Tenant,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<MessageList>, QueryError> {
     let Query(params) = params.map_err(|e| QueryError::InvalidQuery(e.body_text()))?;
@@ -158,17 +160,18 @@ pub async fn list_messages(
     responses(
         (status = 200, body = EventList),
         (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's tenant is suspended (`tenant_suspended`) or deactivated (`tenant_deactivated`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such message for this tenant", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub async fn message_events(
     State(state): State<QueryState>,
-    Tenant(tenant): Tenant,
+    Tenant(tenant, _): Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<EventList>, QueryError> {
     let id: Uuid = id.parse().map_err(|_| QueryError::NotFound)?;
-    let stored = event_store::load_stream_for_tenant(&state.pool, tenant.0, id).await?;
+    let stored = event_store::load_message_stream_for_tenant(&state.pool, tenant.0, id).await?;
     if stored.is_empty() {
         return Err(QueryError::NotFound);
     }

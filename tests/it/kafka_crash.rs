@@ -90,7 +90,8 @@ async fn scalar(pool: &PgPool, sql: &'static str, tenant: Uuid) -> i64 {
 async fn behind(pool: &PgPool, tenant: Uuid) -> i64 {
     scalar(
         pool,
-        "SELECT (SELECT count(DISTINCT stream_id) FROM events WHERE tenant_id = $1)
+        "SELECT (SELECT count(DISTINCT stream_id) FROM events
+                   WHERE tenant_id = $1 AND stream_type = 'message')
               - (SELECT count(*) FROM message_views v WHERE v.tenant_id = $1 AND v.version =
                    (SELECT max(stream_version) FROM events e WHERE e.stream_id = v.message_id))",
         tenant,

@@ -32,5 +32,6 @@ mod secrets_argv;
 mod server_limits;
 mod snapshots;
 mod tenant_errors;
+mod tenants;
 mod timer_clock;
 mod traceparent;

@@ -1,20 +1,25 @@
-//! The admin API (`/admin/v1/...`), for operators: plugin versions ([`plugins`]).
+//! The admin API (`/admin/v1/...`), for operators: plugin versions ([`plugins`]) and tenants
+//! with their settings and API keys ([`tenants`]).
 //!
 //! Authenticated with `HERMES_ADMIN_TOKEN` ([`token`]: at least 32 characters, compared by digest in
 //! constant time); without it the admin API is off.
 
 mod plugins;
+mod tenants;
 mod token;
 
 pub use token::{AdminToken, AdminTokenTooShort, MIN_ADMIN_TOKEN_LEN};
 
+use crate::api::error::ApiError;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use hermes_adapters::plugin::PluginEngine;
+use hermes_domain::tenant::TenantError;
 use hermes_infra::http::Problem;
 use hermes_infra::provider_accounts::SealingKey;
+use hermes_infra::tenants::TenantCommandError;
 use sqlx::PgPool;
 
 /// Largest plugin accepted (the built-in ones are 30 to 400 KB).
@@ -35,6 +40,36 @@ pub fn router(state: AdminState) -> axum::Router {
         .route("/admin/v1/plugins", get(plugins::list))
         .route("/admin/v1/plugins/{name}", put(plugins::upload))
         .route("/admin/v1/plugins/{name}/rollback", post(plugins::rollback))
+        .route(
+            "/admin/v1/tenants",
+            get(tenants::list).post(tenants::create),
+        )
+        .route(
+            "/admin/v1/tenants/{id}",
+            get(tenants::get).patch(tenants::update),
+        )
+        .route("/admin/v1/tenants/{id}/suspend", post(tenants::suspend))
+        .route(
+            "/admin/v1/tenants/{id}/reactivate",
+            post(tenants::reactivate),
+        )
+        .route(
+            "/admin/v1/tenants/{id}/deactivate",
+            post(tenants::deactivate),
+        )
+        .route("/admin/v1/tenants/{id}/events", get(tenants::events))
+        .route(
+            "/admin/v1/tenants/{id}/keys",
+            get(tenants::list_keys).post(tenants::create_key),
+        )
+        .route(
+            "/admin/v1/tenants/{id}/keys/{key_id}",
+            delete(tenants::revoke_key),
+        )
+        .route(
+            "/admin/v1/tenants/{id}/keys/{key_id}/rotate",
+            post(tenants::rotate_key),
+        )
         // The upload reads its body itself, with its own limit and a problem+json refusal.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
@@ -58,6 +93,15 @@ pub(crate) enum AdminError {
         "uploads are authenticated with HERMES_SECRET_KEY, which this process does not have: start it with the key"
     )]
     NoSecretKey,
+    #[error(transparent)]
+    Tenant(#[from] TenantCommandError),
+    #[error("the tenant has no such key")]
+    NoKey,
+    #[error("status is one of active, suspended, deactivated")]
+    BadStatus,
+    /// A body that is too large, not JSON, or not of the command's shape: answered as the API does.
+    #[error(transparent)]
+    Request(#[from] ApiError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -87,9 +131,39 @@ impl IntoResponse for AdminError {
             AdminError::NoSecretKey => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "no_secret_key", detail)
             }
+            AdminError::Tenant(e) => tenant_problem(e),
+            AdminError::NoKey => Problem::not_found("API key"),
+            AdminError::BadStatus => {
+                Problem::new(StatusCode::BAD_REQUEST, "invalid_status", detail)
+            }
+            AdminError::Request(e) => return e.into_response(),
             e @ AdminError::Database(_) => Problem::internal(&e),
         }
         .into_response()
+    }
+}
+
+fn tenant_problem(e: TenantCommandError) -> Problem {
+    let detail = e.to_string();
+    match e {
+        TenantCommandError::NoTenant(_) => Problem::not_found("tenant"),
+        TenantCommandError::Refused(refused) => {
+            let status = match refused {
+                TenantError::NoKey(_) => return Problem::not_found("API key"),
+                TenantError::Deactivated | TenantError::KeyNotRotatable(_) => StatusCode::CONFLICT,
+                TenantError::InvalidName
+                | TenantError::InvalidReason
+                | TenantError::InvalidOverlap
+                | TenantError::InvalidSetting => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            Problem::new(status, refused.code(), detail)
+        }
+        TenantCommandError::Contended => {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "contended", detail)
+        }
+        e @ (TenantCommandError::Corrupt(_) | TenantCommandError::Database(_)) => {
+            Problem::internal(&e)
+        }
     }
 }
 

@@ -60,6 +60,7 @@ pub struct PushAcknowledged {
         (status = 422, description = "Unknown field or status (only `delivered` and `read`)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than 256 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's tenant is suspended (`tenant_suspended`) or deactivated (`tenant_deactivated`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such message for this tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The message has no push attempt", body = Problem, content_type = "application/problem+json"),
     ),

@@ -53,9 +53,10 @@ pub(super) fn trace_metadata(headers: &HeaderMap, tenant: &Tenant) -> EventMetad
         (status = 202, description = "Accepted", body = MessageAccepted),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's tenant is suspended (`tenant_suspended`) or deactivated (`tenant_deactivated`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The Idempotency-Key was used with another body", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid request; also `too_many_segments` when the SMS a step would send takes more segments than the tenant's `max_sms_segments` setting allows (a limit of the tenant's, not in this schema)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Overloaded (code `overloaded`, see `Retry-After`): accepted messages wait too long for their dispatch", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     ),
@@ -87,6 +88,7 @@ pub async fn send_message(
     // Refused before anything else is done: the cheapest answer while the workers catch up.
     state.backlog.admit().map_err(ApiError::Overloaded)?;
     let spec = validation::validate(body.value.into_draft()).map_err(ApiError::Validation)?;
+    validation::validate_for_tenant(&spec, &tenant.1).map_err(ApiError::Validation)?;
     let served: Vec<Channel> = state
         .providers
         .candidates()
@@ -142,6 +144,7 @@ pub struct MessageCancelled {
     responses(
         (status = 200, description = "Cancelled (or already cancelled)", body = MessageCancelled),
         (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's tenant is suspended (`tenant_suspended`) or deactivated (`tenant_deactivated`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such message for this tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The message already ended", body = Problem, content_type = "application/problem+json"),
     ),

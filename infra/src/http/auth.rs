@@ -1,29 +1,31 @@
 //! Tenant authentication by `Authorization: Bearer <api key>`.
 
 use super::problem::Problem;
-use crate::tenants;
+use crate::tenants::{self, KeyOwner};
 use axum::extract::{FromRef, FromRequestParts};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use chrono::Utc;
 use hermes_domain::TenantId;
+use hermes_domain::tenant::{TenantSettings, TenantStatus};
 use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a key that was found valid is trusted without asking the database again. It bounds
-/// how long a revoked key keeps working on a process that saw it just before (`hermes tenant key
-/// revoke` promises 5 s), at the cost of one indexed lookup per key every 2 s.
+/// how long a revoked key, or the key of a tenant just suspended, keeps working on a process that
+/// saw it just before (Hermes promises 5 s), at the cost of one indexed lookup per key every 2 s.
 pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(2);
 const CACHE_MAX: usize = 10_000;
 
-/// SHA-256 of a key -> its tenant and when that was last checked against the database.
-type KeyCache = Arc<Mutex<HashMap<Vec<u8>, (TenantId, Instant)>>>;
+/// SHA-256 of a key -> its owner and until when that may be trusted without asking again.
+type KeyCache = Arc<Mutex<HashMap<Vec<u8>, (KeyOwner, Instant)>>>;
 
 #[derive(Clone)]
 pub struct Authenticator {
     pool: PgPool,
-    /// SHA-256 of the key -> tenant, so a busy client costs no query per request.
+    /// SHA-256 of the key -> owner, so a busy client costs no query per request.
     cache: KeyCache,
 }
 
@@ -35,31 +37,46 @@ impl Authenticator {
         }
     }
 
-    pub async fn authenticate(&self, key: &str) -> Result<Option<TenantId>, sqlx::Error> {
+    /// The owner of a valid key (its tenant may be suspended or deactivated: the caller judges).
+    pub async fn authenticate(&self, key: &str) -> Result<Option<KeyOwner>, sqlx::Error> {
         let hash = tenants::hash_key(key);
-        if let Some((tenant, at)) = self.cache.lock().expect("auth cache").get(&hash)
-            && at.elapsed() < AUTH_CACHE_TTL
+        if let Some((owner, trusted_until)) = self.cache.lock().expect("auth cache").get(&hash)
+            && Instant::now() < *trusted_until
         {
-            return Ok(Some(*tenant));
+            return Ok(Some(owner.clone()));
         }
-        let found = tenants::authenticate(&self.pool, key).await?.map(TenantId);
+        let found = tenants::authenticate(&self.pool, key).await?;
         let mut cache = self.cache.lock().expect("auth cache");
-        if let Some(tenant) = found {
+        if let Some(owner) = &found {
             if cache.len() >= CACHE_MAX {
                 cache.clear();
             }
-            cache.insert(hash, (tenant, Instant::now()));
+            cache.insert(hash, (owner.clone(), trusted_until(owner)));
         } else {
-            // Revoked (or never valid): forget it at once.
+            // Revoked, expired (or never valid): forget it at once.
             cache.remove(&hash);
         }
         Ok(found)
     }
 }
 
-/// The authenticated tenant of a request. Rejects with a 401 problem.
-#[derive(Debug, Clone, Copy)]
-pub struct Tenant(pub TenantId);
+/// A key is trusted for [`AUTH_CACHE_TTL`], and never past the moment a rotation ends it.
+fn trusted_until(owner: &KeyOwner) -> Instant {
+    let now = Instant::now();
+    let ttl = match owner.expires_at {
+        Some(at) => (at - Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(AUTH_CACHE_TTL),
+        None => AUTH_CACHE_TTL,
+    };
+    now + ttl
+}
+
+/// The authenticated tenant of a request, with its settings (as of at most [`AUTH_CACHE_TTL`]
+/// ago). Rejects with a 401 problem, or 403 when the tenant is not active.
+#[derive(Debug, Clone)]
+pub struct Tenant(pub TenantId, pub Arc<TenantSettings>);
 
 impl<S> FromRequestParts<S> for Tenant
 where
@@ -82,10 +99,23 @@ where
             .ok_or_else(|| {
                 Problem::unauthorized("the Authorization header must be `Bearer <key>`")
             })?;
-        match Authenticator::from_ref(state).authenticate(key).await {
-            Ok(Some(tenant)) => Ok(Tenant(tenant)),
-            Ok(None) => Err(Problem::unauthorized("the API key is not valid")),
-            Err(e) => Err(Problem::internal(&e)),
+        let owner = match Authenticator::from_ref(state).authenticate(key).await {
+            Ok(Some(owner)) => owner,
+            Ok(None) => return Err(Problem::unauthorized("the API key is not valid")),
+            Err(e) => return Err(Problem::internal(&e)),
+        };
+        match owner.status {
+            TenantStatus::Active => Ok(Tenant(TenantId(owner.tenant_id), owner.settings)),
+            TenantStatus::Suspended => Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "tenant_suspended",
+                "this tenant is suspended: its keys are refused until an operator reactivates it",
+            )),
+            TenantStatus::Deactivated => Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "tenant_deactivated",
+                "this tenant is deactivated: its keys are refused",
+            )),
         }
     }
 }

@@ -1,79 +1,39 @@
-//! Tenants and their API keys. A key is `hms_` + 32 random bytes in hex; only its SHA-256 is
-//! stored. Keys carry 256 bits of entropy, so a fast hash is enough (no password stretching).
-//! Operators list keys by id and prefix (never the key), issue named ones and revoke them; a
-//! revoked key is refused by every process within [`crate::http::AUTH_CACHE_TTL`].
+//! API keys: made, found and checked. A key is `hms_` + 32 random bytes in hex; only its SHA-256
+//! is stored. Keys carry 256 bits of entropy, so a fast hash is enough (no password stretching).
+//! Operators list keys by id and prefix (never the key); a revoked key, a rotated key past its
+//! overlap and the keys of a tenant that is not active are refused by every process within
+//! [`crate::http::AUTH_CACHE_TTL`].
 
+use super::TenantCommandError;
 use chrono::{DateTime, Utc};
+use hermes_domain::tenant::{NewKey, TenantSettings, TenantStatus};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
+use sqlx::types::Json;
+use std::sync::Arc;
 use uuid::Uuid;
 
 pub const KEY_PREFIX: &str = "hms_";
 
-pub struct CreatedTenant {
-    pub tenant_id: Uuid,
-    /// Shown once; not recoverable later.
-    pub api_key: String,
-}
+/// Characters of a key kept (in the clear) to tell keys apart: `hms_` and 8 hex digits.
+const STORED_PREFIX_LEN: usize = KEY_PREFIX.len() + 8;
 
 pub fn hash_key(key: &str) -> Vec<u8> {
     Sha256::digest(key.as_bytes()).to_vec()
 }
 
-fn new_key() -> String {
+/// A new random key, and what the tenant's history records of it.
+pub(super) fn generate() -> (String, NewKey) {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    format!("{KEY_PREFIX}{}", hex::encode(bytes))
-}
-
-pub async fn create_tenant(pool: &PgPool, name: &str) -> Result<CreatedTenant, sqlx::Error> {
-    let tenant_id = Uuid::now_v7();
-    let mut tx = pool.begin().await?;
-    sqlx::query("INSERT INTO tenants (id, name) VALUES ($1, $2)")
-        .bind(tenant_id)
-        .bind(name)
-        .execute(&mut *tx)
-        .await?;
-    let api_key = insert_key(&mut tx, tenant_id, None).await?.api_key;
-    tx.commit().await?;
-    Ok(CreatedTenant { tenant_id, api_key })
-}
-
-/// Characters of a key kept (in the clear) to tell keys apart: `hms_` and 8 hex digits.
-const STORED_PREFIX_LEN: usize = KEY_PREFIX.len() + 8;
-
-async fn insert_key(
-    conn: &mut sqlx::PgConnection,
-    tenant_id: Uuid,
-    name: Option<&str>,
-) -> Result<IssuedKey, sqlx::Error> {
-    let api_key = new_key();
-    let id = Uuid::now_v7();
-    let prefix = api_key[..STORED_PREFIX_LEN].to_owned();
-    sqlx::query(
-        "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, name) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(id)
-    .bind(tenant_id)
-    .bind(hash_key(&api_key))
-    .bind(&prefix)
-    .bind(name)
-    .execute(conn)
-    .await?;
-    Ok(IssuedKey {
-        id,
-        prefix,
-        api_key,
-    })
-}
-
-/// A key just issued.
-pub struct IssuedKey {
-    pub id: Uuid,
-    pub prefix: String,
-    /// Shown once; not recoverable later.
-    pub api_key: String,
+    let key = format!("{KEY_PREFIX}{}", hex::encode(bytes));
+    let new = NewKey {
+        key_id: Uuid::now_v7(),
+        prefix: key[..STORED_PREFIX_LEN].to_owned(),
+        key_hash: hex::encode(hash_key(&key)),
+    };
+    (key, new)
 }
 
 /// A key as operators see it: never the key itself.
@@ -85,14 +45,49 @@ pub struct ApiKeyInfo {
     pub name: Option<String>,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// A rotated key works until then.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+const SELECT_KEY: &str =
+    "SELECT id, tenant_id, prefix, name, created_at, revoked_at, expires_at FROM api_keys";
+
+/// A tenant's keys, oldest first, revoked ones included.
+pub async fn list_keys(
+    pool: &PgPool,
+    tenant_id: Uuid,
+) -> Result<Vec<ApiKeyInfo>, TenantCommandError> {
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)")
+        .bind(tenant_id)
+        .fetch_one(pool)
+        .await?;
+    if !exists {
+        return Err(TenantCommandError::NoTenant(tenant_id));
+    }
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT_KEY} WHERE tenant_id = $1 ORDER BY created_at, id"
+    )))
+    .bind(tenant_id)
+    .fetch_all(pool)
+    .await?)
+}
+
+pub(super) async fn get(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    key_id: Uuid,
+) -> Result<Option<ApiKeyInfo>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT_KEY} WHERE id = $1 AND tenant_id = $2"
+    )))
+    .bind(key_id)
+    .bind(tenant_id)
+    .fetch_optional(pool)
+    .await
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    #[error("no tenant {0}")]
-    NoTenant(Uuid),
-    #[error("a key name has 1 to 200 characters")]
-    BadName,
+pub enum KeyLookupError {
     #[error(
         "no API key matches {0:?} (give a key id, a prefix such as `hms_1a2b3c4d`, or the key)"
     )]
@@ -103,65 +98,22 @@ pub enum KeyError {
     Database(#[from] sqlx::Error),
 }
 
-/// Issues a key for an existing tenant (the old ones stay valid), with an optional name.
-pub async fn create_key(
-    pool: &PgPool,
-    tenant_id: Uuid,
-    name: Option<&str>,
-) -> Result<IssuedKey, KeyError> {
-    if name.is_some_and(|n| n.is_empty() || n.chars().count() > 200) {
-        return Err(KeyError::BadName);
-    }
-    let mut tx = pool.begin().await?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)")
-        .bind(tenant_id)
-        .fetch_one(&mut *tx)
-        .await?;
-    if !exists {
-        return Err(KeyError::NoTenant(tenant_id));
-    }
-    let issued = insert_key(&mut tx, tenant_id, name).await?;
-    tx.commit().await?;
-    Ok(issued)
-}
-
-/// A tenant's keys, oldest first, revoked ones included.
-pub async fn list_keys(pool: &PgPool, tenant_id: Uuid) -> Result<Vec<ApiKeyInfo>, KeyError> {
-    let keys: Vec<ApiKeyInfo> = sqlx::query_as(
-        "SELECT id, tenant_id, prefix, name, created_at, revoked_at FROM api_keys
-          WHERE tenant_id = $1 ORDER BY created_at, id",
-    )
-    .bind(tenant_id)
-    .fetch_all(pool)
-    .await?;
-    if keys.is_empty() {
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)")
-                .bind(tenant_id)
-                .fetch_one(pool)
-                .await?;
-        if !exists {
-            return Err(KeyError::NoTenant(tenant_id));
-        }
-    }
-    Ok(keys)
-}
-
-/// Revokes the one key that `given` names: its id, the start of its prefix (`hms_1a2b`), or the
-/// whole key. Revoking a revoked key changes nothing (its first revocation time stays).
-pub async fn revoke_key(pool: &PgPool, given: &str) -> Result<ApiKeyInfo, KeyError> {
+/// The one key that `given` names: its id, the start of its prefix (`hms_1a2b`), or the whole
+/// key. For the CLI, where operators paste what they have.
+pub async fn find_key(pool: &PgPool, given: &str) -> Result<ApiKeyInfo, KeyLookupError> {
     let given = given.trim();
-    let select = "SELECT id, tenant_id, prefix, name, created_at, revoked_at FROM api_keys";
     let matches: Vec<ApiKeyInfo> = if let Ok(id) = given.parse::<Uuid>() {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("{select} WHERE id = $1")))
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_KEY} WHERE id = $1")))
             .bind(id)
             .fetch_all(pool)
             .await?
     } else if given.len() > STORED_PREFIX_LEN {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("{select} WHERE key_hash = $1")))
-            .bind(hash_key(given))
-            .fetch_all(pool)
-            .await?
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT_KEY} WHERE key_hash = $1"
+        )))
+        .bind(hash_key(given))
+        .fetch_all(pool)
+        .await?
     } else if given.len() > KEY_PREFIX.len()
         && given.starts_with(KEY_PREFIX)
         && given[KEY_PREFIX.len()..]
@@ -169,7 +121,7 @@ pub async fn revoke_key(pool: &PgPool, given: &str) -> Result<ApiKeyInfo, KeyErr
             .all(|b| b.is_ascii_hexdigit())
     {
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{select} WHERE left(prefix, length($1)) = $1 LIMIT 10"
+            "{SELECT_KEY} WHERE left(prefix, length($1)) = $1 LIMIT 10"
         )))
         .bind(given.to_ascii_lowercase())
         .fetch_all(pool)
@@ -177,50 +129,52 @@ pub async fn revoke_key(pool: &PgPool, given: &str) -> Result<ApiKeyInfo, KeyErr
     } else {
         Vec::new()
     };
-    let key = match <[ApiKeyInfo; 1]>::try_from(matches) {
-        Ok([key]) => key,
-        Err(v) if v.is_empty() => return Err(KeyError::NotFound(given.to_owned())),
-        Err(v) => {
-            return Err(KeyError::Ambiguous {
-                given: given.to_owned(),
-                count: v.len(),
-            });
-        }
-    };
-    let revoked_at: DateTime<Utc> = sqlx::query_scalar(
-        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1
-         RETURNING revoked_at",
-    )
-    .bind(key.id)
-    .fetch_one(pool)
-    .await?;
-    Ok(ApiKeyInfo {
-        revoked_at: Some(revoked_at),
-        ..key
-    })
+    match <[ApiKeyInfo; 1]>::try_from(matches) {
+        Ok([key]) => Ok(key),
+        Err(v) if v.is_empty() => Err(KeyLookupError::NotFound(given.to_owned())),
+        Err(v) => Err(KeyLookupError::Ambiguous {
+            given: given.to_owned(),
+            count: v.len(),
+        }),
+    }
 }
 
-/// The tenant an API key belongs to, if the key exists and is not revoked.
-pub async fn authenticate(pool: &PgPool, key: &str) -> Result<Option<Uuid>, sqlx::Error> {
+/// Whose a presented key is, as the read model says now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyOwner {
+    pub tenant_id: Uuid,
+    pub status: TenantStatus,
+    /// Read with the key, so the accept path needs no second query for them.
+    pub settings: Arc<TenantSettings>,
+    /// A rotated key stops working then.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// tenant id, status, settings, key expiry.
+type OwnerRow = (Uuid, String, Json<TenantSettings>, Option<DateTime<Utc>>);
+
+/// The owner of an API key that exists, is not revoked and has not expired; `None` otherwise.
+/// The tenant's status is for the caller to judge (a suspended tenant's key is still its key).
+pub async fn authenticate(pool: &PgPool, key: &str) -> Result<Option<KeyOwner>, sqlx::Error> {
     if !key.starts_with(KEY_PREFIX) {
         return Ok(None);
     }
-    sqlx::query_scalar("SELECT tenant_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
-        .bind(hash_key(key))
-        .fetch_optional(pool)
-        .await
-}
-
-/// Issues another key for an existing tenant (the old ones stay valid).
-pub async fn issue_key(pool: &PgPool, tenant_id: Uuid) -> Result<String, sqlx::Error> {
-    let mut conn = pool.acquire().await?;
-    Ok(insert_key(&mut conn, tenant_id, None).await?.api_key)
-}
-
-/// The oldest tenant with this name, if any.
-pub async fn find_by_name(pool: &PgPool, name: &str) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar("SELECT id FROM tenants WHERE name = $1 ORDER BY created_at LIMIT 1")
-        .bind(name)
-        .fetch_optional(pool)
-        .await
+    let row: Option<OwnerRow> = sqlx::query_as(
+        "SELECT k.tenant_id, t.status, t.settings, k.expires_at
+           FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+          WHERE k.key_hash = $1 AND k.revoked_at IS NULL
+            AND (k.expires_at IS NULL OR k.expires_at > now())",
+    )
+    .bind(hash_key(key))
+    .fetch_optional(pool)
+    .await?;
+    Ok(
+        row.map(|(tenant_id, status, settings, expires_at)| KeyOwner {
+            tenant_id,
+            // The column's CHECK allows only the three.
+            status: TenantStatus::parse(&status).unwrap_or(TenantStatus::Suspended),
+            settings: Arc::new(settings.0),
+            expires_at,
+        }),
+    )
 }
