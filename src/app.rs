@@ -18,6 +18,7 @@ use hermes_infra::kafka::KafkaStream;
 use hermes_infra::kafka::admin::BrokerProbe;
 use hermes_infra::kafka::relay::{self, Relay};
 use hermes_infra::provider_accounts::{self, SealingKey};
+use hermes_infra::rate_limit::RateLimiter;
 use hermes_infra::{db, subscription};
 use hermes_projections::message_views::{self, MessageViews};
 use hermes_query::QueryState;
@@ -242,6 +243,13 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
     } else {
         Backlog::off()
     };
+    let rate_limiter = RateLimiter::connect(
+        args.redis_url
+            .clone()
+            .map(hermes_infra::Secret::new)
+            .as_ref(),
+    )
+    .await?;
     let kafka_probe = kafka.as_ref().map(BrokerProbe::new).transpose()?;
     if let Some(probe) = kafka_probe.clone() {
         // Said once at start, not only by /readyz: with no topic, nothing is streamed or consumed.
@@ -259,6 +267,7 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
             providers,
             public_url,
             backlog,
+            rate_limiter,
         },
         query: QueryState { pool: pool.clone() },
         auth: Authenticator::new(pool.clone()),

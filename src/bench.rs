@@ -253,6 +253,7 @@ async fn spawn(args: &BenchArgs) -> anyhow::Result<(RunningApp, String)> {
         header_read_timeout_ms: 10_000,
         request_timeout_ms: 30_000,
         max_backlog_age_ms: None,
+        redis_url: None,
     };
     let app = app::start(&server, Roles::all()).await?;
     let tenant = hermes_infra::tenants::create_tenant(&app.pool, "bench")

@@ -139,6 +139,10 @@ pub struct ServerArgs {
     /// their dispatch. Off when unset.
     #[arg(long, env = "HERMES_MAX_BACKLOG_AGE_MS")]
     pub max_backlog_age_ms: Option<u64>,
+    /// Redis holding the tenants' rate limits, so they hold across every process
+    /// (`redis://127.0.0.1:6379`). Without it each process counts on its own.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
     /// Delay before the embedded mock provider sends a delivery receipt.
     #[arg(long, env = "HERMES_MOCK_RECEIPT_DELAY_MS", default_value_t = 200)]
     pub mock_receipt_delay_ms: u64,

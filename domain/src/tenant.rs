@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
+use crate::channel::Channel;
+use crate::rate_limit::{MAX_PER_SECOND, RateLimit};
 use crate::validation::characters::first_unreadable;
 
 /// Longest tenant or key name, in characters.
@@ -65,25 +67,54 @@ pub struct TenantSettings {
     /// characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_sms_segments: Option<u32>,
+    /// Messages the tenant may send, over all channels (`429 rate_limited` past it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// Per channel: a message counts against the limit of every channel its cascade may use.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub channel_rate_limits: BTreeMap<Channel, RateLimit>,
 }
 
 impl TenantSettings {
     /// These settings with a JSON merge patch (RFC 7396) applied: a field given replaces the
     /// current value, `null` returns it to the default, an absent one is kept.
     pub fn merged(&self, patch: &serde_json::Value) -> Result<TenantSettings, TenantError> {
-        let serde_json::Value::Object(patch) = patch else {
+        if !patch.is_object() {
             return Err(TenantError::InvalidSetting);
-        };
-        let mut current = serde_json::to_value(self).expect("settings serialize");
-        let fields = current.as_object_mut().expect("settings are an object");
-        for (k, v) in patch {
-            if v.is_null() {
-                fields.remove(k);
-            } else {
-                fields.insert(k.clone(), v.clone());
-            }
         }
+        let mut current = serde_json::to_value(self).expect("settings serialize");
+        merge_patch(&mut current, patch);
         serde_json::from_value(current).map_err(|_| TenantError::InvalidSetting)
+    }
+
+    /// Whether every setting is within its range.
+    pub fn is_valid(&self) -> bool {
+        self.max_sms_segments
+            .is_none_or(|n| (1..=MAX_SMS_SEGMENTS_LIMIT).contains(&n))
+            && self.rate_limit.is_none_or(|l| l.is_valid())
+            && self.channel_rate_limits.values().all(RateLimit::is_valid)
+    }
+}
+
+/// RFC 7396: objects merge key by key, `null` removes, anything else replaces.
+fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    let serde_json::Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::Value::Object(serde_json::Map::new());
+    }
+    let fields = target.as_object_mut().expect("made an object above");
+    for (k, v) in patch {
+        if v.is_null() {
+            fields.remove(k);
+        } else {
+            merge_patch(
+                fields.entry(k.clone()).or_insert(serde_json::Value::Null),
+                v,
+            );
+        }
     }
 }
 
@@ -181,7 +212,9 @@ pub enum TenantError {
     #[error("the overlap is 0 to {} seconds", MAX_ROTATION_OVERLAP.num_seconds())]
     InvalidOverlap,
     #[error(
-        "settings are an object of known settings: max_sms_segments (1 to {MAX_SMS_SEGMENTS_LIMIT}, or null for no cap)"
+        "settings are an object of known settings: max_sms_segments (1 to {MAX_SMS_SEGMENTS_LIMIT}), \
+         rate_limit and channel_rate_limits.<channel> ({{\"per_second\": 1 to {MAX_PER_SECOND}, \
+         \"burst\"?: 1 to {MAX_PER_SECOND}}}); null removes a setting"
     )]
     InvalidSetting,
 }
@@ -362,10 +395,7 @@ impl Tenant {
         settings: TenantSettings,
     ) -> Result<Vec<TenantEvent>, TenantError> {
         self.not_deactivated()?;
-        if settings
-            .max_sms_segments
-            .is_some_and(|n| n == 0 || n > MAX_SMS_SEGMENTS_LIMIT)
-        {
+        if !settings.is_valid() {
             return Err(TenantError::InvalidSetting);
         }
         if settings == self.settings {
@@ -574,11 +604,13 @@ mod tests {
         for bad in [0, MAX_SMS_SEGMENTS_LIMIT + 1] {
             let s = TenantSettings {
                 max_sms_segments: Some(bad),
+                ..Default::default()
             };
             assert_eq!(t.change_settings(s), Err(TenantError::InvalidSetting));
         }
         let s = TenantSettings {
             max_sms_segments: Some(3),
+            ..Default::default()
         };
         assert_eq!(
             t.change_settings(s.clone()).unwrap(),
@@ -594,6 +626,7 @@ mod tests {
     fn a_settings_patch_replaces_resets_or_keeps_each_field() {
         let three = TenantSettings {
             max_sms_segments: Some(3),
+            ..Default::default()
         };
         let d = TenantSettings::default();
         assert_eq!(
@@ -610,9 +643,28 @@ mod tests {
             serde_json::json!({"max_sms_segments": "3"}),
             serde_json::json!({"max_sms_segments": -1}),
             serde_json::json!([]),
+            serde_json::json!({"channel_rate_limits": {"fax": {"per_second": 1}}}),
+            serde_json::json!({"rate_limit": {"per_second": 1, "per_minute": 3}}),
         ] {
             assert_eq!(d.merged(&bad), Err(TenantError::InvalidSetting), "{bad}");
         }
+        // Nested objects merge key by key: one channel's limit changes, the other stays.
+        let limited = d
+            .merged(&serde_json::json!({"channel_rate_limits": {
+                "sms": {"per_second": 5}, "email": {"per_second": 50, "burst": 100}}}))
+            .unwrap();
+        let patched = limited
+            .merged(&serde_json::json!({"channel_rate_limits": {"sms": null}}))
+            .unwrap();
+        assert_eq!(
+            serde_json::to_value(&patched).unwrap(),
+            serde_json::json!({"channel_rate_limits": {"email": {"per_second": 50, "burst": 100}}})
+        );
+        let zero = d
+            .merged(&serde_json::json!({"rate_limit": {"per_second": 0}}))
+            .unwrap();
+        let t = given(&created());
+        assert_eq!(t.change_settings(zero), Err(TenantError::InvalidSetting));
     }
 
     #[test]

@@ -739,6 +739,7 @@ mod tests {
     fn the_sms_must_fit_the_tenants_segment_cap() {
         let capped = TenantSettings {
             max_sms_segments: Some(2),
+            ..Default::default()
         };
         let spec_with = |content: Content| {
             let mut d = draft(phone("+15005550100"), json!([{"channel": "sms"}]));

@@ -10,6 +10,7 @@ pub mod kafka;
 pub mod parked;
 pub mod plugin_uploads;
 pub mod provider_accounts;
+pub mod rate_limit;
 pub mod secret;
 pub mod subscription;
 pub mod tenants;

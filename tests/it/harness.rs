@@ -101,6 +101,7 @@ pub fn server_args(database_url: &str) -> ServerArgs {
         header_read_timeout_ms: 10_000,
         request_timeout_ms: 30_000,
         max_backlog_age_ms: None,
+        redis_url: None,
     }
 }
 

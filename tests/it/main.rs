@@ -23,6 +23,7 @@ mod parked;
 mod provider_blip;
 mod provider_cascade;
 mod providers;
+mod rate_limits;
 mod read_model;
 mod receipt_binding;
 mod saga_backlog;

@@ -8,6 +8,23 @@ use hermes_adapters::CallbackError;
 use hermes_domain::message::DomainError;
 use hermes_domain::validation::ValidationError;
 use hermes_infra::http::Problem;
+use hermes_infra::rate_limit::Limited;
+
+/// Whole seconds until one more message fits, at least 1 (`Retry-After` has no fractions).
+fn retry_after_seconds(limited: &Limited) -> u64 {
+    limited.retry_after.as_micros().div_ceil(1_000_000).max(1) as u64
+}
+
+fn rate_limited_detail(limited: &Limited) -> String {
+    let scope = match limited.key.rsplit_once("}:") {
+        Some((_, channel)) => format!("this tenant's {channel} rate limit"),
+        None => "this tenant's rate limit".to_owned(),
+    };
+    format!(
+        "{scope} is reached: retry in {} s (Retry-After); nothing was accepted",
+        retry_after_seconds(limited)
+    )
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -29,6 +46,8 @@ pub enum ApiError {
         .0.retry_after.as_secs()
     )]
     Overloaded(Overloaded),
+    #[error("{}", rate_limited_detail(.0))]
+    RateLimited(Limited),
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("unknown provider {0}")]
@@ -82,6 +101,16 @@ impl IntoResponse for ApiError {
                 response.headers_mut().insert(
                     axum::http::header::RETRY_AFTER,
                     axum::http::HeaderValue::from(o.retry_after.as_secs()),
+                );
+                return response;
+            }
+            ApiError::RateLimited(limited) => {
+                let mut response =
+                    Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", detail)
+                        .into_response();
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(retry_after_seconds(&limited)),
                 );
                 return response;
             }

@@ -3,6 +3,7 @@
 use super::CommandState;
 use super::body::JsonBody;
 use super::error::ApiError;
+use super::rate_limits;
 use super::send_request::SendMessageRequest;
 use crate::handler::{AcceptRequest, IdempotencyKey};
 use axum::Json;
@@ -57,6 +58,8 @@ pub(super) fn trace_metadata(headers: &HeaderMap, tenant: &Tenant) -> EventMetad
         (status = 409, description = "The Idempotency-Key was used with another body", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid request; also `too_many_segments` when the SMS a step would send takes more segments than the tenant's `max_sms_segments` setting allows (a limit of the tenant's, not in this schema)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The tenant's rate limit (`rate_limit`, or a channel's in `channel_rate_limits`) is reached (code `rate_limited`); nothing was accepted", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until one more message fits"))),
         (status = 503, description = "Overloaded (code `overloaded`, see `Retry-After`): accepted messages wait too long for their dispatch", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     ),
@@ -89,6 +92,9 @@ pub async fn send_message(
     state.backlog.admit().map_err(ApiError::Overloaded)?;
     let spec = validation::validate(body.value.into_draft()).map_err(ApiError::Validation)?;
     validation::validate_for_tenant(&spec, &tenant.1).map_err(ApiError::Validation)?;
+    rate_limits::admit(&state.rate_limiter, tenant.0, &tenant.1, &spec)
+        .await
+        .map_err(ApiError::RateLimited)?;
     let served: Vec<Channel> = state
         .providers
         .candidates()

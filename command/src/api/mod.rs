@@ -6,6 +6,7 @@ pub mod body;
 pub mod contract;
 pub mod error;
 pub mod messages;
+pub mod rate_limits;
 pub mod receipts;
 pub mod send_request;
 pub mod traceparent;
@@ -16,6 +17,7 @@ use crate::handler::CommandHandler;
 use axum::extract::FromRef;
 use hermes_adapters::ProviderRegistry;
 use hermes_infra::http::Authenticator;
+use hermes_infra::rate_limit::RateLimiter;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -30,6 +32,8 @@ pub struct CommandState {
     pub public_url: String,
     /// How far dispatch is behind; new messages are refused past its maximum.
     pub backlog: Backlog,
+    /// The tenants' rate limits (shared through Redis when configured).
+    pub rate_limiter: RateLimiter,
 }
 
 pub fn router<S>() -> OpenApiRouter<S>
