@@ -8,6 +8,7 @@
 pub mod channel;
 pub mod ids;
 pub mod message;
+pub mod phone;
 pub mod rate_limit;
 pub mod routing;
 pub mod sms_segments;

@@ -10,10 +10,11 @@
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
 use crate::channel::Channel;
+use crate::phone::is_country_code;
 use crate::rate_limit::{MAX_PER_SECOND, RateLimit};
 use crate::validation::characters::first_unreadable;
 
@@ -73,6 +74,9 @@ pub struct TenantSettings {
     /// Per channel: a message counts against the limit of every channel its cascade may use.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub channel_rate_limits: BTreeMap<Channel, RateLimit>,
+    /// The countries (ISO 3166-1 alpha-2) an SMS or WhatsApp step may send to; all when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_countries: Option<BTreeSet<String>>,
 }
 
 impl TenantSettings {
@@ -93,6 +97,10 @@ impl TenantSettings {
             .is_none_or(|n| (1..=MAX_SMS_SEGMENTS_LIMIT).contains(&n))
             && self.rate_limit.is_none_or(|l| l.is_valid())
             && self.channel_rate_limits.values().all(RateLimit::is_valid)
+            && self
+                .allowed_countries
+                .as_ref()
+                .is_none_or(|c| c.iter().all(|c| is_country_code(c)))
     }
 }
 
@@ -214,7 +222,8 @@ pub enum TenantError {
     #[error(
         "settings are an object of known settings: max_sms_segments (1 to {MAX_SMS_SEGMENTS_LIMIT}), \
          rate_limit and channel_rate_limits.<channel> ({{\"per_second\": 1 to {MAX_PER_SECOND}, \
-         \"burst\"?: 1 to {MAX_PER_SECOND}}}); null removes a setting"
+         \"burst\"?: 1 to {MAX_PER_SECOND}}}), allowed_countries ([\"US\", ...]: ISO 3166-1 \
+         alpha-2 capitals); null removes a setting"
     )]
     InvalidSetting,
 }
@@ -645,6 +654,7 @@ mod tests {
             serde_json::json!([]),
             serde_json::json!({"channel_rate_limits": {"fax": {"per_second": 1}}}),
             serde_json::json!({"rate_limit": {"per_second": 1, "per_minute": 3}}),
+            serde_json::json!({"allowed_countries": "US"}),
         ] {
             assert_eq!(d.merged(&bad), Err(TenantError::InvalidSetting), "{bad}");
         }
@@ -665,6 +675,13 @@ mod tests {
             .unwrap();
         let t = given(&created());
         assert_eq!(t.change_settings(zero), Err(TenantError::InvalidSetting));
+        let lowercase = d
+            .merged(&serde_json::json!({"allowed_countries": ["us"]}))
+            .unwrap();
+        assert_eq!(
+            t.change_settings(lowercase),
+            Err(TenantError::InvalidSetting)
+        );
     }
 
     #[test]

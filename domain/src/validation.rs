@@ -3,6 +3,7 @@
 
 use crate::channel::{Channel, Until};
 use crate::message::spec::{CascadeStep, Content, MessageSpec, Recipient};
+use crate::phone;
 use crate::sms_segments;
 use crate::tenant::TenantSettings;
 use serde::Serialize;
@@ -349,31 +350,48 @@ fn validate_carried_text(c: &Content, cascade: &[CascadeStep], errors: &mut Vec<
     }
 }
 
-/// The checks that depend on the tenant's settings, after [`validate`]: the SMS a step would
-/// send must fit the tenant's `max_sms_segments` (counted as the network will: GSM-7 with its
-/// extension table, or UCS-2; see [`crate::sms_segments`]).
+/// The checks that depend on the tenant's settings, after [`validate`], in the pipeline's
+/// order: content (the SMS must fit the tenant's `max_sms_segments`, counted as the network will:
+/// GSM-7 with its extension table, or UCS-2; see [`crate::sms_segments`]), then compliance (an
+/// SMS step's `to.phone` and a WhatsApp step's `to.whatsapp` must be in the tenant's
+/// `allowed_countries`).
 pub fn validate_for_tenant(
     spec: &MessageSpec,
     settings: &TenantSettings,
 ) -> Result<(), Vec<ValidationError>> {
+    let mut errors = Vec::new();
+    check_segments(spec, settings, &mut errors);
+    check_countries(spec, settings, &mut errors);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+fn check_segments(
+    spec: &MessageSpec,
+    settings: &TenantSettings,
+    errors: &mut Vec<ValidationError>,
+) {
     let Some(cap) = settings.max_sms_segments else {
-        return Ok(());
+        return;
     };
     let Some(i) = spec.cascade.iter().position(|s| s.channel == Channel::Sms) else {
-        return Ok(());
+        return;
     };
     let (field, text) = match spec.content.own_text(Channel::Sms) {
         Some(own) => ("content.sms.text", own),
         None => match spec.content.text.as_ref() {
             Some(text) => ("content.text", text),
-            None => return Ok(()),
+            None => return,
         },
     };
     let counted = sms_segments::count(text);
     if counted.segments <= cap as usize {
-        return Ok(());
+        return;
     }
-    Err(vec![ValidationError::new(
+    errors.push(ValidationError::new(
         "too_many_segments",
         field,
         format!(
@@ -387,7 +405,43 @@ pub fn validate_for_tenant(
                 sms_segments::SmsEncoding::Ucs2 => "UTF-16 units",
             },
         ),
-    )])
+    ));
+}
+
+fn check_countries(
+    spec: &MessageSpec,
+    settings: &TenantSettings,
+    errors: &mut Vec<ValidationError>,
+) {
+    let Some(allowed) = settings.allowed_countries.as_ref() else {
+        return;
+    };
+    let mut checked = Vec::new();
+    for (i, step) in spec.cascade.iter().enumerate() {
+        let (field, number) = match step.channel {
+            Channel::Sms => ("to.phone", spec.to.phone.as_deref()),
+            Channel::Whatsapp => ("to.whatsapp", spec.to.whatsapp.as_deref()),
+            Channel::Email | Channel::Push => continue,
+        };
+        let Some(number) = number.filter(|_| !checked.contains(&field)) else {
+            continue;
+        };
+        checked.push(field);
+        let country = phone::country_of(number);
+        if country.as_ref().is_some_and(|c| allowed.contains(c)) {
+            continue;
+        }
+        errors.push(ValidationError::new(
+            "country_not_allowed",
+            field,
+            format!(
+                "cascade[{i}] ({}) would send to a number in {}; this tenant may send to {}",
+                step.channel,
+                country.as_deref().unwrap_or("no country"),
+                allowed.iter().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
 }
 
 fn validate_content(c: &Content, errors: &mut Vec<ValidationError>) {
@@ -789,6 +843,57 @@ mod tests {
         email.content = text("a".repeat(1000));
         assert_eq!(
             validate_for_tenant(&validate(email).unwrap(), &capped),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_phone_step_must_go_to_an_allowed_country() {
+        let settings = TenantSettings {
+            allowed_countries: Some(["US".to_owned(), "CA".to_owned()].into()),
+            ..Default::default()
+        };
+        let spec = |p: &str, channel: &str| {
+            validate(draft(phone(p), json!([{"channel": channel}]))).expect("valid")
+        };
+        assert_eq!(
+            validate_for_tenant(&spec("+14155550100", "sms"), &settings),
+            Ok(())
+        );
+        let whatsapp = draft(
+            Recipient {
+                whatsapp: Some("+14165550100".into()),
+                ..Default::default()
+            },
+            json!([{"channel": "whatsapp"}]),
+        );
+        assert_eq!(
+            validate_for_tenant(&validate(whatsapp).unwrap(), &settings),
+            Ok(())
+        );
+        for (number, country) in [("+447400123456", "GB"), ("+18765550100", "JM")] {
+            let errors = validate_for_tenant(&spec(number, "sms"), &settings).unwrap_err();
+            assert_eq!(
+                (errors[0].code, errors[0].field.as_str()),
+                ("country_not_allowed", "to.phone")
+            );
+            assert!(errors[0].message.contains(country), "{}", errors[0].message);
+        }
+        // No list: every country; an email step has no country.
+        assert_eq!(
+            validate_for_tenant(&spec("+447400123456", "sms"), &TenantSettings::default()),
+            Ok(())
+        );
+        let email = draft(
+            Recipient {
+                email: Some("a@example.com".into()),
+                phone: Some("+447400123456".into()),
+                ..Default::default()
+            },
+            json!([{"channel": "email"}]),
+        );
+        assert_eq!(
+            validate_for_tenant(&validate(email).unwrap(), &settings),
             Ok(())
         );
     }

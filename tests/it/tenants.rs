@@ -768,3 +768,35 @@ async fn an_sms_over_the_tenants_segment_cap_is_refused_and_nothing_is_stored() 
                        "cascade": [{"channel": "email"}]});
     assert_eq!(app.post_message(&email).await.status().as_u16(), 202);
 }
+
+#[tokio::test]
+async fn a_number_outside_the_tenants_countries_is_refused() {
+    let app = TestApp::spawn().await;
+    tenants::change_settings(
+        &app.app.pool,
+        app.tenant_id,
+        &json!({"allowed_countries": ["US"]}),
+    )
+    .await
+    .unwrap();
+    let sms = |phone: &str| {
+        json!({"to": {"phone": phone}, "content": {"text": "hi"},
+               "cascade": [{"channel": "sms", "timeout_seconds": 30}]})
+    };
+    // +1 416 is Toronto: Canada, though it shares +1 with the US.
+    let response = app.post_message(&sms("+14165550100")).await;
+    assert_eq!(response.status().as_u16(), 422);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "country_not_allowed", "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("in CA"),
+        "{problem}"
+    );
+    assert_eq!(
+        app.post_message(&sms("+14155550100"))
+            .await
+            .status()
+            .as_u16(),
+        202
+    );
+}

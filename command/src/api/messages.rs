@@ -57,7 +57,7 @@ pub(super) fn trace_metadata(headers: &HeaderMap, tenant: &Tenant) -> EventMetad
         (status = 403, description = "The key's tenant is suspended (`tenant_suspended`) or deactivated (`tenant_deactivated`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The Idempotency-Key was used with another body", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid request; also `too_many_segments` when the SMS a step would send takes more segments than the tenant's `max_sms_segments` setting allows (a limit of the tenant's, not in this schema)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid request; also, by the tenant's settings (not in this schema), `too_many_segments` when the SMS a step would send takes more segments than `max_sms_segments` allows, and `country_not_allowed` when a phone step's number is in a country outside `allowed_countries`", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "The tenant's rate limit (`rate_limit`, or a channel's in `channel_rate_limits`) is reached (code `rate_limited`); nothing was accepted", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds until one more message fits"))),
         (status = 503, description = "Overloaded (code `overloaded`, see `Retry-After`): accepted messages wait too long for their dispatch", body = Problem, content_type = "application/problem+json",
