@@ -38,6 +38,12 @@ async fn metrics_show_events_provider_sends_and_subscriber_lag() {
         "hermes_events_total{type=\"AttemptDispatched\"}",
         "hermes_events_total{type=\"MessageCompleted\"}",
         "hermes_provider_sends_total{provider=\"mock\",outcome=\"sent\"}",
+        // What each layer of the accept pipeline cost this message.
+        "hermes_auth_seconds_count",
+        "hermes_accept_layer_seconds_count{layer=\"schema\"}",
+        "hermes_accept_layer_seconds_count{layer=\"tenant_rules\"}",
+        "hermes_accept_layer_seconds_count{layer=\"rate_limit\"}",
+        "hermes_accept_layer_seconds_count{layer=\"dedup_and_store\"}",
     ] {
         assert!(
             sample(&text, series).is_some_and(|v| v >= 1.0),

@@ -17,6 +17,7 @@ use hermes_infra::event_store::EventMetadata;
 use hermes_infra::http::{Problem, Tenant};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::time::Instant;
 use utoipa::ToSchema;
 
 const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
@@ -39,6 +40,39 @@ pub(super) fn trace_metadata(headers: &HeaderMap, tenant: &Tenant) -> EventMetad
         actor: Some(format!("tenant:{}", tenant.0)),
         ..Default::default()
     }
+}
+
+/// The accept path's stages, as `hermes_accept_layer_seconds` labels them.
+#[derive(Clone, Copy)]
+enum Layer {
+    /// Layers 3 and 4 that need no tenant: the body's schema and its content.
+    Schema,
+    /// What the tenant's settings add: its SMS segment cap (4) and allowed countries (5).
+    TenantRules,
+    /// Layer 7.
+    RateLimit,
+    /// Layer 8 (the Idempotency-Key) and the commit that stores the message.
+    DedupAndStore,
+}
+
+impl Layer {
+    fn record(self, started: Instant) {
+        let layer = match self {
+            Layer::Schema => "schema",
+            Layer::TenantRules => "tenant_rules",
+            Layer::RateLimit => "rate_limit",
+            Layer::DedupAndStore => "dedup_and_store",
+        };
+        metrics::histogram!("hermes_accept_layer_seconds", "layer" => layer)
+            .record(started.elapsed().as_secs_f64());
+    }
+}
+
+fn timed<T>(layer: Layer, run: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let out = run();
+    layer.record(started);
+    out
 }
 
 /// Accept a message for delivery. The cascade runs in the background; follow it with
@@ -90,11 +124,20 @@ pub async fn send_message(
     };
     // Refused before anything else is done: the cheapest answer while the workers catch up.
     state.backlog.admit().map_err(ApiError::Overloaded)?;
-    let spec = validation::validate(body.value.into_draft()).map_err(ApiError::Validation)?;
-    validation::validate_for_tenant(&spec, &tenant.1).map_err(ApiError::Validation)?;
-    rate_limits::admit(&state.rate_limiter, tenant.0, &tenant.1, &spec)
-        .await
-        .map_err(ApiError::RateLimited)?;
+    // The pipeline's layers after auth and tenant (see README "The validation pipeline"), each
+    // timed in `hermes_accept_layer_seconds{layer}`.
+    let spec = timed(Layer::Schema, || {
+        validation::validate(body.value.into_draft())
+    })
+    .map_err(ApiError::Validation)?;
+    timed(Layer::TenantRules, || {
+        validation::validate_for_tenant(&spec, &tenant.1)
+    })
+    .map_err(ApiError::Validation)?;
+    let started = Instant::now();
+    let admitted = rate_limits::admit(&state.rate_limiter, tenant.0, &tenant.1, &spec).await;
+    Layer::RateLimit.record(started);
+    admitted.map_err(ApiError::RateLimited)?;
     let served: Vec<Channel> = state
         .providers
         .candidates()
@@ -104,6 +147,7 @@ pub async fn send_message(
     if let Some(step) = spec.cascade.iter().find(|s| !served.contains(&s.channel)) {
         return Err(ApiError::ChannelUnavailable(step.channel.to_string()));
     }
+    let started = Instant::now();
     let accepted = state
         .accepts
         .accept(AcceptRequest {
@@ -112,7 +156,9 @@ pub async fn send_message(
             idempotency,
             metadata: trace_metadata(&headers, &tenant),
         })
-        .await?;
+        .await;
+    Layer::DedupAndStore.record(started);
+    let accepted = accepted?;
     let mut response = (
         StatusCode::ACCEPTED,
         Json(MessageAccepted {

@@ -99,7 +99,11 @@ where
             .ok_or_else(|| {
                 Problem::unauthorized("the Authorization header must be `Bearer <key>`")
             })?;
-        let owner = match Authenticator::from_ref(state).authenticate(key).await {
+        let started = std::time::Instant::now();
+        let found = Authenticator::from_ref(state).authenticate(key).await;
+        // Layers 1 and 2 of the accept pipeline (and every other tenant request's first step).
+        metrics::histogram!("hermes_auth_seconds").record(started.elapsed().as_secs_f64());
+        let owner = match found {
             Ok(Some(owner)) => owner,
             Ok(None) => return Err(Problem::unauthorized("the API key is not valid")),
             Err(e) => return Err(Problem::internal(&e)),
