@@ -67,7 +67,12 @@ fn describe(event: &MessageEvent, state: Option<&Message>) -> String {
             let ttl = expires_at
                 .map(|e| format!(", expires {}", e.format("%H:%M:%S")))
                 .unwrap_or_default();
-            format!("cascade {}{ttl}", steps.join(" -> "))
+            let policy = spec
+                .cascade_policy
+                .as_ref()
+                .map(|p| format!(" (policy {} v{})", p.name, p.version))
+                .unwrap_or_default();
+            format!("cascade {}{policy}{ttl}", steps.join(" -> "))
         }
         MessageEvent::StepStarted {
             step_index,

@@ -17,6 +17,7 @@ use crate::channel::Channel;
 use crate::phone::is_country_code;
 use crate::rate_limit::{MAX_PER_SECOND, RateLimit};
 use crate::validation::characters::first_unreadable;
+use crate::validation::check_policy_steps;
 
 /// Longest tenant or key name, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
@@ -77,6 +78,30 @@ pub struct TenantSettings {
     /// The countries (ISO 3166-1 alpha-2) an SMS or WhatsApp step may send to; all when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_countries: Option<BTreeSet<String>>,
+    /// Named cascades a message may ask for by name (`"cascade": "otp"`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cascade_policies: BTreeMap<String, CascadePolicy>,
+}
+
+/// A named cascade: the steps, as a message's `cascade` list, and the version they have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CascadePolicy {
+    pub steps: serde_json::Value,
+    /// Set by Hermes, not the operator: the tenant's stream version at which the policy took
+    /// these steps, so a message can say which shape of the policy it ran.
+    #[serde(default)]
+    pub version: i64,
+}
+
+/// Longest cascade policy name.
+pub const MAX_POLICY_NAME_CHARS: usize = 64;
+
+fn is_policy_name(name: &str) -> bool {
+    (1..=MAX_POLICY_NAME_CHARS).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 impl TenantSettings {
@@ -220,6 +245,10 @@ pub enum TenantError {
     #[error("the overlap is 0 to {} seconds", MAX_ROTATION_OVERLAP.num_seconds())]
     InvalidOverlap,
     #[error(
+        "cascade policy {name:?}: {reason} (a name has 1 to {MAX_POLICY_NAME_CHARS} of a-z, 0-9, '-', '_')"
+    )]
+    InvalidCascadePolicy { name: String, reason: String },
+    #[error(
         "settings are an object of known settings: max_sms_segments (1 to {MAX_SMS_SEGMENTS_LIMIT}), \
          rate_limit and channel_rate_limits.<channel> ({{\"per_second\": 1 to {MAX_PER_SECOND}, \
          \"burst\"?: 1 to {MAX_PER_SECOND}}}), allowed_countries ([\"US\", ...]: ISO 3166-1 \
@@ -238,6 +267,7 @@ impl TenantError {
             TenantError::NoKey(_) => "not_found",
             TenantError::KeyNotRotatable(_) => "key_not_rotatable",
             TenantError::InvalidOverlap => "invalid_overlap",
+            TenantError::InvalidCascadePolicy { .. } => "invalid_cascade_policy",
             TenantError::InvalidSetting => "invalid_setting",
         }
     }
@@ -399,13 +429,33 @@ impl Tenant {
         Ok(vec![TenantEvent::TenantDeactivated { reason }])
     }
 
+    /// Records `settings`; a cascade policy whose steps change (or that is new) takes the version
+    /// this change will have, the others keep theirs (whatever version was given).
     pub fn change_settings(
         &self,
-        settings: TenantSettings,
+        mut settings: TenantSettings,
     ) -> Result<Vec<TenantEvent>, TenantError> {
         self.not_deactivated()?;
         if !settings.is_valid() {
             return Err(TenantError::InvalidSetting);
+        }
+        for (name, policy) in &mut settings.cascade_policies {
+            if !is_policy_name(name) {
+                return Err(TenantError::InvalidCascadePolicy {
+                    name: name.clone(),
+                    reason: "not a valid name".into(),
+                });
+            }
+            check_policy_steps(&policy.steps).map_err(|reason| {
+                TenantError::InvalidCascadePolicy {
+                    name: name.clone(),
+                    reason,
+                }
+            })?;
+            policy.version = match self.settings.cascade_policies.get(name) {
+                Some(old) if old.steps == policy.steps => old.version,
+                _ => self.version + 1,
+            };
         }
         if settings == self.settings {
             return Ok(vec![]);
@@ -682,6 +732,63 @@ mod tests {
             t.change_settings(lowercase),
             Err(TenantError::InvalidSetting)
         );
+    }
+
+    #[test]
+    fn a_cascade_policy_is_checked_and_versioned_when_its_steps_change() {
+        let mut h = created();
+        let t = given(&h);
+        let otp = serde_json::json!({"cascade_policies": {"otp": {"steps": [{"channel": "sms"}]}}});
+        let decided = t.change_settings(t.settings.merged(&otp).unwrap()).unwrap();
+        let t = then(&mut h, decided);
+        let first = t.settings.cascade_policies["otp"].version;
+        assert_eq!(first, t.version, "the version of the change that made it");
+        // Another setting changes: the policy keeps its version, whatever the patch says.
+        let decided = t
+            .change_settings(
+                t.settings
+                    .merged(&serde_json::json!({"max_sms_segments": 2,
+                        "cascade_policies": {"otp": {"version": 99}}}))
+                    .unwrap(),
+            )
+            .unwrap();
+        let t = then(&mut h, decided);
+        assert_eq!(t.settings.cascade_policies["otp"].version, first);
+        // Its steps change: a new version.
+        let decided = t
+            .change_settings(
+                t.settings
+                    .merged(&serde_json::json!({"cascade_policies": {"otp": {"steps": [
+                        {"channel": "sms"}, {"channel": "email"}]}}}))
+                    .unwrap(),
+            )
+            .unwrap();
+        let t = then(&mut h, decided);
+        assert_eq!(t.settings.cascade_policies["otp"].version, t.version);
+        assert!(t.version > first);
+        for (patch, code) in [
+            (
+                serde_json::json!({"cascade_policies": {"OTP": {"steps": [{"channel": "sms"}]}}}),
+                "invalid_cascade_policy",
+            ),
+            (
+                serde_json::json!({"cascade_policies": {"otp": {"steps": [{"channel": "fax"}]}}}),
+                "invalid_cascade_policy",
+            ),
+            (
+                serde_json::json!({"cascade_policies": {"otp": {"steps": []}}}),
+                "invalid_cascade_policy",
+            ),
+            (
+                serde_json::json!({"cascade_policies": {"otp": {"steps": "sms"}}}),
+                "invalid_cascade_policy",
+            ),
+        ] {
+            let err = t
+                .change_settings(t.settings.merged(&patch).unwrap())
+                .unwrap_err();
+            assert_eq!(err.code(), code, "{patch}: {err}");
+        }
     }
 
     #[test]

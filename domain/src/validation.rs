@@ -2,7 +2,7 @@
 //! every problem found, each with a stable `code` that clients can switch on.
 
 use crate::channel::{Channel, Until};
-use crate::message::spec::{CascadeStep, Content, MessageSpec, Recipient};
+use crate::message::spec::{CascadeStep, Content, MessageSpec, PolicyRef, Recipient};
 use crate::phone;
 use crate::sms_segments;
 use crate::tenant::TenantSettings;
@@ -132,7 +132,45 @@ pub fn validate(draft: MessageDraft) -> Result<MessageSpec, Vec<ValidationError>
         reference: draft.reference,
         metadata: draft.metadata,
         ttl_seconds,
+        cascade_policy: None,
     })
+}
+
+/// When `cascade` names one of the tenant's policies, puts the policy's steps in its place and
+/// says which policy and version; [`validate`] then checks them with the rest of the request (a
+/// name the tenant has no policy for stays, and is refused there as `unknown_cascade_policy`).
+pub fn resolve_cascade_policy(
+    draft: &mut MessageDraft,
+    settings: &TenantSettings,
+) -> Option<PolicyRef> {
+    let Some(Value::String(name)) = &draft.cascade else {
+        return None;
+    };
+    let policy = settings.cascade_policies.get(name)?;
+    let used = PolicyRef {
+        name: name.clone(),
+        version: policy.version,
+    };
+    draft.cascade = Some(policy.steps.clone());
+    Some(used)
+}
+
+/// Checks a cascade policy's steps as a request's `cascade` list is checked; the problems'
+/// messages, joined.
+pub fn check_policy_steps(steps: &Value) -> Result<(), String> {
+    if !steps.is_array() {
+        return Err("a policy's steps are a list, as a message's cascade".into());
+    }
+    let mut errors = Vec::new();
+    validate_cascade(Some(steps), &mut errors);
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(errors
+        .iter()
+        .map(|e| e.message.as_str())
+        .collect::<Vec<_>>()
+        .join("; "))
 }
 
 fn validate_cascade(raw: Option<&Value>, errors: &mut Vec<ValidationError>) -> Vec<CascadeStep> {

@@ -48,6 +48,7 @@ fn expected(fixture: &str) -> MessageEvent {
         "MessageAccepted" => MessageEvent::MessageAccepted {
             tenant_id: tenant(),
             spec: Box::new(MessageSpec {
+                cascade_policy: None,
                 to: Recipient {
                     phone: Some("+14155550100".into()),
                     email: Some("ada@example.com".into()),
@@ -98,6 +99,7 @@ fn expected(fixture: &str) -> MessageEvent {
         "MessageAccepted.minimal" => MessageEvent::MessageAccepted {
             tenant_id: tenant(),
             spec: Box::new(MessageSpec {
+                cascade_policy: None,
                 to: Recipient {
                     phone: Some("+14155550100".into()),
                     ..Default::default()

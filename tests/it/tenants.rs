@@ -800,3 +800,72 @@ async fn a_number_outside_the_tenants_countries_is_refused() {
         202
     );
 }
+
+#[tokio::test]
+async fn a_message_may_name_a_cascade_policy_and_records_its_version() {
+    let app = spawn().await;
+    let tenant = app.tenant_id;
+    let (status, updated) = admin(
+        &app,
+        Method::PATCH,
+        &format!("/admin/v1/tenants/{tenant}"),
+        Some(json!({"settings": {"cascade_policies": {"otp": {"steps": [
+            {"channel": "sms", "timeout_seconds": 30}, {"channel": "email", "timeout_seconds": 60}]}}}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{updated}");
+    let version = updated["settings"]["cascade_policies"]["otp"]["version"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(version, updated["version"].as_i64().unwrap());
+
+    // The SMS is undelivered (the mock's 0009): the policy's email step delivers.
+    let id = app
+        .send(
+            &json!({"to": {"phone": "+15005550009", "email": "ada@example.com"},
+                      "content": {"text": "Your code is 1234", "email": {"subject": "Your code"}},
+                      "cascade": "otp"}),
+        )
+        .await;
+    let done = app
+        .wait_for_status(&id, "delivered", crate::harness::WITHIN)
+        .await;
+    let channels: Vec<&str> = done["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["channel"].as_str().unwrap())
+        .collect();
+    assert_eq!(channels, ["sms", "email"]);
+    let events = app.events(&id).await;
+    assert_eq!(
+        events[0]["data"]["spec"]["cascade_policy"],
+        json!({"name": "otp", "version": version}),
+        "{}",
+        events[0]
+    );
+
+    // A name the tenant has no policy for, and a policy the operator cannot define.
+    let response = app
+        .post_message(
+            &json!({"to": {"phone": "+14155550100"}, "content": {"text": "hi"},
+                              "cascade": "marketing"}),
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 422);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["code"],
+        "unknown_cascade_policy"
+    );
+    let (status, problem) = admin(
+        &app,
+        Method::PATCH,
+        &format!("/admin/v1/tenants/{tenant}"),
+        Some(json!({"settings": {"cascade_policies": {"bad": {"steps": [{"channel": "fax"}]}}}})),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (422, Some("invalid_cascade_policy"))
+    );
+}

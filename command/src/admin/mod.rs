@@ -154,7 +154,8 @@ fn tenant_problem(e: TenantCommandError) -> Problem {
                 TenantError::InvalidName
                 | TenantError::InvalidReason
                 | TenantError::InvalidOverlap
-                | TenantError::InvalidSetting => StatusCode::UNPROCESSABLE_ENTITY,
+                | TenantError::InvalidSetting
+                | TenantError::InvalidCascadePolicy { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             };
             Problem::new(status, refused.code(), detail)
         }

@@ -174,7 +174,7 @@ fn send_message_request() -> Value {
                 "type": "array",
                 "minItems": 1,
                 "maxItems": MAX_CASCADE_STEPS,
-                "description": "The channels to try in order, each until its `until` or its timeout.",
+                "description": "The channels to try in order, each until its `until` or its timeout. Instead of the list, a request may name one of its tenant's cascade policies (`\"cascade\": \"otp\"`), which an operator defines in the tenant's settings; a name the tenant has no policy for is refused with `unknown_cascade_policy`.",
                 "items": {
                     "type": "object",
                     "additionalProperties": false,

@@ -126,10 +126,11 @@ pub async fn send_message(
     state.backlog.admit().map_err(ApiError::Overloaded)?;
     // The pipeline's layers after auth and tenant (see README "The validation pipeline"), each
     // timed in `hermes_accept_layer_seconds{layer}`.
-    let spec = timed(Layer::Schema, || {
-        validation::validate(body.value.into_draft())
-    })
-    .map_err(ApiError::Validation)?;
+    let mut draft = body.value.into_draft();
+    let policy = validation::resolve_cascade_policy(&mut draft, &tenant.1);
+    let mut spec =
+        timed(Layer::Schema, || validation::validate(draft)).map_err(ApiError::Validation)?;
+    spec.cascade_policy = policy;
     timed(Layer::TenantRules, || {
         validation::validate_for_tenant(&spec, &tenant.1)
     })

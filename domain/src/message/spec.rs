@@ -185,4 +185,15 @@ pub struct MessageSpec {
     pub reference: Option<String>,
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
     pub ttl_seconds: Option<u32>,
+    /// The tenant's named cascade policy the steps came from, and which version of it.
+    pub cascade_policy: Option<PolicyRef>,
+}
+
+/// A named cascade policy as a message used it: its version is the tenant's stream version at
+/// which the policy took the shape the message ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRef {
+    pub name: String,
+    pub version: i64,
 }

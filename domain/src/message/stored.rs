@@ -17,7 +17,7 @@ use crate::channel::{Channel, Until};
 use crate::ids::{AttemptId, TenantId};
 use crate::message::events::{AttemptError, Completion, MessageEvent, ReceiptStatus};
 use crate::message::spec::{
-    CascadeStep, Content, EmailContent, MessageSpec, PushContent, Recipient, SmsContent,
+    CascadeStep, Content, EmailContent, MessageSpec, PolicyRef, PushContent, Recipient, SmsContent,
     WhatsappContent, WhatsappTemplate,
 };
 use chrono::{DateTime, Utc};
@@ -137,6 +137,9 @@ pub struct SpecPayload {
     pub metadata: Option<Map<String, Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_seconds: Option<u32>,
+    /// Absent on messages that gave their steps (and on every message stored before policies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cascade_policy: Option<PolicyRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -397,6 +400,7 @@ impl From<MessageSpec> for SpecPayload {
             reference: s.reference,
             metadata: s.metadata,
             ttl_seconds: s.ttl_seconds,
+            cascade_policy: s.cascade_policy,
         }
     }
 }
@@ -595,6 +599,7 @@ impl From<SpecPayload> for MessageSpec {
             reference: s.reference,
             metadata: s.metadata,
             ttl_seconds: s.ttl_seconds,
+            cascade_policy: s.cascade_policy,
         }
     }
 }

@@ -163,6 +163,7 @@ pub(super) fn step(channel: Channel, timeout_seconds: u32, until: Until) -> Casc
 
 pub(super) fn spec(cascade: Vec<CascadeStep>, ttl_seconds: Option<u32>) -> MessageSpec {
     MessageSpec {
+        cascade_policy: None,
         to: Recipient {
             phone: Some("+37255512345".into()),
             email: Some("ada@example.com".into()),
