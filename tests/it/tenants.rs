@@ -869,3 +869,64 @@ async fn a_message_may_name_a_cascade_policy_and_records_its_version() {
         (422, Some("invalid_cascade_policy"))
     );
 }
+
+#[tokio::test]
+async fn a_preview_answers_route_country_and_segments_and_stores_and_spends_nothing() {
+    let app = TestApp::spawn().await;
+    tenants::change_settings(
+        &app.app.pool,
+        app.tenant_id,
+        &json!({"max_sms_segments": 2, "rate_limit": {"per_second": 1, "burst": 1},
+                "cascade_policies": {"otp": {"steps": [{"channel": "sms", "timeout_seconds": 30},
+                                                       {"channel": "email"}]}}}),
+    )
+    .await
+    .unwrap();
+    let preview = |body: Value| {
+        let app = &app;
+        async move {
+            let response = app
+                .client
+                .post(app.url("/v1/messages/preview"))
+                .bearer_auth(&app.api_key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    // 200 characters with a '€': 201 septets, two SMS parts.
+    let body = json!({"to": {"phone": "+14165550100", "email": "ada@example.com"},
+                      "content": {"text": format!("{}€", "a".repeat(199))}, "cascade": "otp"});
+    for _ in 0..3 {
+        let (status, answer) = preview(body.clone()).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            answer,
+            json!({"cascade_policy": {"name": "otp", "version": answer["cascade_policy"]["version"]},
+                   "steps": [
+                {"channel": "sms", "timeout_seconds": 30, "until": "delivered", "account": "mock",
+                 "country": "CA", "sms": {"encoding": "gsm7", "units": 201, "segments": 2}},
+                {"channel": "email", "timeout_seconds": 60, "until": "delivered", "account": "mock"}
+            ]})
+        );
+    }
+    // Refused as a send would be, with the same code.
+    let (status, problem) = preview(json!({"to": {"phone": "+14165550100"},
+        "content": {"text": "a".repeat(307)}, "cascade": [{"channel": "sms"}]}))
+    .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (422, Some("too_many_segments"))
+    );
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE stream_type = 'message'")
+            .fetch_one(&app.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, 0, "a preview stores nothing");
+    // Three previews spent none of the tenant's one-message burst.
+    assert_eq!(app.post_message(&body).await.status().as_u16(), 202);
+}

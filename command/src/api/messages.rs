@@ -10,7 +10,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use hermes_domain::message::MessageCommand;
+use hermes_domain::message::{MessageCommand, MessageSpec};
 use hermes_domain::validation;
 use hermes_domain::{Channel, MessageId};
 use hermes_infra::event_store::EventMetadata;
@@ -75,6 +75,42 @@ fn timed<T>(layer: Layer, run: impl FnOnce() -> T) -> T {
     out
 }
 
+/// The pipeline's layers after auth and tenant that need no I/O (see README "The validation
+/// pipeline"): the tenant's cascade policy put in place, the schema and content, then what the
+/// tenant's settings add; each timed in `hermes_accept_layer_seconds{layer}`.
+pub(super) fn checked_spec(
+    tenant: &Tenant,
+    request: SendMessageRequest,
+) -> Result<MessageSpec, ApiError> {
+    let mut draft = request.into_draft();
+    let policy = validation::resolve_cascade_policy(&mut draft, &tenant.1);
+    let mut spec =
+        timed(Layer::Schema, || validation::validate(draft)).map_err(ApiError::Validation)?;
+    spec.cascade_policy = policy;
+    timed(Layer::TenantRules, || {
+        validation::validate_for_tenant(&spec, &tenant.1)
+    })
+    .map_err(ApiError::Validation)?;
+    Ok(spec)
+}
+
+/// Some provider account serves every channel of the cascade (`channel_unavailable` if not).
+pub(super) fn every_channel_served(
+    state: &CommandState,
+    spec: &MessageSpec,
+) -> Result<(), ApiError> {
+    let served: Vec<Channel> = state
+        .providers
+        .candidates()
+        .into_iter()
+        .flat_map(|c| c.channels)
+        .collect();
+    match spec.cascade.iter().find(|s| !served.contains(&s.channel)) {
+        Some(step) => Err(ApiError::ChannelUnavailable(step.channel.to_string())),
+        None => Ok(()),
+    }
+}
+
 /// Accept a message for delivery. The cascade runs in the background; follow it with
 /// `GET /v1/messages/{id}`.
 #[utoipa::path(
@@ -124,30 +160,12 @@ pub async fn send_message(
     };
     // Refused before anything else is done: the cheapest answer while the workers catch up.
     state.backlog.admit().map_err(ApiError::Overloaded)?;
-    // The pipeline's layers after auth and tenant (see README "The validation pipeline"), each
-    // timed in `hermes_accept_layer_seconds{layer}`.
-    let mut draft = body.value.into_draft();
-    let policy = validation::resolve_cascade_policy(&mut draft, &tenant.1);
-    let mut spec =
-        timed(Layer::Schema, || validation::validate(draft)).map_err(ApiError::Validation)?;
-    spec.cascade_policy = policy;
-    timed(Layer::TenantRules, || {
-        validation::validate_for_tenant(&spec, &tenant.1)
-    })
-    .map_err(ApiError::Validation)?;
+    let spec = checked_spec(&tenant, body.value)?;
     let started = Instant::now();
     let admitted = rate_limits::admit(&state.rate_limiter, tenant.0, &tenant.1, &spec).await;
     Layer::RateLimit.record(started);
     admitted.map_err(ApiError::RateLimited)?;
-    let served: Vec<Channel> = state
-        .providers
-        .candidates()
-        .into_iter()
-        .flat_map(|c| c.channels)
-        .collect();
-    if let Some(step) = spec.cascade.iter().find(|s| !served.contains(&s.channel)) {
-        return Err(ApiError::ChannelUnavailable(step.channel.to_string()));
-    }
+    every_channel_served(&state, &spec)?;
     let started = Instant::now();
     let accepted = state
         .accepts

@@ -6,6 +6,7 @@ pub mod body;
 pub mod contract;
 pub mod error;
 pub mod messages;
+pub mod preview;
 pub mod rate_limits;
 pub mod receipts;
 pub mod send_request;
@@ -45,6 +46,7 @@ where
     OpenApiRouter::new()
         .routes(routes!(messages::send_message))
         .routes(routes!(messages::cancel_message))
+        .routes(routes!(preview::preview_message))
         .routes(routes!(ack::acknowledge_push))
         .routes(routes!(receipts::receive_attempt_callback))
         .routes(routes!(

@@ -1,0 +1,134 @@
+//! `POST /v1/messages/preview`: what `POST /v1/messages` would do with this request, without
+//! doing it. The same layers refuse with the same codes (auth, tenant, schema, content,
+//! compliance, channels served); an accepted request answers, per step, the account the router
+//! would pick now, the recipient's country, and for SMS the segments it takes. Nothing is stored,
+//! nothing is sent, and the tenant's rate limits are neither checked nor spent.
+
+use super::CommandState;
+use super::body::JsonBody;
+use super::error::ApiError;
+use super::messages::{checked_spec, every_channel_served};
+use super::send_request::SendMessageRequest;
+use axum::Json;
+use axum::extract::State;
+use hermes_domain::message::MessageSpec;
+use hermes_domain::routing::pick_provider;
+use hermes_domain::{Channel, Until, phone, sms_segments};
+use hermes_infra::http::{Problem, Tenant};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessagePreview {
+    /// The steps the message would run, in order.
+    pub steps: Vec<StepPreview>,
+    /// The tenant's cascade policy the steps come from, when the request named one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cascade_policy: Option<PolicyPreview>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PolicyPreview {
+    pub name: String,
+    pub version: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StepPreview {
+    pub channel: Channel,
+    pub timeout_seconds: u32,
+    pub until: Until,
+    /// The provider account the router would pick for the step's first attempt now: the first
+    /// healthy account of the channel in priority order (another when it fails over).
+    pub account: Option<String>,
+    /// The recipient's country (ISO 3166-1 alpha-2), for SMS and WhatsApp steps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// For SMS steps: the parts the text is sent in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sms: Option<SmsPreview>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SmsPreview {
+    /// `gsm7` or `ucs2`.
+    #[schema(example = "gsm7")]
+    pub encoding: &'static str,
+    /// Septets (GSM-7) or UTF-16 units (UCS-2).
+    pub units: usize,
+    pub segments: usize,
+}
+
+/// Preview a message: what `POST /v1/messages` would accept and how it would route it, without
+/// storing or sending anything (and without spending the tenant's rate limits).
+#[utoipa::path(
+    post,
+    path = "/v1/messages/preview",
+    tag = "messages",
+    request_body = SendMessageRequest,
+    responses(
+        (status = 200, description = "The message would be accepted; how it would go", body = MessagePreview),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's tenant is suspended (`tenant_suspended`) or deactivated (`tenant_deactivated`)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The message would be refused, with the code `POST /v1/messages` would answer", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn preview_message(
+    State(state): State<CommandState>,
+    tenant: Tenant,
+    body: JsonBody<SendMessageRequest>,
+) -> Result<Json<MessagePreview>, ApiError> {
+    let spec = checked_spec(&tenant, body.value)?;
+    every_channel_served(&state, &spec)?;
+    Ok(Json(preview(&spec, &state.providers.candidates())))
+}
+
+fn preview(
+    spec: &MessageSpec,
+    candidates: &[hermes_domain::routing::ProviderCandidate],
+) -> MessagePreview {
+    let steps = spec
+        .cascade
+        .iter()
+        .map(|step| {
+            let number = match step.channel {
+                Channel::Sms => spec.to.phone.as_deref(),
+                Channel::Whatsapp => spec.to.whatsapp.as_deref(),
+                Channel::Email | Channel::Push => None,
+            };
+            let sms = (step.channel == Channel::Sms)
+                .then(|| {
+                    spec.content
+                        .own_text(Channel::Sms)
+                        .or(spec.content.text.as_ref())
+                })
+                .flatten()
+                .map(|text| {
+                    let counted = sms_segments::count(text);
+                    SmsPreview {
+                        encoding: counted.encoding.as_str(),
+                        units: counted.units,
+                        segments: counted.segments,
+                    }
+                });
+            StepPreview {
+                channel: step.channel,
+                timeout_seconds: step.timeout_seconds,
+                until: step.until,
+                account: pick_provider(step.channel, candidates, &[]).map(str::to_owned),
+                country: number.and_then(phone::country_of),
+                sms,
+            }
+        })
+        .collect();
+    MessagePreview {
+        steps,
+        cascade_policy: spec.cascade_policy.as_ref().map(|p| PolicyPreview {
+            name: p.name.clone(),
+            version: p.version,
+        }),
+    }
+}
