@@ -21,6 +21,7 @@ use hermes_infra::provider_accounts::{self, SealingKey};
 use hermes_infra::rate_limit::RateLimiter;
 use hermes_infra::{db, subscription};
 use hermes_projections::message_views::{self, MessageViews};
+use hermes_projections::suppressions::Suppressions;
 use hermes_query::QueryState;
 use rand::RngCore;
 use sqlx::PgPool;
@@ -180,6 +181,10 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
     let handler = CommandHandler::new(pool.clone());
 
     let mut tasks = vec![tokio::spawn(source.run(providers.clone()))];
+    if roles.projector {
+        // On either transport: it follows the Postgres log, which is always there.
+        tasks.push(tokio::spawn(subscription::run(pool.clone(), Suppressions)));
+    }
     match &kafka {
         // The Postgres tail: one active consumer per role, the others stand by.
         None => {

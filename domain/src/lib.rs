@@ -12,6 +12,7 @@ pub mod phone;
 pub mod rate_limit;
 pub mod routing;
 pub mod sms_segments;
+pub mod suppression;
 pub mod tenant;
 pub mod timers;
 pub mod validation;

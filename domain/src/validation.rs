@@ -133,7 +133,26 @@ pub fn validate(draft: MessageDraft) -> Result<MessageSpec, Vec<ValidationError>
         metadata: draft.metadata,
         ttl_seconds,
         cascade_policy: None,
+        suppressed_steps: Vec::new(),
     })
+}
+
+/// Checks one address as `to`'s field for `channel` is checked (for suppression lists).
+pub fn check_address(channel: Channel, address: &str) -> Result<(), String> {
+    let mut to = Recipient::default();
+    let field = match channel {
+        Channel::Sms => &mut to.phone,
+        Channel::Email => &mut to.email,
+        Channel::Push => &mut to.push_token,
+        Channel::Whatsapp => &mut to.whatsapp,
+    };
+    *field = Some(address.to_owned());
+    let mut errors = Vec::new();
+    validate_recipient(&to, &mut errors);
+    match errors.first() {
+        None => Ok(()),
+        Some(e) => Err(e.message.clone()),
+    }
 }
 
 /// When `cascade` names one of the tenant's policies, puts the policy's steps in its place and

@@ -49,6 +49,7 @@ fn expected(fixture: &str) -> MessageEvent {
             tenant_id: tenant(),
             spec: Box::new(MessageSpec {
                 cascade_policy: None,
+                suppressed_steps: Vec::new(),
                 to: Recipient {
                     phone: Some("+14155550100".into()),
                     email: Some("ada@example.com".into()),
@@ -100,6 +101,7 @@ fn expected(fixture: &str) -> MessageEvent {
             tenant_id: tenant(),
             spec: Box::new(MessageSpec {
                 cascade_policy: None,
+                suppressed_steps: Vec::new(),
                 to: Recipient {
                     phone: Some("+14155550100".into()),
                     ..Default::default()

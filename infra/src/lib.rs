@@ -13,6 +13,7 @@ pub mod provider_accounts;
 pub mod rate_limit;
 pub mod secret;
 pub mod subscription;
+pub mod suppressions;
 pub mod tenants;
 pub mod timers;
 

@@ -5,3 +5,4 @@
 pub mod kafka;
 pub mod message_row;
 pub mod message_views;
+pub mod suppressions;

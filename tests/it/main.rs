@@ -32,6 +32,7 @@ mod sealed_accounts;
 mod secrets_argv;
 mod server_limits;
 mod snapshots;
+mod suppressions;
 mod tenant_errors;
 mod tenants;
 mod timer_clock;

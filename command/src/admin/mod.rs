@@ -5,6 +5,7 @@
 //! constant time); without it the admin API is off.
 
 mod plugins;
+mod suppressions;
 mod tenants;
 mod token;
 
@@ -70,6 +71,14 @@ pub fn router(state: AdminState) -> axum::Router {
             "/admin/v1/tenants/{id}/keys/{key_id}/rotate",
             post(tenants::rotate_key),
         )
+        .route(
+            "/admin/v1/tenants/{id}/suppressions",
+            get(suppressions::list),
+        )
+        .route(
+            "/admin/v1/tenants/{id}/suppressions/{channel}/{address}",
+            put(suppressions::add).delete(suppressions::remove),
+        )
         // The upload reads its body itself, with its own limit and a problem+json refusal.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
@@ -99,6 +108,10 @@ pub(crate) enum AdminError {
     NoKey,
     #[error("status is one of active, suspended, deactivated")]
     BadStatus,
+    #[error("{0}")]
+    BadSuppression(String),
+    #[error("the address is not on the tenant's suppression list")]
+    NotSuppressed,
     /// A body that is too large, not JSON, or not of the command's shape: answered as the API does.
     #[error(transparent)]
     Request(#[from] ApiError),
@@ -133,6 +146,12 @@ impl IntoResponse for AdminError {
             }
             AdminError::Tenant(e) => tenant_problem(e),
             AdminError::NoKey => Problem::not_found("API key"),
+            AdminError::BadSuppression(_) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_suppression",
+                detail,
+            ),
+            AdminError::NotSuppressed => Problem::not_found("suppression"),
             AdminError::BadStatus => {
                 Problem::new(StatusCode::BAD_REQUEST, "invalid_status", detail)
             }

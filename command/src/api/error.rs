@@ -50,6 +50,10 @@ pub enum ApiError {
     RateLimited(Limited),
     #[error("{0} not found")]
     NotFound(&'static str),
+    #[error(
+        "every step's address is on this tenant's suppression list ({0}): nothing would be sent"
+    )]
+    RecipientSuppressed(String),
     #[error("unknown provider {0}")]
     UnknownProvider(String),
     #[error(
@@ -115,6 +119,11 @@ impl IntoResponse for ApiError {
                 return response;
             }
             ApiError::NotFound(what) => Problem::not_found(what),
+            ApiError::RecipientSuppressed(_) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "recipient_suppressed",
+                detail,
+            ),
             ApiError::UnknownProvider(_) => {
                 Problem::new(StatusCode::NOT_FOUND, "unknown_provider", detail)
             }

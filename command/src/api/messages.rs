@@ -15,6 +15,7 @@ use hermes_domain::validation;
 use hermes_domain::{Channel, MessageId};
 use hermes_infra::event_store::EventMetadata;
 use hermes_infra::http::{Problem, Tenant};
+use hermes_infra::suppressions;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::time::Instant;
@@ -49,6 +50,8 @@ enum Layer {
     Schema,
     /// What the tenant's settings add: its SMS segment cap (4) and allowed countries (5).
     TenantRules,
+    /// Layer 6, for tenants with a suppression list.
+    Suppression,
     /// Layer 7.
     RateLimit,
     /// Layer 8 (the Idempotency-Key) and the commit that stores the message.
@@ -60,6 +63,7 @@ impl Layer {
         let layer = match self {
             Layer::Schema => "schema",
             Layer::TenantRules => "tenant_rules",
+            Layer::Suppression => "suppression",
             Layer::RateLimit => "rate_limit",
             Layer::DedupAndStore => "dedup_and_store",
         };
@@ -83,15 +87,37 @@ pub(super) fn checked_spec(
     request: SendMessageRequest,
 ) -> Result<MessageSpec, ApiError> {
     let mut draft = request.into_draft();
-    let policy = validation::resolve_cascade_policy(&mut draft, &tenant.1);
+    let policy = validation::resolve_cascade_policy(&mut draft, &tenant.1.settings);
     let mut spec =
         timed(Layer::Schema, || validation::validate(draft)).map_err(ApiError::Validation)?;
     spec.cascade_policy = policy;
     timed(Layer::TenantRules, || {
-        validation::validate_for_tenant(&spec, &tenant.1)
+        validation::validate_for_tenant(&spec, &tenant.1.settings)
     })
     .map_err(ApiError::Validation)?;
     Ok(spec)
+}
+
+/// Layer 6: the steps whose address is on the tenant's suppression list are skipped (recorded
+/// in the spec, so in `MessageAccepted`); a message with no step left is refused.
+pub(super) async fn skip_suppressed(
+    state: &CommandState,
+    tenant: &Tenant,
+    spec: &mut MessageSpec,
+) -> Result<(), ApiError> {
+    if !tenant.1.has_suppressions {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let suppressed = suppressions::suppressed_steps(state.handler.pool(), tenant.0.0, spec).await;
+    Layer::Suppression.record(started);
+    let suppressed = suppressed.map_err(|e| ApiError::Command(e.into()))?;
+    if suppressed.len() == spec.cascade.len() {
+        let listed: Vec<String> = spec.cascade.iter().map(|s| s.channel.to_string()).collect();
+        return Err(ApiError::RecipientSuppressed(listed.join(", ")));
+    }
+    spec.suppressed_steps = suppressed;
+    Ok(())
 }
 
 /// Some provider account serves every channel of the cascade (`channel_unavailable` if not).
@@ -127,7 +153,7 @@ pub(super) fn every_channel_served(
         (status = 403, description = "The key's tenant is suspended (`tenant_suspended`) or deactivated (`tenant_deactivated`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The Idempotency-Key was used with another body", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid request; also, by the tenant's settings (not in this schema), `too_many_segments` when the SMS a step would send takes more segments than `max_sms_segments` allows, and `country_not_allowed` when a phone step's number is in a country outside `allowed_countries`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid request; also, by the tenant's settings (not in this schema), `too_many_segments` when the SMS a step would send takes more segments than `max_sms_segments` allows, `country_not_allowed` when a phone step's number is in a country outside `allowed_countries`, and `recipient_suppressed` when every step's address is on the tenant's suppression list", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "The tenant's rate limit (`rate_limit`, or a channel's in `channel_rate_limits`) is reached (code `rate_limited`); nothing was accepted", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds until one more message fits"))),
         (status = 503, description = "Overloaded (code `overloaded`, see `Retry-After`): accepted messages wait too long for their dispatch", body = Problem, content_type = "application/problem+json",
@@ -160,9 +186,11 @@ pub async fn send_message(
     };
     // Refused before anything else is done: the cheapest answer while the workers catch up.
     state.backlog.admit().map_err(ApiError::Overloaded)?;
-    let spec = checked_spec(&tenant, body.value)?;
+    let mut spec = checked_spec(&tenant, body.value)?;
+    skip_suppressed(&state, &tenant, &mut spec).await?;
     let started = Instant::now();
-    let admitted = rate_limits::admit(&state.rate_limiter, tenant.0, &tenant.1, &spec).await;
+    let admitted =
+        rate_limits::admit(&state.rate_limiter, tenant.0, &tenant.1.settings, &spec).await;
     Layer::RateLimit.record(started);
     admitted.map_err(ApiError::RateLimited)?;
     every_channel_served(&state, &spec)?;

@@ -7,7 +7,7 @@
 use super::CommandState;
 use super::body::JsonBody;
 use super::error::ApiError;
-use super::messages::{checked_spec, every_channel_served};
+use super::messages::{checked_spec, every_channel_served, skip_suppressed};
 use super::send_request::SendMessageRequest;
 use axum::Json;
 use axum::extract::State;
@@ -38,6 +38,9 @@ pub struct StepPreview {
     pub channel: Channel,
     pub timeout_seconds: u32,
     pub until: Until,
+    /// The recipient's address for this channel is on the tenant's suppression list: the step
+    /// would be skipped.
+    pub suppressed: bool,
     /// The provider account the router would pick for the step's first attempt now: the first
     /// healthy account of the channel in priority order (another when it fails over).
     pub account: Option<String>,
@@ -81,7 +84,8 @@ pub async fn preview_message(
     tenant: Tenant,
     body: JsonBody<SendMessageRequest>,
 ) -> Result<Json<MessagePreview>, ApiError> {
-    let spec = checked_spec(&tenant, body.value)?;
+    let mut spec = checked_spec(&tenant, body.value)?;
+    skip_suppressed(&state, &tenant, &mut spec).await?;
     every_channel_served(&state, &spec)?;
     Ok(Json(preview(&spec, &state.providers.candidates())))
 }
@@ -93,7 +97,8 @@ fn preview(
     let steps = spec
         .cascade
         .iter()
-        .map(|step| {
+        .enumerate()
+        .map(|(i, step)| {
             let number = match step.channel {
                 Channel::Sms => spec.to.phone.as_deref(),
                 Channel::Whatsapp => spec.to.whatsapp.as_deref(),
@@ -115,6 +120,7 @@ fn preview(
                     }
                 });
             StepPreview {
+                suppressed: spec.suppressed_steps.contains(&i),
                 channel: step.channel,
                 timeout_seconds: step.timeout_seconds,
                 until: step.until,

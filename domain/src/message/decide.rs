@@ -113,7 +113,10 @@ pub fn accept(tenant_id: TenantId, spec: MessageSpec, now: DateTime<Utc>) -> Vec
     let expires_at = spec
         .ttl_seconds
         .map(|ttl| now + Duration::seconds(i64::from(ttl)));
-    let first = spec.cascade[0];
+    // The API refuses a message whose every step is suppressed; were one to come, it runs its
+    // first step rather than none.
+    let first_index = spec.next_step_from(0).unwrap_or(0);
+    let first = spec.cascade[first_index];
     vec![
         MessageEvent::MessageAccepted {
             tenant_id,
@@ -122,7 +125,7 @@ pub fn accept(tenant_id: TenantId, spec: MessageSpec, now: DateTime<Utc>) -> Vec
             at: now,
         },
         MessageEvent::StepStarted {
-            step_index: 0,
+            step_index: first_index,
             channel: first.channel,
             until: first.until,
             // The step's clock starts at its dispatch, not here (see `decide_dispatch`).
@@ -512,9 +515,12 @@ impl Message {
         if self.expires_at.is_some_and(|e| e <= now) {
             return vec![MessageEvent::MessageExpired { at: now }];
         }
-        let next = self.current_step_index().map_or(0, |i| i + 1);
-        match self.spec.cascade.get(next) {
-            Some(step) => vec![MessageEvent::StepStarted {
+        // Suppressed steps are skipped (their skip is in `MessageAccepted`).
+        let next = self
+            .spec
+            .next_step_from(self.current_step_index().map_or(0, |i| i + 1));
+        match next.and_then(|i| self.spec.cascade.get(i).map(|s| (i, s))) {
+            Some((next, step)) => vec![MessageEvent::StepStarted {
                 step_index: next,
                 channel: step.channel,
                 until: step.until,

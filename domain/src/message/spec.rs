@@ -187,6 +187,16 @@ pub struct MessageSpec {
     pub ttl_seconds: Option<u32>,
     /// The tenant's named cascade policy the steps came from, and which version of it.
     pub cascade_policy: Option<PolicyRef>,
+    /// Steps (indices) whose address the tenant's suppression list held at accept: the cascade
+    /// skips them. Recorded in `MessageAccepted`, so the skip is part of the message's history.
+    pub suppressed_steps: Vec<usize>,
+}
+
+impl MessageSpec {
+    /// The first step at or after `from` that is not suppressed.
+    pub fn next_step_from(&self, from: usize) -> Option<usize> {
+        (from..self.cascade.len()).find(|i| !self.suppressed_steps.contains(i))
+    }
 }
 
 /// A named cascade policy as a message used it: its version is the tenant's stream version at

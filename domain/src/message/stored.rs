@@ -140,6 +140,9 @@ pub struct SpecPayload {
     /// Absent on messages that gave their steps (and on every message stored before policies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cascade_policy: Option<PolicyRef>,
+    /// Absent when no step was suppressed (and on every message stored before suppression).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suppressed_steps: Vec<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -401,6 +404,7 @@ impl From<MessageSpec> for SpecPayload {
             metadata: s.metadata,
             ttl_seconds: s.ttl_seconds,
             cascade_policy: s.cascade_policy,
+            suppressed_steps: s.suppressed_steps,
         }
     }
 }
@@ -600,6 +604,7 @@ impl From<SpecPayload> for MessageSpec {
             metadata: s.metadata,
             ttl_seconds: s.ttl_seconds,
             cascade_policy: s.cascade_policy,
+            suppressed_steps: s.suppressed_steps,
         }
     }
 }

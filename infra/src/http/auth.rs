@@ -76,7 +76,15 @@ fn trusted_until(owner: &KeyOwner) -> Instant {
 /// The authenticated tenant of a request, with its settings (as of at most [`AUTH_CACHE_TTL`]
 /// ago). Rejects with a 401 problem, or 403 when the tenant is not active.
 #[derive(Debug, Clone)]
-pub struct Tenant(pub TenantId, pub Arc<TenantSettings>);
+pub struct Tenant(pub TenantId, pub TenantContext);
+
+/// What the accept path needs to know of the tenant, read with its key.
+#[derive(Debug, Clone)]
+pub struct TenantContext {
+    pub settings: Arc<TenantSettings>,
+    /// Whether its suppression list has ever held an address.
+    pub has_suppressions: bool,
+}
 
 impl<S> FromRequestParts<S> for Tenant
 where
@@ -109,7 +117,13 @@ where
             Err(e) => return Err(Problem::internal(&e)),
         };
         match owner.status {
-            TenantStatus::Active => Ok(Tenant(TenantId(owner.tenant_id), owner.settings)),
+            TenantStatus::Active => Ok(Tenant(
+                TenantId(owner.tenant_id),
+                TenantContext {
+                    settings: owner.settings,
+                    has_suppressions: owner.has_suppressions,
+                },
+            )),
             TenantStatus::Suspended => Err(Problem::new(
                 StatusCode::FORBIDDEN,
                 "tenant_suspended",

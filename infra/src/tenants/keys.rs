@@ -146,12 +146,21 @@ pub struct KeyOwner {
     pub status: TenantStatus,
     /// Read with the key, so the accept path needs no second query for them.
     pub settings: Arc<TenantSettings>,
+    /// Whether the tenant's suppression list has ever held an address (else accepts skip the
+    /// lookup).
+    pub has_suppressions: bool,
     /// A rotated key stops working then.
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// tenant id, status, settings, key expiry.
-type OwnerRow = (Uuid, String, Json<TenantSettings>, Option<DateTime<Utc>>);
+/// tenant id, status, settings, has suppressions, key expiry.
+type OwnerRow = (
+    Uuid,
+    String,
+    Json<TenantSettings>,
+    bool,
+    Option<DateTime<Utc>>,
+);
 
 /// The owner of an API key that exists, is not revoked and has not expired; `None` otherwise.
 /// The tenant's status is for the caller to judge (a suspended tenant's key is still its key).
@@ -160,7 +169,7 @@ pub async fn authenticate(pool: &PgPool, key: &str) -> Result<Option<KeyOwner>, 
         return Ok(None);
     }
     let row: Option<OwnerRow> = sqlx::query_as(
-        "SELECT k.tenant_id, t.status, t.settings, k.expires_at
+        "SELECT k.tenant_id, t.status, t.settings, t.has_suppressions, k.expires_at
            FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
           WHERE k.key_hash = $1 AND k.revoked_at IS NULL
             AND (k.expires_at IS NULL OR k.expires_at > now())",
@@ -168,13 +177,14 @@ pub async fn authenticate(pool: &PgPool, key: &str) -> Result<Option<KeyOwner>, 
     .bind(hash_key(key))
     .fetch_optional(pool)
     .await?;
-    Ok(
-        row.map(|(tenant_id, status, settings, expires_at)| KeyOwner {
+    Ok(row.map(
+        |(tenant_id, status, settings, has_suppressions, expires_at)| KeyOwner {
             tenant_id,
             // The column's CHECK allows only the three.
             status: TenantStatus::parse(&status).unwrap_or(TenantStatus::Suspended),
             settings: Arc::new(settings.0),
+            has_suppressions,
             expires_at,
-        }),
-    )
+        },
+    ))
 }

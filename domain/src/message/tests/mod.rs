@@ -164,6 +164,7 @@ pub(super) fn step(channel: Channel, timeout_seconds: u32, until: Until) -> Casc
 pub(super) fn spec(cascade: Vec<CascadeStep>, ttl_seconds: Option<u32>) -> MessageSpec {
     MessageSpec {
         cascade_policy: None,
+        suppressed_steps: Vec::new(),
         to: Recipient {
             phone: Some("+37255512345".into()),
             email: Some("ada@example.com".into()),

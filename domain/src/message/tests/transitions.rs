@@ -1277,3 +1277,36 @@ fn no_retry_is_planned_past_the_ttl() {
             fx.started(1, t(2) + Duration::milliseconds(900)),
         ]);
 }
+
+#[test]
+fn suppressed_steps_are_skipped_at_the_start_and_on_the_way() {
+    // Step 0 suppressed: the message starts at step 1.
+    let mut fx = Fx::three_steps();
+    fx.spec.suppressed_steps = vec![0];
+    assert_eq!(
+        crate::message::decide::accept(TENANT, fx.spec.clone(), t(0)),
+        vec![fx.message_accepted(t(0)), fx.started(1, t(0))]
+    );
+    // Step 1 suppressed: step 0's timeout moves the cascade to step 2.
+    let mut fx = Fx::three_steps();
+    fx.spec.suppressed_steps = vec![1];
+    let mut history = fx.accepted();
+    history.push(fx.unserved(0, t(5)));
+    MessageTest::given(history.clone())
+        .when(step_timer(0), t(65))
+        .then_expect_events(vec![timed_out(0, None, t(65)), fx.started(2, t(65))]);
+    // Every later step suppressed: nothing is left, the message fails.
+    let mut fx = Fx::three_steps();
+    fx.spec.suppressed_steps = vec![1, 2];
+    let mut history = fx.accepted();
+    history.push(fx.unserved(0, t(5)));
+    MessageTest::given(history)
+        .when(step_timer(0), t(65))
+        .then_expect_events(vec![
+            timed_out(0, None, t(65)),
+            MessageEvent::MessageFailed {
+                reason: "exhausted".into(),
+                at: t(65),
+            },
+        ]);
+}

@@ -1,0 +1,108 @@
+//! The tenants' suppression lists (`suppressions`): added by operators or from delivery outcomes
+//! (`hermes_domain::suppression`), read at accept to skip a message's suppressed steps.
+
+use chrono::{DateTime, Utc};
+use hermes_domain::Channel;
+use hermes_domain::message::MessageSpec;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct SuppressionEntry {
+    pub channel: String,
+    pub address: String,
+    pub reason: String,
+    pub source: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Adds an address (an address already listed keeps its first reason) and marks the tenant as
+/// having suppressions, so accepts look them up.
+pub async fn add(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    channel: Channel,
+    address: &str,
+    reason: &str,
+    source: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "WITH flag AS (UPDATE tenants SET has_suppressions = true
+                        WHERE id = $1 AND NOT has_suppressions)
+         INSERT INTO suppressions (tenant_id, channel, address, reason, source)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(tenant_id)
+    .bind(channel.as_str())
+    .bind(address)
+    .bind(reason)
+    .bind(source)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Removes an address; whether it was listed.
+pub async fn remove(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    channel: Channel,
+    address: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM suppressions WHERE tenant_id = $1 AND channel = $2 AND address = $3",
+    )
+    .bind(tenant_id)
+    .bind(channel.as_str())
+    .bind(address)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// A tenant's list, newest first.
+pub async fn list(pool: &PgPool, tenant_id: Uuid) -> Result<Vec<SuppressionEntry>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT channel, address, reason, source, created_at FROM suppressions
+          WHERE tenant_id = $1 ORDER BY created_at DESC, channel, address",
+    )
+    .bind(tenant_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// The indices of the steps of `spec` whose address is on the tenant's list.
+pub async fn suppressed_steps(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    spec: &MessageSpec,
+) -> Result<Vec<usize>, sqlx::Error> {
+    let (channels, addresses): (Vec<&str>, Vec<&str>) = spec
+        .cascade
+        .iter()
+        .filter_map(|s| Some((s.channel.as_str(), spec.to.address_for(s.channel)?)))
+        .unzip();
+    let listed: Vec<(String, String)> = sqlx::query_as(
+        "SELECT channel, address FROM suppressions
+          WHERE tenant_id = $1 AND (channel, address) IN
+                (SELECT * FROM unnest($2::text[], $3::text[]))",
+    )
+    .bind(tenant_id)
+    .bind(&channels)
+    .bind(&addresses)
+    .fetch_all(pool)
+    .await?;
+    Ok(spec
+        .cascade
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| {
+            spec.to.address_for(s.channel).is_some_and(|a| {
+                listed
+                    .iter()
+                    .any(|(c, l)| c == s.channel.as_str() && l == a)
+            })
+        })
+        .map(|(i, _)| i)
+        .collect())
+}

@@ -1,0 +1,238 @@
+//! Layer 6: suppression lists. Hermes lists an address by itself after a hard bounce, a
+//! complaint or an unregistered push token; an operator lists and unlists addresses; a message's
+//! steps to a listed address are skipped (recorded in its `MessageAccepted`), and a message with
+//! no step left is refused.
+
+use crate::harness::{TestApp, WITHIN};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "admin-token-for-the-tests-0123456789";
+
+async fn spawn() -> TestApp {
+    TestApp::spawn_with(|args| args.admin_token = Some(TOKEN.to_owned())).await
+}
+
+async fn admin(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut request = app.client.request(method, app.url(path)).bearer_auth(TOKEN);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Waits until a preview of `body` says which steps are suppressed (each process reads a
+/// tenant's "has a list" flag with its key, trusted for up to 2 s).
+async fn wait_until_preview_suppresses(app: &TestApp, body: &Value, want: &[bool]) {
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        let response = app
+            .client
+            .post(app.url("/v1/messages/preview"))
+            .bearer_auth(&app.api_key)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let answer: Value = response.json().await.unwrap();
+        if status == 200 {
+            let got: Vec<bool> = answer["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["suppressed"].as_bool().unwrap())
+                .collect();
+            if got == want {
+                return;
+            }
+        } else if status == 422 && want.iter().all(|s| *s) {
+            assert_eq!(answer["code"], "recipient_suppressed", "{answer}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "preview still answers {status} {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn listed(app: &TestApp) -> Vec<Value> {
+    let (status, list) = admin(
+        app,
+        Method::GET,
+        &format!("/admin/v1/tenants/{}/suppressions", app.tenant_id),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{list}");
+    list["suppressions"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hard_bounce_suppresses_the_address_and_the_next_message_skips_its_email_step() {
+    let app = spawn().await;
+    // The mock bounces `bounce@` addresses and refuses `unregistered` push tokens for good.
+    let bounced = app
+        .send(
+            &json!({"to": {"email": "bounce@example.com"}, "content": {"text": "hi"},
+                      "cascade": [{"channel": "email", "timeout_seconds": 30}]}),
+        )
+        .await;
+    app.wait_for_status(&bounced, "failed", WITHIN).await;
+    let dead_token = app
+        .send(
+            &json!({"to": {"push_token": "unregistered-1"}, "content": {"text": "hi"},
+                      "cascade": [{"channel": "push", "timeout_seconds": 30}]}),
+        )
+        .await;
+    app.wait_for_status(&dead_token, "failed", WITHIN).await;
+    let deadline = Instant::now() + WITHIN;
+    let entries = loop {
+        let entries = listed(&app).await;
+        if entries.len() == 2 {
+            break entries;
+        }
+        assert!(Instant::now() < deadline, "listed so far: {entries:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut found: Vec<(&str, &str, &str)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["channel"].as_str().unwrap(),
+                e["address"].as_str().unwrap(),
+                e["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            ("email", "bounce@example.com", "hard_bounce"),
+            ("push", "unregistered-1", "unregistered")
+        ]
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["source"] == format!("message:{bounced}")),
+        "{entries:?}"
+    );
+
+    // The next message to that address skips its email step and is delivered by SMS.
+    let next = json!({"to": {"email": "bounce@example.com", "phone": "+14155550100"},
+                      "content": {"text": "hi"},
+                      "cascade": [{"channel": "email", "timeout_seconds": 30},
+                                  {"channel": "sms", "timeout_seconds": 30}]});
+    wait_until_preview_suppresses(&app, &next, &[true, false]).await;
+    let id = app.send(&next).await;
+    let done = app.wait_for_status(&id, "delivered", WITHIN).await;
+    let channels: Vec<&str> = done["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["channel"].as_str().unwrap())
+        .collect();
+    assert_eq!(channels, ["sms"]);
+    let events = app.events(&id).await;
+    assert_eq!(events[0]["data"]["spec"]["suppressed_steps"], json!([0]));
+    assert_eq!(
+        app.app
+            .mock
+            .as_ref()
+            .unwrap()
+            .sends_to("bounce@example.com"),
+        1,
+        "only the first message reached the bounced address"
+    );
+}
+
+#[tokio::test]
+async fn an_operator_lists_and_unlists_and_a_message_with_no_step_left_is_refused() {
+    let app = spawn().await;
+    let path = format!(
+        "/admin/v1/tenants/{}/suppressions/email/ada@example.com",
+        app.tenant_id
+    );
+    let (status, _) = admin(
+        &app,
+        Method::PUT,
+        &path,
+        Some(json!({"reason": "asked by phone"})),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let entries = listed(&app).await;
+    assert_eq!(
+        (entries[0]["reason"].as_str(), entries[0]["source"].as_str()),
+        (Some("asked by phone"), Some("operator"))
+    );
+    let email = json!({"to": {"email": "ada@example.com"}, "content": {"text": "hi"},
+                       "cascade": [{"channel": "email"}]});
+    wait_until_preview_suppresses(&app, &email, &[true]).await;
+    let refused = app.post_message(&email).await;
+    assert_eq!(refused.status().as_u16(), 422);
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(problem["code"], "recipient_suppressed");
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE stream_type = 'message'")
+            .fetch_one(&app.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, 0);
+
+    assert_eq!(admin(&app, Method::DELETE, &path, None).await.0, 204);
+    assert_eq!(app.post_message(&email).await.status().as_u16(), 202);
+
+    // What cannot be listed or unlisted.
+    let tenant = app.tenant_id;
+    for (method, path, status, code) in [
+        (Method::DELETE, path.clone(), 404, "not_found"),
+        (
+            Method::PUT,
+            format!("/admin/v1/tenants/{tenant}/suppressions/fax/x"),
+            422,
+            "invalid_suppression",
+        ),
+        (
+            Method::PUT,
+            format!("/admin/v1/tenants/{tenant}/suppressions/email/not-an-address"),
+            422,
+            "invalid_suppression",
+        ),
+        (
+            Method::PUT,
+            format!("/admin/v1/tenants/{tenant}/suppressions/sms/12345"),
+            422,
+            "invalid_suppression",
+        ),
+        (
+            Method::PUT,
+            format!(
+                "/admin/v1/tenants/{}/suppressions/email/a@example.com",
+                uuid::Uuid::now_v7()
+            ),
+            404,
+            "not_found",
+        ),
+        (
+            Method::GET,
+            "/admin/v1/tenants/nope/suppressions".into(),
+            404,
+            "not_found",
+        ),
+    ] {
+        let (got, problem) = admin(&app, method.clone(), &path, None).await;
+        assert_eq!(
+            (got, problem["code"].as_str().unwrap_or_default()),
+            (status, code),
+            "{method} {path}"
+        );
+    }
+}
