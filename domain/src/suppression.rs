@@ -28,6 +28,71 @@ fn reason_for(channel: Channel, code: &str) -> Option<&'static str> {
     }
 }
 
+/// Longest reason an operator or a tenant may give.
+pub const MAX_REASON_CHARS: usize = 200;
+
+/// Checks an entry given by a person: the channel, the address as `to`'s field for it is
+/// checked, and the reason (default `reason_default`). Answers the channel and the reason.
+pub fn check_entry(
+    channel: &str,
+    address: &str,
+    reason: Option<&str>,
+    reason_default: &str,
+) -> Result<(Channel, String), String> {
+    let channel = Channel::parse(channel)
+        .ok_or_else(|| format!("unknown channel {channel:?}: sms, email, push or whatsapp"))?;
+    crate::validation::check_address(channel, address)?;
+    let reason = reason.unwrap_or(reason_default);
+    if reason.is_empty()
+        || reason.chars().count() > MAX_REASON_CHARS
+        || reason.chars().any(char::is_control)
+    {
+        return Err(format!(
+            "a reason has 1 to {MAX_REASON_CHARS} characters and no control characters"
+        ));
+    }
+    Ok((channel, reason.to_owned()))
+}
+
+/// Longest address a list holds (a push token's longest).
+pub const MAX_ADDRESS_CHARS: usize = 4096;
+
+/// Checks an entry a tenant gives through its API: any readable address (one that is no valid
+/// recipient never matches a message, so it does no harm), and the reason. Answers the reason.
+pub fn check_listed(
+    address: &str,
+    reason: Option<&str>,
+    reason_default: &str,
+) -> Result<String, String> {
+    if address.is_empty()
+        || address.chars().count() > MAX_ADDRESS_CHARS
+        || address.chars().any(char::is_control)
+    {
+        return Err(format!(
+            "an address has 1 to {MAX_ADDRESS_CHARS} characters and no control characters"
+        ));
+    }
+    let reason = reason.unwrap_or(reason_default);
+    if reason.is_empty()
+        || reason.chars().count() > MAX_REASON_CHARS
+        || reason.chars().any(char::is_control)
+    {
+        return Err(format!(
+            "a reason has 1 to {MAX_REASON_CHARS} characters and no control characters"
+        ));
+    }
+    Ok(reason.to_owned())
+}
+
+/// How a list compares an address: emails without regard to case (providers and mailboxes do),
+/// the others as given.
+pub fn normalized(channel: Channel, address: &str) -> String {
+    match channel {
+        Channel::Email => address.to_lowercase(),
+        _ => address.to_owned(),
+    }
+}
+
 /// Whether `event` may call for a suppression, told without the message (so a subscriber loads
 /// a message only for the few that might).
 pub fn may_suppress(event: &MessageEvent) -> bool {

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use hermes_domain::Channel;
 use hermes_domain::message::MessageSpec;
+use hermes_domain::suppression::normalized;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -16,8 +17,8 @@ pub struct SuppressionEntry {
     pub created_at: DateTime<Utc>,
 }
 
-/// Adds an address (an address already listed keeps its first reason) and marks the tenant as
-/// having suppressions, so accepts look them up.
+/// Adds an address (an address already listed keeps its first reason; emails compare without
+/// regard to case) and marks the tenant as having suppressions, so accepts look them up.
 pub async fn add(
     conn: &mut PgConnection,
     tenant_id: Uuid,
@@ -34,7 +35,7 @@ pub async fn add(
     )
     .bind(tenant_id)
     .bind(channel.as_str())
-    .bind(address)
+    .bind(normalized(channel, address))
     .bind(reason)
     .bind(source)
     .execute(conn)
@@ -54,7 +55,7 @@ pub async fn remove(
     )
     .bind(tenant_id)
     .bind(channel.as_str())
-    .bind(address)
+    .bind(normalized(channel, address))
     .execute(pool)
     .await?;
     Ok(done.rows_affected() > 0)
@@ -77,10 +78,13 @@ pub async fn suppressed_steps(
     tenant_id: Uuid,
     spec: &MessageSpec,
 ) -> Result<Vec<usize>, sqlx::Error> {
-    let (channels, addresses): (Vec<&str>, Vec<&str>) = spec
+    let (channels, addresses): (Vec<&str>, Vec<String>) = spec
         .cascade
         .iter()
-        .filter_map(|s| Some((s.channel.as_str(), spec.to.address_for(s.channel)?)))
+        .filter_map(|s| {
+            let address = spec.to.address_for(s.channel)?;
+            Some((s.channel.as_str(), normalized(s.channel, address)))
+        })
         .unzip();
     let listed: Vec<(String, String)> = sqlx::query_as(
         "SELECT channel, address FROM suppressions
@@ -98,9 +102,10 @@ pub async fn suppressed_steps(
         .enumerate()
         .filter(|(_, s)| {
             spec.to.address_for(s.channel).is_some_and(|a| {
+                let a = normalized(s.channel, a);
                 listed
                     .iter()
-                    .any(|(c, l)| c == s.channel.as_str() && l == a)
+                    .any(|(c, l)| c == s.channel.as_str() && *l == a)
             })
         })
         .map(|(i, _)| i)

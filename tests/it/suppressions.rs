@@ -236,3 +236,75 @@ async fn an_operator_lists_and_unlists_and_a_message_with_no_step_left_is_refuse
         );
     }
 }
+
+#[tokio::test]
+async fn a_tenant_keeps_its_own_list_and_sees_no_other() {
+    let app = TestApp::spawn().await;
+    let (_, other_key) = app.new_tenant("other").await;
+    let call = |method: Method, path: &str, key: &str, body: Option<Value>| {
+        let mut request = app.client.request(method, app.url(path)).bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let path = "/v1/suppressions/sms/+14155550100";
+    let (status, _) = call(
+        Method::PUT,
+        path,
+        &app.api_key,
+        Some(json!({"reason": "STOP by mail"})),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (_, mine) = call(Method::GET, "/v1/suppressions", &app.api_key, None).await;
+    assert_eq!(mine["suppressions"][0]["address"], "+14155550100");
+    assert_eq!(mine["suppressions"][0]["source"], "tenant");
+    assert_eq!(mine["suppressions"][0]["reason"], "STOP by mail");
+    // The other tenant neither sees it nor can remove it, and its messages are not skipped.
+    let (_, theirs) = call(Method::GET, "/v1/suppressions", &other_key, None).await;
+    assert_eq!(theirs["suppressions"], json!([]));
+    assert_eq!(call(Method::DELETE, path, &other_key, None).await.0, 404);
+    let sms = json!({"to": {"phone": "+14155550100"}, "content": {"text": "hi"},
+                     "cascade": [{"channel": "sms"}]});
+    assert_eq!(
+        app.post_message_as(&other_key, &sms)
+            .await
+            .status()
+            .as_u16(),
+        202
+    );
+
+    let (status, problem) = call(
+        Method::PUT,
+        "/v1/suppressions/fax/12345",
+        &app.api_key,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (422, Some("invalid_suppression"))
+    );
+    // Emails compare without regard to case.
+    let (status, _) = call(
+        Method::PUT,
+        "/v1/suppressions/email/Ada@Example.COM",
+        &app.api_key,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let email = json!({"to": {"email": "ada@example.com"}, "content": {"text": "hi"},
+                       "cascade": [{"channel": "email"}]});
+    wait_until_preview_suppresses(&app, &email, &[true]).await;
+    assert_eq!(call(Method::DELETE, path, &app.api_key, None).await.0, 204);
+    assert_eq!(call(Method::DELETE, path, &app.api_key, None).await.0, 404);
+}

@@ -9,13 +9,11 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use hermes_domain::Channel;
-use hermes_domain::validation::check_address;
+use hermes_domain::suppression::check_entry;
 use hermes_infra::suppressions::{self, SuppressionEntry};
 use hermes_infra::tenants::{self, TenantCommandError};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-
-const MAX_REASON_CHARS: usize = 200;
 
 async fn tenant(state: &AdminState, raw: &str) -> Result<Uuid, AdminError> {
     let id: Uuid = raw
@@ -28,9 +26,8 @@ async fn tenant(state: &AdminState, raw: &str) -> Result<Uuid, AdminError> {
 }
 
 fn entry(channel: &str, address: &str) -> Result<Channel, AdminError> {
-    let channel = Channel::parse(channel)
-        .ok_or_else(|| AdminError::BadSuppression(format!("unknown channel {channel:?}")))?;
-    check_address(channel, address).map_err(AdminError::BadSuppression)?;
+    let (channel, _) =
+        check_entry(channel, address, None, "operator").map_err(AdminError::BadSuppression)?;
     Ok(channel)
 }
 
@@ -68,22 +65,14 @@ pub(super) async fn add(
 ) -> Result<StatusCode, AdminError> {
     authorize(&state, &headers)?;
     let id = tenant(&state, &id).await?;
-    let channel = entry(&channel, &address)?;
     let bytes = body::read_at_most(body, 4096).await?;
     let Add { reason } = if bytes.iter().all(u8::is_ascii_whitespace) {
         Add::default()
     } else {
         body::parse(&bytes)?.value
     };
-    let reason = reason.unwrap_or_else(|| "operator".into());
-    if reason.is_empty()
-        || reason.chars().count() > MAX_REASON_CHARS
-        || reason.chars().any(char::is_control)
-    {
-        return Err(AdminError::BadSuppression(format!(
-            "a reason has 1 to {MAX_REASON_CHARS} characters and no control characters"
-        )));
-    }
+    let (channel, reason) = check_entry(&channel, &address, reason.as_deref(), "operator")
+        .map_err(AdminError::BadSuppression)?;
     let mut conn = state.pool.acquire().await?;
     suppressions::add(&mut conn, id, channel, &address, &reason, "operator").await?;
     Ok(StatusCode::NO_CONTENT)

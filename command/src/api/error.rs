@@ -54,6 +54,8 @@ pub enum ApiError {
         "every step's address is on this tenant's suppression list ({0}): nothing would be sent"
     )]
     RecipientSuppressed(String),
+    #[error("{0}")]
+    InvalidSuppression(String),
     #[error("unknown provider {0}")]
     UnknownProvider(String),
     #[error(
@@ -119,6 +121,11 @@ impl IntoResponse for ApiError {
                 return response;
             }
             ApiError::NotFound(what) => Problem::not_found(what),
+            ApiError::InvalidSuppression(_) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_suppression",
+                detail,
+            ),
             ApiError::RecipientSuppressed(_) => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "recipient_suppressed",

@@ -10,6 +10,7 @@ pub mod preview;
 pub mod rate_limits;
 pub mod receipts;
 pub mod send_request;
+pub mod suppressions;
 pub mod traceparent;
 
 use crate::accept_batcher::AcceptBatcher;
@@ -47,6 +48,8 @@ where
         .routes(routes!(messages::send_message))
         .routes(routes!(messages::cancel_message))
         .routes(routes!(preview::preview_message))
+        .routes(routes!(suppressions::list_suppressions))
+        .routes(routes!(suppressions::suppress, suppressions::unsuppress))
         .routes(routes!(ack::acknowledge_push))
         .routes(routes!(receipts::receive_attempt_callback))
         .routes(routes!(
