@@ -42,6 +42,10 @@ pub fn check_entry(
     let channel = Channel::parse(channel)
         .ok_or_else(|| format!("unknown channel {channel:?}: sms, email, push or whatsapp"))?;
     crate::validation::check_address(channel, address)?;
+    Ok((channel, check_reason(reason, reason_default)?))
+}
+
+fn check_reason(reason: Option<&str>, reason_default: &str) -> Result<String, String> {
     let reason = reason.unwrap_or(reason_default);
     if reason.is_empty()
         || reason.chars().count() > MAX_REASON_CHARS
@@ -51,7 +55,7 @@ pub fn check_entry(
             "a reason has 1 to {MAX_REASON_CHARS} characters and no control characters"
         ));
     }
-    Ok((channel, reason.to_owned()))
+    Ok(reason.to_owned())
 }
 
 /// Longest address a list holds (a push token's longest).
@@ -72,16 +76,7 @@ pub fn check_listed(
             "an address has 1 to {MAX_ADDRESS_CHARS} characters and no control characters"
         ));
     }
-    let reason = reason.unwrap_or(reason_default);
-    if reason.is_empty()
-        || reason.chars().count() > MAX_REASON_CHARS
-        || reason.chars().any(char::is_control)
-    {
-        return Err(format!(
-            "a reason has 1 to {MAX_REASON_CHARS} characters and no control characters"
-        ));
-    }
-    Ok(reason.to_owned())
+    check_reason(reason, reason_default)
 }
 
 /// How a list compares an address: emails without regard to case (providers and mailboxes do),

@@ -105,6 +105,9 @@ pub fn server_args(database_url: &str) -> ServerArgs {
     }
 }
 
+/// The admin token of [`TestApp::spawn_with_admin`].
+pub const ADMIN_TOKEN: &str = "admin-token-for-the-tests-0123456789";
+
 pub struct TestApp {
     pub app: RunningApp,
     pub database_url: String,
@@ -154,6 +157,30 @@ impl TestApp {
             api_key: created.api_key,
             tenant_id: created.tenant_id,
         }
+    }
+
+    /// Hermes with the admin API on ([`ADMIN_TOKEN`]).
+    pub async fn spawn_with_admin() -> Self {
+        Self::spawn_with(|args| args.admin_token = Some(ADMIN_TOKEN.to_owned())).await
+    }
+
+    /// An admin API call with [`ADMIN_TOKEN`]: its status and JSON body (`Null` when none).
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(ADMIN_TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
     }
 
     pub fn url(&self, path: &str) -> String {

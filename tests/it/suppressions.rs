@@ -8,22 +8,6 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-const TOKEN: &str = "admin-token-for-the-tests-0123456789";
-
-async fn spawn() -> TestApp {
-    TestApp::spawn_with(|args| args.admin_token = Some(TOKEN.to_owned())).await
-}
-
-async fn admin(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut request = app.client.request(method, app.url(path)).bearer_auth(TOKEN);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 /// Waits until a preview of `body` says which steps are suppressed (each process reads a
 /// tenant's "has a list" flag with its key, trusted for up to 2 s).
 async fn wait_until_preview_suppresses(app: &TestApp, body: &Value, want: &[bool]) {
@@ -62,20 +46,20 @@ async fn wait_until_preview_suppresses(app: &TestApp, body: &Value, want: &[bool
 }
 
 async fn listed(app: &TestApp) -> Vec<Value> {
-    let (status, list) = admin(
-        app,
-        Method::GET,
-        &format!("/admin/v1/tenants/{}/suppressions", app.tenant_id),
-        None,
-    )
-    .await;
+    let (status, list) = app
+        .admin(
+            Method::GET,
+            &format!("/admin/v1/tenants/{}/suppressions", app.tenant_id),
+            None,
+        )
+        .await;
     assert_eq!(status, 200, "{list}");
     list["suppressions"].as_array().unwrap().clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hard_bounce_suppresses_the_address_and_the_next_message_skips_its_email_step() {
-    let app = spawn().await;
+    let app = TestApp::spawn_with_admin().await;
     // The mock bounces `bounce@` addresses and refuses `unregistered` push tokens for good.
     let bounced = app
         .send(
@@ -155,18 +139,18 @@ async fn a_hard_bounce_suppresses_the_address_and_the_next_message_skips_its_ema
 
 #[tokio::test]
 async fn an_operator_lists_and_unlists_and_a_message_with_no_step_left_is_refused() {
-    let app = spawn().await;
+    let app = TestApp::spawn_with_admin().await;
     let path = format!(
         "/admin/v1/tenants/{}/suppressions/email/ada@example.com",
         app.tenant_id
     );
-    let (status, _) = admin(
-        &app,
-        Method::PUT,
-        &path,
-        Some(json!({"reason": "asked by phone"})),
-    )
-    .await;
+    let (status, _) = app
+        .admin(
+            Method::PUT,
+            &path,
+            Some(json!({"reason": "asked by phone"})),
+        )
+        .await;
     assert_eq!(status, 204);
     let entries = listed(&app).await;
     assert_eq!(
@@ -187,7 +171,7 @@ async fn an_operator_lists_and_unlists_and_a_message_with_no_step_left_is_refuse
             .unwrap();
     assert_eq!(stored, 0);
 
-    assert_eq!(admin(&app, Method::DELETE, &path, None).await.0, 204);
+    assert_eq!(app.admin(Method::DELETE, &path, None).await.0, 204);
     assert_eq!(app.post_message(&email).await.status().as_u16(), 202);
 
     // What cannot be listed or unlisted.
@@ -228,7 +212,7 @@ async fn an_operator_lists_and_unlists_and_a_message_with_no_step_left_is_refuse
             "not_found",
         ),
     ] {
-        let (got, problem) = admin(&app, method.clone(), &path, None).await;
+        let (got, problem) = app.admin(method.clone(), &path, None).await;
         assert_eq!(
             (got, problem["code"].as_str().unwrap_or_default()),
             (status, code),

@@ -10,24 +10,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-const TOKEN: &str = "admin-token-for-the-tests-0123456789";
-
 /// How soon a suspension, a revocation or the end of a rotation holds on every process.
 const DEADLINE: Duration = Duration::from_secs(5);
-
-async fn spawn() -> TestApp {
-    TestApp::spawn_with(|args| args.admin_token = Some(TOKEN.to_owned())).await
-}
-
-async fn admin(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut request = app.client.request(method, app.url(path)).bearer_auth(TOKEN);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
 
 /// What `GET /v1/messages` answers a key on the Hermes at `base`: its status and problem code.
 async fn key_status(app: &TestApp, base: &str, key: &str) -> (u16, String) {
@@ -68,14 +52,14 @@ async fn wait_for_answer(
 
 #[tokio::test]
 async fn a_tenant_is_created_changed_and_its_history_tells_each_change() {
-    let app = spawn().await;
-    let (status, created) = admin(
-        &app,
-        Method::POST,
-        "/admin/v1/tenants",
-        Some(json!({"name": "  Acme  "})),
-    )
-    .await;
+    let app = TestApp::spawn_with_admin().await;
+    let (status, created) = app
+        .admin(
+            Method::POST,
+            "/admin/v1/tenants",
+            Some(json!({"name": "  Acme  "})),
+        )
+        .await;
     assert_eq!(status, 201, "{created}");
     let id = created["tenant_id"].as_str().unwrap().to_owned();
     let key = created["api_key"].as_str().unwrap().to_owned();
@@ -84,44 +68,40 @@ async fn a_tenant_is_created_changed_and_its_history_tells_each_change() {
     assert_eq!(created["tenant"]["status"], "active");
     assert_eq!(key_status(&app, &app.app.base_url, &key).await.0, 200);
 
-    let (status, renamed) = admin(
-        &app,
-        Method::PATCH,
-        &format!("/admin/v1/tenants/{id}"),
-        Some(json!({"name": "Acme Corp", "settings": {"max_sms_segments": 3}})),
-    )
-    .await;
+    let (status, renamed) = app
+        .admin(
+            Method::PATCH,
+            &format!("/admin/v1/tenants/{id}"),
+            Some(json!({"name": "Acme Corp", "settings": {"max_sms_segments": 3}})),
+        )
+        .await;
     assert_eq!(status, 200, "{renamed}");
     assert_eq!(renamed["name"], "Acme Corp");
     assert_eq!(renamed["settings"], json!({"max_sms_segments": 3}));
     // The same change again records nothing.
-    let (_, again) = admin(
-        &app,
-        Method::PATCH,
-        &format!("/admin/v1/tenants/{id}"),
-        Some(json!({"name": "Acme Corp"})),
-    )
-    .await;
+    let (_, again) = app
+        .admin(
+            Method::PATCH,
+            &format!("/admin/v1/tenants/{id}"),
+            Some(json!({"name": "Acme Corp"})),
+        )
+        .await;
     assert_eq!(again["version"], renamed["version"]);
 
-    let (status, suspended) = admin(
-        &app,
-        Method::POST,
-        &format!("/admin/v1/tenants/{id}/suspend"),
-        Some(json!({"reason": "invoice overdue"})),
-    )
-    .await;
+    let (status, suspended) = app
+        .admin(
+            Method::POST,
+            &format!("/admin/v1/tenants/{id}/suspend"),
+            Some(json!({"reason": "invoice overdue"})),
+        )
+        .await;
     assert_eq!(
         (status, suspended["status"].as_str()),
         (200, Some("suspended"))
     );
-    let (_, list) = admin(
-        &app,
-        Method::GET,
-        "/admin/v1/tenants?status=suspended",
-        None,
-    )
-    .await;
+    let (_, list) = app
+        .admin(Method::GET, "/admin/v1/tenants?status=suspended", None)
+        .await;
     let ids: Vec<&str> = list["tenants"]
         .as_array()
         .unwrap()
@@ -129,16 +109,12 @@ async fn a_tenant_is_created_changed_and_its_history_tells_each_change() {
         .map(|t| t["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, [id.as_str()], "only the suspended tenant: {list}");
-    let (_, all) = admin(&app, Method::GET, "/admin/v1/tenants", None).await;
+    let (_, all) = app.admin(Method::GET, "/admin/v1/tenants", None).await;
     assert_eq!(all["tenants"].as_array().unwrap().len(), 2, "{all}");
 
-    let (status, history) = admin(
-        &app,
-        Method::GET,
-        &format!("/admin/v1/tenants/{id}/events"),
-        None,
-    )
-    .await;
+    let (status, history) = app
+        .admin(Method::GET, &format!("/admin/v1/tenants/{id}/events"), None)
+        .await;
     assert_eq!(status, 200);
     let events = history["events"].as_array().unwrap();
     let types: Vec<&str> = events
@@ -175,7 +151,7 @@ async fn a_tenant_is_created_changed_and_its_history_tells_each_change() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspended_tenant_is_refused_by_every_process_within_5_s_until_reactivated() {
-    let app = spawn().await;
+    let app = TestApp::spawn_with_admin().await;
     let other = app::start(
         &server_args(&app.database_url),
         Roles::parse("api").unwrap(),
@@ -191,13 +167,13 @@ async fn a_suspended_tenant_is_refused_by_every_process_within_5_s_until_reactiv
     let tenant = app.tenant_id;
 
     let since = Instant::now();
-    let (status, _) = admin(
-        &app,
-        Method::POST,
-        &format!("/admin/v1/tenants/{tenant}/suspend"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .admin(
+            Method::POST,
+            &format!("/admin/v1/tenants/{tenant}/suspend"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
     for base in &bases {
         wait_for_answer(
@@ -221,26 +197,26 @@ async fn a_suspended_tenant_is_refused_by_every_process_within_5_s_until_reactiv
     assert_eq!(refused.status().as_u16(), 403);
 
     let since = Instant::now();
-    let (status, _) = admin(
-        &app,
-        Method::POST,
-        &format!("/admin/v1/tenants/{tenant}/reactivate"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .admin(
+            Method::POST,
+            &format!("/admin/v1/tenants/{tenant}/reactivate"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
     for base in &bases {
         wait_for_answer(&app, base, &app.api_key, (200, ""), since, DEADLINE).await;
     }
 
     let since = Instant::now();
-    let (status, body) = admin(
-        &app,
-        Method::POST,
-        &format!("/admin/v1/tenants/{tenant}/deactivate"),
-        Some(json!({"reason": "closed the account"})),
-    )
-    .await;
+    let (status, body) = app
+        .admin(
+            Method::POST,
+            &format!("/admin/v1/tenants/{tenant}/deactivate"),
+            Some(json!({"reason": "closed the account"})),
+        )
+        .await;
     assert_eq!(
         (status, body["status"].as_str()),
         (200, Some("deactivated"))
@@ -258,25 +234,25 @@ async fn a_suspended_tenant_is_refused_by_every_process_within_5_s_until_reactiv
     }
     // Deactivation is final.
     for action in ["reactivate", "suspend"] {
-        let (status, body) = admin(
-            &app,
-            Method::POST,
-            &format!("/admin/v1/tenants/{tenant}/{action}"),
-            None,
-        )
-        .await;
+        let (status, body) = app
+            .admin(
+                Method::POST,
+                &format!("/admin/v1/tenants/{tenant}/{action}"),
+                None,
+            )
+            .await;
         assert_eq!(
             (status, body["code"].as_str()),
             (409, Some("tenant_deactivated"))
         );
     }
-    let (status, body) = admin(
-        &app,
-        Method::POST,
-        &format!("/admin/v1/tenants/{tenant}/keys"),
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .admin(
+            Method::POST,
+            &format!("/admin/v1/tenants/{tenant}/keys"),
+            None,
+        )
+        .await;
     assert_eq!(
         (status, body["code"].as_str()),
         (409, Some("tenant_deactivated"))
@@ -285,15 +261,15 @@ async fn a_suspended_tenant_is_refused_by_every_process_within_5_s_until_reactiv
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_key_works_during_the_overlap_only() {
-    let app = spawn().await;
+    let app = TestApp::spawn_with_admin().await;
     let tenant = app.tenant_id;
-    let (_, keys) = admin(
-        &app,
-        Method::GET,
-        &format!("/admin/v1/tenants/{tenant}/keys"),
-        None,
-    )
-    .await;
+    let (_, keys) = app
+        .admin(
+            Method::GET,
+            &format!("/admin/v1/tenants/{tenant}/keys"),
+            None,
+        )
+        .await;
     let old_id = keys["keys"][0]["id"].as_str().unwrap().to_owned();
     // The old key is in the cache when the rotation happens.
     assert_eq!(
@@ -302,13 +278,13 @@ async fn a_rotated_key_works_during_the_overlap_only() {
     );
 
     let overlap = 3;
-    let (status, rotated) = admin(
-        &app,
-        Method::POST,
-        &format!("/admin/v1/tenants/{tenant}/keys/{old_id}/rotate"),
-        Some(json!({"overlap_seconds": overlap})),
-    )
-    .await;
+    let (status, rotated) = app
+        .admin(
+            Method::POST,
+            &format!("/admin/v1/tenants/{tenant}/keys/{old_id}/rotate"),
+            Some(json!({"overlap_seconds": overlap})),
+        )
+        .await;
     let rotated_at = Instant::now();
     assert_eq!(status, 201, "{rotated}");
     assert_eq!(rotated["replaces"], old_id.as_str());
@@ -345,13 +321,13 @@ async fn a_rotated_key_works_during_the_overlap_only() {
     );
     assert_eq!(key_status(&app, &app.app.base_url, &new_key).await.0, 200);
 
-    let (_, keys) = admin(
-        &app,
-        Method::GET,
-        &format!("/admin/v1/tenants/{tenant}/keys"),
-        None,
-    )
-    .await;
+    let (_, keys) = app
+        .admin(
+            Method::GET,
+            &format!("/admin/v1/tenants/{tenant}/keys"),
+            None,
+        )
+        .await;
     let keys = keys["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 2);
     assert_eq!(
@@ -365,7 +341,7 @@ async fn a_rotated_key_works_during_the_overlap_only() {
 
 #[tokio::test]
 async fn tenant_commands_refuse_what_they_cannot_do_with_a_code() {
-    let app = spawn().await;
+    let app = TestApp::spawn_with_admin().await;
     let (other_tenant, _) = app.new_tenant("other").await;
     let tenant = app.tenant_id;
 
@@ -504,7 +480,7 @@ async fn tenant_commands_refuse_what_they_cannot_do_with_a_code() {
         ),
     ];
     for (method, path, body, want_status, want_code) in cases {
-        let (status, problem) = admin(&app, method.clone(), &path, body.clone()).await;
+        let (status, problem) = app.admin(method.clone(), &path, body.clone()).await;
         assert_eq!(
             (status, problem["code"].as_str().unwrap_or_default()),
             (want_status, want_code),
@@ -515,7 +491,7 @@ async fn tenant_commands_refuse_what_they_cannot_do_with_a_code() {
     let response = app
         .client
         .post(app.url("/admin/v1/tenants"))
-        .bearer_auth(TOKEN)
+        .bearer_auth(crate::harness::ADMIN_TOKEN)
         .body("{name")
         .send()
         .await
@@ -525,13 +501,13 @@ async fn tenant_commands_refuse_what_they_cannot_do_with_a_code() {
         response.json::<Value>().await.unwrap()["code"],
         "invalid_json"
     );
-    let (status, problem) = admin(
-        &app,
-        Method::POST,
-        "/admin/v1/tenants",
-        Some(json!({"name": "x".repeat(20_000)})),
-    )
-    .await;
+    let (status, problem) = app
+        .admin(
+            Method::POST,
+            "/admin/v1/tenants",
+            Some(json!({"name": "x".repeat(20_000)})),
+        )
+        .await;
     assert_eq!(
         (status, problem["code"].as_str()),
         (413, Some("payload_too_large"))
@@ -540,8 +516,8 @@ async fn tenant_commands_refuse_what_they_cannot_do_with_a_code() {
     // A key rotated once is not rotated again; nothing above changed the tenants.
     let key = first_key(&app, tenant).await;
     let path = format!("/admin/v1/tenants/{tenant}/keys/{key}/rotate");
-    assert_eq!(admin(&app, Method::POST, &path, None).await.0, 201);
-    let (status, problem) = admin(&app, Method::POST, &path, None).await;
+    assert_eq!(app.admin(Method::POST, &path, None).await.0, 201);
+    let (status, problem) = app.admin(Method::POST, &path, None).await;
     assert_eq!(
         (status, problem["code"].as_str()),
         (409, Some("key_not_rotatable"))
@@ -803,11 +779,9 @@ async fn a_number_outside_the_tenants_countries_is_refused() {
 
 #[tokio::test]
 async fn a_message_may_name_a_cascade_policy_and_records_its_version() {
-    let app = spawn().await;
+    let app = TestApp::spawn_with_admin().await;
     let tenant = app.tenant_id;
-    let (status, updated) = admin(
-        &app,
-        Method::PATCH,
+    let (status, updated) = app.admin(Method::PATCH,
         &format!("/admin/v1/tenants/{tenant}"),
         Some(json!({"settings": {"cascade_policies": {"otp": {"steps": [
             {"channel": "sms", "timeout_seconds": 30}, {"channel": "email", "timeout_seconds": 60}]}}}})),
@@ -857,13 +831,15 @@ async fn a_message_may_name_a_cascade_policy_and_records_its_version() {
         response.json::<Value>().await.unwrap()["code"],
         "unknown_cascade_policy"
     );
-    let (status, problem) = admin(
-        &app,
-        Method::PATCH,
-        &format!("/admin/v1/tenants/{tenant}"),
-        Some(json!({"settings": {"cascade_policies": {"bad": {"steps": [{"channel": "fax"}]}}}})),
-    )
-    .await;
+    let (status, problem) = app
+        .admin(
+            Method::PATCH,
+            &format!("/admin/v1/tenants/{tenant}"),
+            Some(
+                json!({"settings": {"cascade_policies": {"bad": {"steps": [{"channel": "fax"}]}}}}),
+            ),
+        )
+        .await;
     assert_eq!(
         (status, problem["code"].as_str()),
         (422, Some("invalid_cascade_policy"))
