@@ -266,6 +266,40 @@ pub async fn read_after(
     .await
 }
 
+/// Like [`read_after`] for a reader that wants only some event types of one stream type: it scans
+/// the next `limit` events by their index columns and fetches in full only the wanted ones, plus
+/// the last one scanned (so the caller's checkpoint moves past the events it skipped; check its
+/// type before using it). A reader interested in one event in ten no longer pulls every payload.
+pub async fn read_after_of_types(
+    conn: &mut PgConnection,
+    after: Checkpoint,
+    limit: i64,
+    stream_type: &str,
+    event_types: &[&str],
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH scanned AS (
+             SELECT tx_id, position, stream_type = $4 AND event_type = ANY($5) AS wanted
+               FROM events
+              WHERE (tx_id, position) > ($1::bigint::text::xid8, $2)
+                AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+              ORDER BY tx_id, position
+              LIMIT $3),
+         last AS (SELECT tx_id, position FROM scanned ORDER BY tx_id DESC, position DESC LIMIT 1)
+         SELECT {COLUMNS} FROM events
+          WHERE (tx_id, position) IN (SELECT tx_id, position FROM scanned WHERE wanted
+                                      UNION SELECT tx_id, position FROM last)
+          ORDER BY tx_id, position"
+    )))
+    .bind(after.tx_id)
+    .bind(after.position)
+    .bind(limit)
+    .bind(stream_type)
+    .bind(event_types)
+    .fetch_all(conn)
+    .await
+}
+
 /// A message's events for the audit trail, scoped to the tenant that owns them (a tenant's own
 /// stream, whose id is its tenant id, is not a message and is never answered here).
 pub async fn load_message_stream_for_tenant(

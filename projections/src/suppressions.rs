@@ -14,7 +14,8 @@ use hermes_infra::suppressions;
 use sqlx::{Acquire, PgPool};
 
 pub const NAME: &str = "suppressions";
-const BATCH: i64 = 1000;
+/// Events scanned per poll; only receipts and rejections are fetched in full.
+const BATCH: i64 = 5000;
 
 pub struct Suppressions;
 
@@ -31,7 +32,14 @@ impl Subscriber for Suppressions {
 async fn suppress_next(pool: &PgPool) -> anyhow::Result<usize> {
     let mut conn = pool.acquire().await?;
     let seen = subscription::load_checkpoint(&mut conn, NAME, false).await?;
-    let batch = event_store::read_after(&mut conn, seen, BATCH).await?;
+    let batch = event_store::read_after_of_types(
+        &mut conn,
+        seen,
+        BATCH,
+        "message",
+        &["ReceiptRecorded", "AttemptRejected"],
+    )
+    .await?;
     let Some(last) = batch.last().map(StoredEvent::checkpoint) else {
         return Ok(0);
     };
