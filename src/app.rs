@@ -171,7 +171,8 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
         args.plugins_dir.clone(),
         fallback,
     )?;
-    let providers = ProviderRegistry::default();
+    let providers =
+        ProviderRegistry::with_circuit_open_for(Duration::from_millis(args.circuit_open_ms));
     let registry = providers.clone();
     source
         .sync(&providers)
@@ -179,6 +180,14 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
         .context("loading the provider accounts")?;
     tracing::info!(accounts = ?providers.names(), "providers ready");
     let handler = CommandHandler::new(pool.clone());
+    // Tenants' rate limits at accept, and provider accounts' send rates at dispatch.
+    let rate_limiter = RateLimiter::connect(
+        args.redis_url
+            .clone()
+            .map(hermes_infra::Secret::new)
+            .as_ref(),
+    )
+    .await?;
 
     let mut tasks = vec![tokio::spawn(source.run(providers.clone()))];
     if roles.projector {
@@ -192,7 +201,12 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
                 tasks.push(tokio::spawn(subscription::run(pool.clone(), MessageViews)));
             }
             if roles.saga {
-                let saga = CascadeSaga::new(handler.clone(), providers.clone(), public_url.clone());
+                let saga = CascadeSaga::new(
+                    handler.clone(),
+                    providers.clone(),
+                    public_url.clone(),
+                    rate_limiter.clone(),
+                );
                 tasks.push(tokio::spawn(subscription::run(pool.clone(), saga)));
             }
         }
@@ -216,6 +230,7 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
                     handler.clone(),
                     providers.clone(),
                     &public_url,
+                    rate_limiter.clone(),
                     pool.clone(),
                     stream,
                 );
@@ -248,13 +263,6 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
     } else {
         Backlog::off()
     };
-    let rate_limiter = RateLimiter::connect(
-        args.redis_url
-            .clone()
-            .map(hermes_infra::Secret::new)
-            .as_ref(),
-    )
-    .await?;
     let kafka_probe = kafka.as_ref().map(BrokerProbe::new).transpose()?;
     if let Some(probe) = kafka_probe.clone() {
         // Said once at start, not only by /readyz: with no topic, nothing is streamed or consumed.

@@ -244,6 +244,7 @@ async fn spawn(args: &BenchArgs) -> anyhow::Result<(RunningApp, String)> {
         mock_provider_url: None,
         mock_provider_secret: None,
         mock_receipt_delay_ms: args.receipt_delay_ms,
+        circuit_open_ms: 30_000,
         secret_key: None,
         secret_key_file: None,
         plugins_dir: None,

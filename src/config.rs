@@ -143,6 +143,10 @@ pub struct ServerArgs {
     /// (`redis://127.0.0.1:6379`). Without it each process counts on its own.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// How long a provider account's circuit stays open the first time it opens (failures in a
+    /// row or a high error rate); each failed probe doubles it, up to an hour.
+    #[arg(long, env = "HERMES_CIRCUIT_OPEN_MS", default_value_t = 30_000)]
+    pub circuit_open_ms: u64,
     /// Delay before the embedded mock provider sends a delivery receipt.
     #[arg(long, env = "HERMES_MOCK_RECEIPT_DELAY_MS", default_value_t = 200)]
     pub mock_receipt_delay_ms: u64,

@@ -142,6 +142,19 @@ enum ProviderCommand {
         /// from standard input (one key at most); `key=@@x` is the literal `@x`.
         #[arg(long = "config", value_parser = parse_key_value)]
         config: Vec<(String, String)>,
+        /// What the account charges per message unit (SMS segment) for a destination country,
+        /// `COUNTRY=PRICE` (repeat), `*=PRICE` for every other country: the `cost` routing
+        /// strategy picks the cheapest healthy account.
+        #[arg(long = "price", value_parser = parse_price)]
+        prices: Vec<(String, f64)>,
+        /// The provider's send rate for this account, in messages per second (1 to 100,000):
+        /// dispatches wait their turn, across every Hermes process when `REDIS_URL` is set.
+        #[arg(long = "mps")]
+        max_per_second: Option<u32>,
+        /// Make it a tenant's own account (its credentials, for its messages only; tried before
+        /// the platform's accounts): the tenant's id. Without it, a platform account.
+        #[arg(long)]
+        tenant: Option<uuid::Uuid>,
         #[command(flatten)]
         secret_key: SecretKeyArgs,
         #[command(flatten)]
@@ -186,6 +199,23 @@ impl SecretKeyArgs {
     }
 }
 
+fn parse_price(raw: &str) -> Result<(String, f64), String> {
+    let (country, price) = raw
+        .split_once('=')
+        .ok_or_else(|| format!("expected COUNTRY=PRICE, got {raw:?}"))?;
+    let price: f64 = price
+        .trim()
+        .parse()
+        .map_err(|_| format!("{price:?} is not a number"))?;
+    let country = country.trim().to_owned();
+    if !hermes_infra::provider_accounts::valid_price(&country, price) {
+        return Err(format!(
+            "expected an ISO 3166-1 alpha-2 country (US, GB) or * and a price of zero or more, got {raw:?}"
+        ));
+    }
+    Ok((country, price))
+}
+
 fn parse_key_value(raw: &str) -> Result<(String, String), String> {
     raw.split_once('=')
         .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
@@ -203,6 +233,9 @@ async fn provider_command(command: ProviderCommand) -> anyhow::Result<()> {
             allowed_hosts,
             allow_private,
             config,
+            prices,
+            max_per_second,
+            tenant,
             secret_key,
             database,
         } => {
@@ -225,6 +258,9 @@ async fn provider_command(command: ProviderCommand) -> anyhow::Result<()> {
                 allowed_hosts,
                 allow_private,
                 config,
+                prices: prices.into_iter().collect(),
+                max_per_second,
+                tenant_id: tenant,
             };
             provider_accounts::put(&pool, &key, &account).await?;
             eprintln!("account {} saved", account.name);
@@ -238,14 +274,21 @@ async fn provider_command(command: ProviderCommand) -> anyhow::Result<()> {
             db::migrate(&pool).await?;
             for a in provider_accounts::list(&pool, &key).await? {
                 let keys: Vec<&str> = a.config.keys().map(String::as_str).collect();
+                let prices: Vec<String> =
+                    a.prices.iter().map(|(c, p)| format!("{c}={p}")).collect();
                 println!(
-                    "{}\tplugin={}\tpriority={}\thosts={}\tprivate={}\tconfig={}",
+                    "{}\tplugin={}\tpriority={}\thosts={}\tprivate={}\tconfig={}\tprices={}\tmps={}\ttenant={}",
                     a.name,
                     a.plugin,
                     a.priority,
                     a.allowed_hosts.join(","),
                     a.allow_private,
-                    keys.join(",")
+                    keys.join(","),
+                    prices.join(","),
+                    a.max_per_second
+                        .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+                    a.tenant_id
+                        .map_or_else(|| "-".to_owned(), |t| t.to_string())
                 );
             }
         }

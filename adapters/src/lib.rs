@@ -17,4 +17,4 @@ pub use provider::{
     CallbackError, CallbackOutcome, CallbackReply, CallbackRequest, LookupError, LookupRequest,
     Provider, Receipt, SendAccepted, SendError, SendRequest,
 };
-pub use registry::ProviderRegistry;
+pub use registry::{AccountTerms, ProviderRegistry};

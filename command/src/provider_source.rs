@@ -15,7 +15,7 @@
 //! is the admin API's rollback (the previous upload serves again), or putting the previous file back.
 
 use hermes_adapters::plugin::{AccountConfig, PluginEngine, PluginLimits, Secret, builtin};
-use hermes_adapters::{Provider, ProviderRegistry};
+use hermes_adapters::{AccountTerms, Provider, ProviderRegistry};
 use hermes_infra::plugin_uploads;
 use hermes_infra::provider_accounts::{self, SealingKey};
 use sha2::{Digest, Sha256};
@@ -32,6 +32,8 @@ pub const RELOAD_EVERY: Duration = Duration::from_secs(2);
 struct Desired {
     plugin: String,
     account: AccountConfig,
+    /// Read each sync; a change of terms needs no reload.
+    terms: AccountTerms,
     bytes: Arc<Vec<u8>>,
     /// Changes when anything that needs a reload changes.
     fingerprint: [u8; 32],
@@ -112,9 +114,9 @@ impl ProviderSource {
         self.uploads
             .retain(|sha256, _| uploaded.values().any(|s| s == sha256));
         let (count, _) = provider_accounts::version(&self.pool).await?;
-        let accounts: Vec<(String, AccountConfig)> = if count == 0 {
+        let accounts: Vec<(String, AccountConfig, AccountTerms)> = if count == 0 {
             match &self.fallback {
-                Some(mock) => vec![("mock".to_owned(), mock.clone())],
+                Some(mock) => vec![("mock".to_owned(), mock.clone(), AccountTerms::default())],
                 None => {
                     tracing::error!(
                         "no provider account is configured and the mock provider is off: nothing can be sent"
@@ -145,12 +147,17 @@ impl ProviderSource {
                             allow_private: a.allow_private,
                             config,
                         },
+                        AccountTerms {
+                            prices: a.prices,
+                            max_per_second: a.max_per_second,
+                            owner: a.tenant_id.map(hermes_domain::TenantId),
+                        },
                     )
                 })
                 .collect()
         };
         let mut desired = Vec::with_capacity(accounts.len());
-        for (plugin, account) in accounts {
+        for (plugin, account, terms) in accounts {
             let bytes = match self.plugin_bytes(&plugin, &uploaded).await {
                 Ok(bytes) => bytes,
                 Err(err) => {
@@ -162,6 +169,7 @@ impl ProviderSource {
             desired.push(Desired {
                 plugin,
                 account,
+                terms,
                 bytes,
                 fingerprint,
             });
@@ -173,7 +181,7 @@ impl ProviderSource {
     /// were (re)loaded.
     pub async fn sync(&mut self, registry: &ProviderRegistry) -> anyhow::Result<usize> {
         let desired = self.desired().await?;
-        let mut next: Vec<Arc<dyn Provider>> = Vec::with_capacity(desired.len());
+        let mut next: Vec<(Arc<dyn Provider>, AccountTerms)> = Vec::with_capacity(desired.len());
         let mut reloaded = 0;
         let mut loaded = HashMap::new();
         for d in desired {
@@ -182,7 +190,7 @@ impl ProviderSource {
             if let Some(current) = &current
                 && self.loaded.get(&name) == Some(&d.fingerprint)
             {
-                next.push(current.clone());
+                next.push((current.clone(), d.terms));
                 loaded.insert(name, d.fingerprint);
                 continue;
             }
@@ -190,7 +198,7 @@ impl ProviderSource {
                 Ok(provider) if provider.info().name == d.plugin => {
                     tracing::info!(account = %name, served_by = %provider.served_by(),
                         previous = ?current.as_ref().map(|p| p.served_by()), "provider account loaded");
-                    next.push(Arc::new(provider));
+                    next.push((Arc::new(provider), d.terms));
                     loaded.insert(name, d.fingerprint);
                     reloaded += 1;
                 }
@@ -208,7 +216,7 @@ impl ProviderSource {
                     metrics::counter!("hermes_plugin_loads_refused_total", "account" => name.clone())
                         .increment(1);
                     if let Some(current) = current {
-                        next.push(current);
+                        next.push((current, d.terms));
                         if let Some(fp) = self.loaded.get(&name) {
                             loaded.insert(name, *fp);
                         }
@@ -230,6 +238,7 @@ impl ProviderSource {
             if let Err(err) = self.sync(&registry).await {
                 tracing::error!(error = %err, "reloading provider accounts failed");
             }
+            registry.publish_circuit_states();
         }
     }
 }

@@ -6,6 +6,7 @@
 //! with the same `apply`, so both sides agree on what a message's state is.
 
 pub mod channel;
+pub mod circuit;
 pub mod ids;
 pub mod message;
 pub mod phone;

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::channel::Channel;
 use crate::phone::is_country_code;
 use crate::rate_limit::{MAX_PER_SECOND, RateLimit};
+use crate::routing::RoutingRule;
 use crate::validation::characters::first_unreadable;
 use crate::validation::check_policy_steps;
 
@@ -81,6 +82,10 @@ pub struct TenantSettings {
     /// Named cascades a message may ask for by name (`"cascade": "otp"`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cascade_policies: BTreeMap<String, CascadePolicy>,
+    /// Per channel: which provider accounts serve the tenant's steps and how one is picked
+    /// (`hermes_domain::routing`). Absent: every account of the channel, in priority order.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub routing: BTreeMap<Channel, RoutingRule>,
 }
 
 /// A named cascade: the steps, as a message's `cascade` list, and the version they have.
@@ -126,6 +131,7 @@ impl TenantSettings {
                 .allowed_countries
                 .as_ref()
                 .is_none_or(|c| c.iter().all(|c| is_country_code(c)))
+            && self.routing.values().all(RoutingRule::is_valid)
     }
 }
 

@@ -6,12 +6,14 @@
 //! edited: a change of shape adds a new fixture next to the old ones.
 
 use chrono::{DateTime, Utc};
+use hermes_domain::circuit::CircuitState;
 use hermes_domain::message::events::{Completion, SCHEMA_VERSION};
 use hermes_domain::message::spec::{
     CascadeStep, Content, EmailContent, MessageSpec, PushContent, Recipient, SmsContent,
     WhatsappContent, WhatsappTemplate,
 };
 use hermes_domain::message::{AttemptError, MessageEvent, ReceiptStatus};
+use hermes_domain::routing::{CandidateRecord, RouteRecord, Strategy};
 use hermes_domain::{AttemptId, Channel, TenantId, Until};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -145,6 +147,45 @@ fn expected(fixture: &str) -> MessageEvent {
             channel: Channel::Sms,
             provider: "twilio-us".into(),
             served_by: Some("twilio@0.2.0".into()),
+            route: None,
+            step_timeout_at: Some(at("2026-01-01T00:01:11Z")),
+            at: at("2026-01-01T00:00:11Z"),
+        },
+        "AttemptDispatched.routed" => MessageEvent::AttemptDispatched {
+            attempt_id: attempt_a(),
+            step_index: 1,
+            channel: Channel::Sms,
+            provider: "vonage".into(),
+            served_by: Some("vonage@0.2.0".into()),
+            route: Some(RouteRecord {
+                strategy: Strategy::Cost,
+                rule: Some("tenant:sms".into()),
+                country: Some("US".into()),
+                reason: "cheapest".into(),
+                candidates: vec![
+                    CandidateRecord {
+                        account: "twilio-us".into(),
+                        circuit: CircuitState::Open,
+                        success_rate: Some(0.25),
+                        latency_ms: Some(812),
+                        price: Some(0.0079),
+                    },
+                    CandidateRecord {
+                        account: "vonage".into(),
+                        circuit: CircuitState::Closed,
+                        success_rate: Some(1.0),
+                        latency_ms: Some(95),
+                        price: Some(0.0081),
+                    },
+                    CandidateRecord {
+                        account: "messente".into(),
+                        circuit: CircuitState::HalfOpen,
+                        success_rate: None,
+                        latency_ms: None,
+                        price: None,
+                    },
+                ],
+            }),
             step_timeout_at: Some(at("2026-01-01T00:01:11Z")),
             at: at("2026-01-01T00:00:11Z"),
         },
@@ -154,6 +195,7 @@ fn expected(fixture: &str) -> MessageEvent {
             channel: Channel::Sms,
             provider: "twilio-us".into(),
             served_by: None,
+            route: None,
             step_timeout_at: None,
             at: at("2026-01-01T00:00:11Z"),
         },

@@ -3,11 +3,14 @@
 //! ChaCha20-Poly1305 under the deployment's [`SealingKey`].
 
 use crate::Secret;
+use hermes_domain::rate_limit::MAX_PER_SECOND;
+use hermes_domain::routing::PriceTable;
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 use sqlx::PgPool;
 use std::collections::BTreeMap;
+use uuid::Uuid;
 
 /// The key provider configurations are sealed with: 32 bytes, given as 64 hex characters
 /// (`HERMES_SECRET_KEY`). Never printed.
@@ -32,6 +35,14 @@ pub enum AccountError {
         "invalid account name {0:?}: lowercase letters, digits, '-' and '_', at most 63, starting with a letter or digit"
     )]
     BadName(String),
+    #[error(
+        "invalid price {0:?}: COUNTRY=PRICE with an ISO 3166-1 alpha-2 country (or *) and a price of zero or more"
+    )]
+    BadPrice(String),
+    #[error("the send rate (--mps) must be 1 to 100000 messages per second")]
+    BadRate,
+    #[error("no such tenant: a tenant's own account needs the tenant's id")]
+    NoSuchTenant,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -115,19 +126,37 @@ impl SealingKey {
 /// credentials go (the account, the plugin that receives them, the hosts it may reach and
 /// whether private addresses are allowed). Someone who can write the table but does not hold the
 /// key cannot point sealed credentials at another plugin or host: the blob no longer opens.
-fn binding(name: &str, plugin: &str, allowed_hosts: &[String], allow_private: bool) -> String {
-    serde_json::to_string(&(
-        "hermes-account/2",
-        name,
-        plugin,
-        allowed_hosts,
-        allow_private,
-    ))
-    .expect("strings and a bool always serialize")
+fn binding(
+    name: &str,
+    plugin: &str,
+    allowed_hosts: &[String],
+    allow_private: bool,
+    tenant: Option<Uuid>,
+) -> String {
+    match tenant {
+        // A platform account's binding is what it was before tenants owned accounts.
+        None => serde_json::to_string(&(
+            "hermes-account/2",
+            name,
+            plugin,
+            allowed_hosts,
+            allow_private,
+        )),
+        // A tenant's: moving it to another tenant in the database does not open it.
+        Some(tenant) => serde_json::to_string(&(
+            "hermes-account/3",
+            name,
+            plugin,
+            allowed_hosts,
+            allow_private,
+            tenant,
+        )),
+    }
+    .expect("strings, a bool and a uuid always serialize")
 }
 
 /// One provider account.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProviderAccount {
     pub name: String,
     /// The plugin that serves it (`twilio`, `ses`...).
@@ -137,6 +166,19 @@ pub struct ProviderAccount {
     pub allow_private: bool,
     /// Base URL, credentials...: what the plugin's `config` import returns.
     pub config: BTreeMap<String, Secret<String>>,
+    /// Price per message unit by destination country, `*` for the rest (the `cost` strategy).
+    pub prices: PriceTable,
+    /// The provider's send rate for this account (messages per second), kept at dispatch.
+    pub max_per_second: Option<u32>,
+    /// The tenant whose own account this is (for its messages only); `None`: the platform's.
+    pub tenant_id: Option<Uuid>,
+}
+
+/// A price entry: a country code or `*`, and a finite price of zero or more.
+pub fn valid_price(country: &str, price: f64) -> bool {
+    (country == "*" || hermes_domain::phone::is_country_code(country))
+        && price.is_finite()
+        && price >= 0.0
 }
 
 pub fn valid_name(name: &str) -> bool {
@@ -158,6 +200,15 @@ pub async fn put(
     if !valid_name(&account.name) {
         return Err(AccountError::BadName(account.name.clone()));
     }
+    if let Some((country, price)) = account.prices.iter().find(|(c, p)| !valid_price(c, **p)) {
+        return Err(AccountError::BadPrice(format!("{country}={price}")));
+    }
+    if account
+        .max_per_second
+        .is_some_and(|n| !(1..=MAX_PER_SECOND).contains(&n))
+    {
+        return Err(AccountError::BadRate);
+    }
     let plain: BTreeMap<&str, &str> = account
         .config
         .iter()
@@ -171,14 +222,19 @@ pub async fn put(
             &account.plugin,
             &account.allowed_hosts,
             account.allow_private,
+            account.tenant_id,
         ),
     );
     sqlx::query(
-        "INSERT INTO provider_accounts (name, plugin, priority, allowed_hosts, allow_private, sealed_config)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO provider_accounts
+             (name, plugin, priority, allowed_hosts, allow_private, sealed_config, prices,
+              max_per_second, tenant_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (name) DO UPDATE SET plugin = EXCLUDED.plugin, priority = EXCLUDED.priority,
              allowed_hosts = EXCLUDED.allowed_hosts, allow_private = EXCLUDED.allow_private,
-             sealed_config = EXCLUDED.sealed_config, updated_at = clock_timestamp()",
+             sealed_config = EXCLUDED.sealed_config, prices = EXCLUDED.prices,
+             max_per_second = EXCLUDED.max_per_second, tenant_id = EXCLUDED.tenant_id,
+             updated_at = clock_timestamp()",
     )
     .bind(&account.name)
     .bind(&account.plugin)
@@ -186,8 +242,17 @@ pub async fn put(
     .bind(&account.allowed_hosts)
     .bind(account.allow_private)
     .bind(sealed)
+    .bind(sqlx::types::Json(&account.prices))
+    .bind(account.max_per_second.map(|n| n as i32))
+    .bind(account.tenant_id)
     .execute(pool)
-    .await?;
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(d) if d.constraint() == Some("provider_accounts_tenant_fkey") => {
+            AccountError::NoSuchTenant
+        }
+        _ => AccountError::Database(e),
+    })?;
     Ok(())
 }
 
@@ -199,7 +264,17 @@ pub async fn delete(pool: &PgPool, name: &str) -> Result<bool, AccountError> {
     Ok(done.rows_affected() > 0)
 }
 
-type Row = (String, String, i32, Vec<String>, bool, Vec<u8>);
+type Row = (
+    String,
+    String,
+    i32,
+    Vec<String>,
+    bool,
+    Vec<u8>,
+    sqlx::types::Json<PriceTable>,
+    Option<i32>,
+    Option<Uuid>,
+);
 
 /// Every account, in priority order, configurations opened.
 ///
@@ -208,14 +283,17 @@ type Row = (String, String, i32, Vec<String>, bool, Vec<u8>);
 /// is upgraded by the first reload of a process holding the key.
 pub async fn list(pool: &PgPool, key: &SealingKey) -> Result<Vec<ProviderAccount>, AccountError> {
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT name, plugin, priority, allowed_hosts, allow_private, sealed_config
+        "SELECT name, plugin, priority, allowed_hosts, allow_private, sealed_config, prices,
+                max_per_second, tenant_id
          FROM provider_accounts ORDER BY priority, name",
     )
     .fetch_all(pool)
     .await?;
     let mut accounts = Vec::with_capacity(rows.len());
-    for (name, plugin, priority, allowed_hosts, allow_private, sealed) in rows {
-        let bound = binding(&name, &plugin, &allowed_hosts, allow_private);
+    for (name, plugin, priority, allowed_hosts, allow_private, sealed, prices, mps, tenant_id) in
+        rows
+    {
+        let bound = binding(&name, &plugin, &allowed_hosts, allow_private, tenant_id);
         let plain = match key.open(&sealed, &bound) {
             Some(plain) => plain,
             None => {
@@ -238,6 +316,9 @@ pub async fn list(pool: &PgPool, key: &SealingKey) -> Result<Vec<ProviderAccount
                 .into_iter()
                 .map(|(k, v)| (k, Secret::new(v)))
                 .collect(),
+            prices: prices.0,
+            max_per_second: mps.map(|n| n as u32),
+            tenant_id,
         });
     }
     Ok(accounts)
@@ -305,20 +386,27 @@ mod tests {
     }
 
     #[test]
-    fn the_binding_covers_plugin_hosts_and_allow_private() {
+    fn the_binding_covers_plugin_hosts_allow_private_and_the_owner() {
         let key = SealingKey::from_hex(&SealingKey::generate_hex()).unwrap();
         let hosts = vec!["api.twilio.com".to_owned()];
-        let sealed = key.seal(b"{}", &binding("sms", "twilio", &hosts, false));
+        let sealed = key.seal(b"{}", &binding("sms", "twilio", &hosts, false, None));
         assert!(
-            key.open(&sealed, &binding("sms", "twilio", &hosts, false))
+            key.open(&sealed, &binding("sms", "twilio", &hosts, false, None))
                 .is_some()
         );
         for other in [
-            binding("sms", "evil", &hosts, false),
-            binding("sms", "twilio", &["attacker.example".to_owned()], false),
-            binding("sms", "twilio", &[], false),
-            binding("sms", "twilio", &hosts, true),
-            binding("sms2", "twilio", &hosts, false),
+            binding("sms", "evil", &hosts, false, None),
+            binding(
+                "sms",
+                "twilio",
+                &["attacker.example".to_owned()],
+                false,
+                None,
+            ),
+            binding("sms", "twilio", &[], false, None),
+            binding("sms", "twilio", &hosts, true, None),
+            binding("sms2", "twilio", &hosts, false, None),
+            binding("sms", "twilio", &hosts, false, Some(Uuid::from_u128(7))),
             "sms".to_owned(),
         ] {
             assert_eq!(key.open(&sealed, &other), None, "{other}");

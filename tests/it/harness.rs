@@ -92,6 +92,7 @@ pub fn server_args(database_url: &str) -> ServerArgs {
         mock_provider_url: None,
         mock_provider_secret: None,
         mock_receipt_delay_ms: 20,
+        circuit_open_ms: 30_000,
         secret_key: None,
         secret_key_file: None,
         plugins_dir: None,

@@ -1,6 +1,7 @@
 //! Hermes's integration tests: one binary, each test against its own fresh Postgres database
 //! and its own Hermes on port 0 (see `harness`).
 
+mod front_door;
 mod harness;
 
 mod accept_batch;
@@ -30,7 +31,9 @@ mod saga_backlog;
 mod saga_independence;
 mod sealed_accounts;
 mod secrets_argv;
+mod send_rate;
 mod server_limits;
+mod smart_router;
 mod snapshots;
 mod suppressions;
 mod tenant_errors;

@@ -2,79 +2,12 @@
 //! no other account to fail over to is retried with backoff within the step's time, on the same
 //! step, and every message is sent once the provider is back.
 
+use crate::front_door::{SECRET, start_front_door};
 use crate::harness::{TestApp, WITHIN, message};
 use crate::kafka::TestKafka;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::StatusCode;
-use hermes_adapters::mock::{self, MockProviderConfig, MockProviderHandle};
 use serde_json::json;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
-
-const SECRET: &str = "provider-blip-test-secret";
-
-/// The provider's front door: answers 503 while `down`, else passes sends to the mock.
-struct FrontDoor {
-    mock: MockProviderHandle,
-    http: reqwest::Client,
-    down: AtomicBool,
-    refused: AtomicUsize,
-}
-
-async fn send(
-    State(door): State<Arc<FrontDoor>>,
-    body: Bytes,
-) -> (
-    StatusCode,
-    [(axum::http::HeaderName, &'static str); 1],
-    Bytes,
-) {
-    let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
-    if door.down.load(Ordering::SeqCst) {
-        door.refused.fetch_add(1, Ordering::SeqCst);
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            json,
-            Bytes::from_static(b"{}"),
-        );
-    }
-    let r = door
-        .http
-        .post(format!("{}/messages", door.mock.base_url()))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("the mock answers");
-    let status = StatusCode::from_u16(r.status().as_u16()).unwrap();
-    (status, json, r.bytes().await.unwrap())
-}
-
-async fn start_front_door() -> (String, Arc<FrontDoor>) {
-    let mock = mock::start(
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        MockProviderConfig {
-            receipt_delay: Duration::from_millis(20),
-            secret: SECRET.into(),
-        },
-    )
-    .await;
-    let door = Arc::new(FrontDoor {
-        mock,
-        http: hermes_adapters::http::client(),
-        down: AtomicBool::new(true),
-        refused: AtomicUsize::new(0),
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let app = axum::Router::new()
-        .route("/messages", axum::routing::post(send))
-        .with_state(door.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, door)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_refused_during_a_provider_outage_are_retried_on_their_step_and_delivered() {
@@ -90,7 +23,7 @@ async fn messages_refused_during_a_provider_outage_are_retried_on_their_step_and
 
 async fn provider_outage(kafka: Option<&TestKafka>) {
     const MESSAGES: usize = 10;
-    let (url, door) = start_front_door().await;
+    let (url, door) = start_front_door(true).await;
     let app = TestApp::spawn_over(kafka, |args| {
         args.mock_provider_url = Some(url.clone());
         args.mock_provider_secret = Some(SECRET.into());

@@ -49,6 +49,9 @@ pub(crate) fn account(
             .iter()
             .map(|(k, v)| ((*k).to_owned(), Secret::new((*v).to_owned())))
             .collect(),
+        prices: Default::default(),
+        max_per_second: None,
+        tenant_id: None,
     }
 }
 

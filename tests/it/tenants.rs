@@ -885,10 +885,10 @@ async fn a_preview_answers_route_country_and_segments_and_stores_and_spends_noth
             json!({"cascade_policy": {"name": "otp", "version": answer["cascade_policy"]["version"]},
                    "steps": [
                 {"channel": "sms", "timeout_seconds": 30, "until": "delivered", "account": "mock",
-                 "suppressed": false, "country": "CA",
+                 "route_reason": "first_usable", "suppressed": false, "country": "CA",
                  "sms": {"encoding": "gsm7", "units": 201, "segments": 2}},
                 {"channel": "email", "timeout_seconds": 60, "until": "delivered", "account": "mock",
-                 "suppressed": false}
+                 "route_reason": "first_usable", "suppressed": false}
             ]})
         );
     }

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hermes_domain::message::{MessageCommand, MessageSpec};
 use hermes_domain::validation;
-use hermes_domain::{Channel, MessageId};
+use hermes_domain::{Channel, MessageId, TenantId};
 use hermes_infra::event_store::EventMetadata;
 use hermes_infra::http::{Problem, Tenant};
 use hermes_infra::suppressions;
@@ -123,12 +123,14 @@ pub(super) async fn skip_suppressed(
 /// Some provider account serves every channel of the cascade (`channel_unavailable` if not).
 pub(super) fn every_channel_served(
     state: &CommandState,
+    tenant: TenantId,
     spec: &MessageSpec,
 ) -> Result<(), ApiError> {
     let served: Vec<Channel> = state
         .providers
         .candidates()
         .into_iter()
+        .filter(|c| c.serves_tenant(Some(tenant)))
         .flat_map(|c| c.channels)
         .collect();
     match spec.cascade.iter().find(|s| !served.contains(&s.channel)) {
@@ -193,7 +195,7 @@ pub async fn send_message(
         rate_limits::admit(&state.rate_limiter, tenant.0, &tenant.1.settings, &spec).await;
     Layer::RateLimit.record(started);
     admitted.map_err(ApiError::RateLimited)?;
-    every_channel_served(&state, &spec)?;
+    every_channel_served(&state, tenant.0, &spec)?;
     let started = Instant::now();
     let accepted = state
         .accepts

@@ -12,8 +12,8 @@ use super::send_request::SendMessageRequest;
 use axum::Json;
 use axum::extract::State;
 use hermes_domain::message::MessageSpec;
-use hermes_domain::routing::pick_provider;
-use hermes_domain::{Channel, Until, phone, sms_segments};
+use hermes_domain::routing::{RouteRequest, RoutingRule, route};
+use hermes_domain::{Channel, TenantId, Until, phone, sms_segments};
 use hermes_infra::http::{Problem, Tenant};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -41,9 +41,19 @@ pub struct StepPreview {
     /// The recipient's address for this channel is on the tenant's suppression list: the step
     /// would be skipped.
     pub suppressed: bool,
-    /// The provider account the router would pick for the step's first attempt now: the first
-    /// healthy account of the channel in priority order (another when it fails over).
+    /// The provider account the router would pick for the step's first attempt now, under the
+    /// tenant's routing rule for the channel (by default the first account of the channel whose
+    /// circuit is closed, in priority order; another when it fails over).
     pub account: Option<String>,
+    /// Why that account: `first_usable`, `cheapest`, `weighted`, `probe` or
+    /// `every_circuit_open`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "cheapest")]
+    pub route_reason: Option<String>,
+    /// The account's price for the destination times the message units (SMS segments; one on
+    /// other channels), when the account has a price table.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price_estimate: Option<f64>,
     /// The recipient's country (ISO 3166-1 alpha-2), for SMS and WhatsApp steps.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
@@ -86,13 +96,20 @@ pub async fn preview_message(
 ) -> Result<Json<MessagePreview>, ApiError> {
     let mut spec = checked_spec(&tenant, body.value)?;
     skip_suppressed(&state, &tenant, &mut spec).await?;
-    every_channel_served(&state, &spec)?;
-    Ok(Json(preview(&spec, &state.providers.candidates())))
+    every_channel_served(&state, tenant.0, &spec)?;
+    Ok(Json(preview(
+        tenant.0,
+        &spec,
+        &state.providers.candidates(),
+        &tenant.1.settings.routing,
+    )))
 }
 
 fn preview(
+    tenant: TenantId,
     spec: &MessageSpec,
     candidates: &[hermes_domain::routing::ProviderCandidate],
+    rules: &std::collections::BTreeMap<Channel, RoutingRule>,
 ) -> MessagePreview {
     let steps = spec
         .cascade
@@ -119,13 +136,34 @@ fn preview(
                         segments: counted.segments,
                     }
                 });
+            let country = number.and_then(phone::country_of);
+            let decision = route(
+                &RouteRequest {
+                    tenant: Some(tenant),
+                    country: country.as_deref(),
+                    rule: rules.get(&step.channel),
+                    ..RouteRequest::any(step.channel)
+                },
+                candidates,
+            );
+            let units = sms.as_ref().map_or(1, |s| s.segments);
+            let price_estimate = decision.as_ref().and_then(|d| {
+                d.record
+                    .candidates
+                    .iter()
+                    .find(|c| c.account == d.account)
+                    .and_then(|c| c.price)
+                    .map(|price| price * units as f64)
+            });
             StepPreview {
                 suppressed: spec.suppressed_steps.contains(&i),
                 channel: step.channel,
                 timeout_seconds: step.timeout_seconds,
                 until: step.until,
-                account: pick_provider(step.channel, candidates, &[]).map(str::to_owned),
-                country: number.and_then(phone::country_of),
+                route_reason: decision.as_ref().map(|d| d.record.reason.clone()),
+                account: decision.map(|d| d.account),
+                country,
+                price_estimate,
                 sms,
             }
         })

@@ -20,6 +20,7 @@ use chrono::{DateTime, Utc};
 use hermes_adapters::ProviderRegistry;
 use hermes_infra::kafka::progress::Progress;
 use hermes_infra::kafka::{Delivery, KafkaStream, Record};
+use hermes_infra::rate_limit::RateLimiter;
 use sqlx::PgPool;
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -47,11 +48,17 @@ impl KafkaSaga {
         handler: CommandHandler,
         providers: ProviderRegistry,
         callback_base: &str,
+        send_rates: RateLimiter,
         pool: PgPool,
         stream: KafkaStream,
     ) -> Self {
         Self {
-            workers: Workers::new(Dispatcher::new(handler, providers, callback_base)),
+            workers: Workers::new(Dispatcher::new(
+                handler,
+                providers,
+                callback_base,
+                send_rates,
+            )),
             stream,
             pool,
             at: HashMap::new(),

@@ -16,6 +16,7 @@
 
 mod bulkhead;
 mod kafka;
+mod tenant_rules;
 mod window;
 mod workers;
 
@@ -24,16 +25,18 @@ use bulkhead::Bulkheads;
 use futures::future::BoxFuture;
 use hermes_adapters::{Provider, ProviderRegistry, SendError, SendRequest, tenant_error};
 use hermes_domain::message::{AttemptError, Message, MessageCommand, MessageEvent, SendOutcome};
-use hermes_domain::routing::pick_provider;
-use hermes_domain::{AttemptId, Channel, MessageId};
+use hermes_domain::routing::{RouteDecision, RouteRequest, route};
+use hermes_domain::{AttemptId, Channel, MessageId, TenantId};
 use hermes_infra::event_store::Checkpoint;
 use hermes_infra::event_store::{self, EventMetadata, StoredEvent};
 use hermes_infra::parked;
+use hermes_infra::rate_limit::{Check, RateLimiter};
 use hermes_infra::subscription::{self, Subscriber};
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use tenant_rules::TenantRules;
 use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 use window::Window;
@@ -96,6 +99,10 @@ pub(crate) struct Dispatcher {
     /// Public base URL of this Hermes, for the per-attempt receipt URL given to providers.
     callback_base: String,
     bulkheads: Arc<Bulkheads>,
+    tenant_rules: TenantRules,
+    /// Where the accounts' send rates (`--mps`) are kept: Redis when configured, so the rate
+    /// holds across processes.
+    send_rates: RateLimiter,
 }
 
 /// What became of an event.
@@ -130,8 +137,11 @@ impl Dispatcher {
         handler: CommandHandler,
         providers: ProviderRegistry,
         callback_base: &str,
+        send_rates: RateLimiter,
     ) -> Arc<Self> {
         Arc::new(Dispatcher {
+            send_rates,
+            tenant_rules: TenantRules::new(handler.pool().clone()),
             handler,
             providers,
             callback_base: callback_base.trim_end_matches('/').to_owned(),
@@ -145,9 +155,15 @@ impl CascadeSaga {
         handler: CommandHandler,
         providers: ProviderRegistry,
         callback_base: String,
+        send_rates: RateLimiter,
     ) -> Self {
         Self {
-            workers: Workers::new(Dispatcher::new(handler, providers, &callback_base)),
+            workers: Workers::new(Dispatcher::new(
+                handler,
+                providers,
+                &callback_base,
+                send_rates,
+            )),
             read_to: None,
             read_at: Instant::now(),
             read_full: false,
@@ -186,13 +202,19 @@ impl Dispatcher {
             MessageEvent::RetryDue { after, .. } => Trigger::Retry { after },
             _ => return Ok(Handled::Done),
         };
-        self.dispatch(MessageId(stored.stream_id), trigger, stored.event_id)
-            .await
+        self.dispatch(
+            MessageId(stored.stream_id),
+            TenantId(stored.tenant_id),
+            trigger,
+            stored.event_id,
+        )
+        .await
     }
 
     async fn dispatch(
         &self,
         message_id: MessageId,
+        tenant: TenantId,
         trigger: Trigger,
         cause: Uuid,
     ) -> Result<Handled, CommandError> {
@@ -201,12 +223,15 @@ impl Dispatcher {
             actor: Some("saga".into()),
             ..Default::default()
         };
+        let rules = self.tenant_rules.get(tenant).await?;
         let candidates = self.providers.candidates();
-        // A step's first attempt goes to the channel's first healthy account: when that one's
-        // bulkhead is full, wait without loading the message.
+        // A step's first attempt usually goes to the channel's first usable account: when that
+        // one's bulkhead is full, wait without loading the message. (A tenant's rule may route
+        // elsewhere, by country or price: those steps go on to decide.)
         if let Trigger::StepStarted { channel, .. } = trigger
-            && pick_provider(channel, &candidates, &[])
-                .is_some_and(|account| self.bulkheads.is_full(account))
+            && !rules.contains_key(&channel)
+            && route(&RouteRequest::any(channel), &candidates)
+                .is_some_and(|d| self.bulkheads.is_full(&d.account))
         {
             return Ok(Handled::Deferred);
         }
@@ -215,7 +240,11 @@ impl Dispatcher {
         let place: Arc<Mutex<Option<(String, OwnedSemaphorePermit)>>> = Arc::default();
         let deferred = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (place_in, deferred_in) = (place.clone(), deferred.clone());
+        // The half-open account whose probe this dispatch claimed, if any.
+        let probing: Arc<Mutex<Option<String>>> = Arc::default();
+        let probing_in = probing.clone();
         let bulkheads = self.bulkheads.clone();
+        let registry = self.providers.clone();
         // One version of each account for this dispatch: the one recorded is the one that sends.
         let snapshot = self.providers.snapshot();
         let providers = snapshot.clone();
@@ -233,7 +262,7 @@ impl Dispatcher {
                     }
                 };
                 // A failover goes to an account not tried yet; a retry may go back to one (the
-                // router prefers healthy accounts, and a resting one only when nothing else is left).
+                // router prefers usable accounts, and an open one only when nothing else is left).
                 let tried = match trigger {
                     Trigger::Retry { .. } => Vec::new(),
                     _ => m.providers_tried(step_index),
@@ -248,14 +277,26 @@ impl Dispatcher {
                         attempt_id,
                         provider: made.provider.clone(),
                         served_by: None,
+                        route: None,
                     }));
                 }
-                let Some(provider) = pick_provider(step.channel, &candidates, &tried) else {
+                let rule = rules.get(&step.channel);
+                let country = rule.and_then(|_| destination_country(m, step.channel));
+                let ask = RouteRequest {
+                    tenant: Some(m.tenant_id),
+                    channel: step.channel,
+                    country: country.as_deref(),
+                    tried: &tried,
+                    rule,
+                    seed: route_seed(message_id, step_index, attempt_seq),
+                };
+                let Some(decision) = decide_route(&ask, &candidates, &registry, &probing_in) else {
                     // Nothing can serve the step now. Its clock starts (unless an attempt started
                     // it already), so its timeout moves the cascade on.
                     tracing::warn!(%message_id, channel = %step.channel, "no provider left for the step");
                     return Ok(Some(MessageCommand::NoProvider { step_index }));
                 };
+                let provider = decision.account.as_str();
                 let mut held = place_in.lock().expect("place lock poisoned");
                 if held.as_ref().is_none_or(|(account, _)| account != provider) {
                     match bulkheads.try_enter(provider) {
@@ -273,6 +314,7 @@ impl Dispatcher {
                     attempt_id,
                     provider: provider.to_owned(),
                     served_by: providers.iter().find(|p| p.name() == provider).map(|p| p.served_by()),
+                    route: Some(decision.record),
                 }))
             })
             .await?;
@@ -290,6 +332,9 @@ impl Dispatcher {
         }
         // Held until the provider answered.
         let _place = place.lock().expect("place lock poisoned").take();
+        if let Some(attempt) = state.attempt(attempt_id) {
+            self.wait_for_send_slot(&attempt.provider).await;
+        }
         let outcome = self.call_provider(&state, attempt_id, &snapshot).await;
         self.handler
             .execute(
@@ -352,7 +397,8 @@ impl Dispatcher {
             .as_ref()
             .err()
             .is_some_and(SendError::worth_retrying_later);
-        self.providers.record_send(&attempt.provider, &result);
+        self.providers
+            .record_send(&attempt.provider, &result, started.elapsed());
         let outcome = match &result {
             Ok(_) => "sent",
             Err(SendError::Rejected {
@@ -378,9 +424,7 @@ impl Dispatcher {
                 let error = tenant_error::for_tenant(&error, retryable);
                 // `m` already holds this attempt, so its provider counts as tried.
                 let tried = m.providers_tried(attempt.step_index);
-                let failover = retryable
-                    && pick_provider(attempt.channel, &self.providers.candidates(), &tried)
-                        .is_some();
+                let failover = retryable && self.can_fail_over(m, attempt.channel, &tried).await;
                 SendOutcome::Rejected {
                     error,
                     retryable,
@@ -396,6 +440,103 @@ impl Dispatcher {
                 }
             }
         }
+    }
+}
+
+impl Dispatcher {
+    /// Waits until the account's send rate (`--mps`) has room for one more send. The dispatch is
+    /// recorded already; the wait is part of the send (a crash during it leaves the attempt in
+    /// doubt, like a crash during the call).
+    async fn wait_for_send_slot(&self, account: &str) {
+        let Some(per_second) = self.providers.max_per_second(account) else {
+            return;
+        };
+        let check = [Check {
+            key: format!("hermes:mps:{{{account}}}"),
+            limit: hermes_domain::rate_limit::RateLimit {
+                per_second,
+                burst: None,
+            },
+        }];
+        let mut waited = false;
+        while let Err(limited) = self.send_rates.acquire(&check).await {
+            if !waited {
+                metrics::counter!("hermes_provider_rate_waits_total", "account" => account.to_owned())
+                    .increment(1);
+                waited = true;
+            }
+            tokio::time::sleep(limited.retry_after.max(Duration::from_millis(1))).await;
+        }
+    }
+
+    /// Whether another account may take the step after `tried` refused it, under the tenant's
+    /// rule for the channel.
+    async fn can_fail_over(&self, m: &Message, channel: Channel, tried: &[&str]) -> bool {
+        let rules = match self.tenant_rules.get(m.tenant_id).await {
+            Ok(rules) => rules,
+            // Unknown rules: say yes; the failover's dispatch reads them again and records
+            // `NoProvider` if none is left.
+            Err(_) => return true,
+        };
+        let rule = rules.get(&channel);
+        let country = rule.and_then(|_| destination_country(m, channel));
+        let ask = RouteRequest {
+            tenant: Some(m.tenant_id),
+            channel,
+            country: country.as_deref(),
+            tried,
+            rule,
+            seed: 0,
+        };
+        route(&ask, &self.providers.candidates()).is_some()
+    }
+}
+
+/// The country of the step's phone number, for the routing rules (SMS and WhatsApp).
+fn destination_country(m: &Message, channel: Channel) -> Option<String> {
+    matches!(channel, Channel::Sms | Channel::Whatsapp)
+        .then(|| m.spec.to.address_for(channel))
+        .flatten()
+        .and_then(hermes_domain::phone::country_of)
+}
+
+/// The weighted strategy's draw for one attempt: the same on every run of the dispatch.
+fn route_seed(message_id: MessageId, step_index: usize, attempt_seq: usize) -> u64 {
+    let (high, low) = message_id.0.as_u64_pair();
+    high ^ low ^ ((step_index as u64) << 32) ^ attempt_seq as u64
+}
+
+/// Routes the attempt. A half-open account is taken only with its probe claimed (this dispatch
+/// keeps its claim in `probing` across runs of its decision); when another dispatch holds the
+/// probe, the account is passed over.
+fn decide_route(
+    ask: &RouteRequest<'_>,
+    candidates: &[hermes_domain::routing::ProviderCandidate],
+    registry: &ProviderRegistry,
+    probing: &Mutex<Option<String>>,
+) -> Option<RouteDecision> {
+    let mut passed_over: Vec<String> = Vec::new();
+    loop {
+        let mut tried: Vec<&str> = ask.tried.to_vec();
+        tried.extend(passed_over.iter().map(String::as_str));
+        let decision = route(
+            &RouteRequest {
+                tried: &tried,
+                ..*ask
+            },
+            candidates,
+        )?;
+        if !decision.probe {
+            return Some(decision);
+        }
+        let mut probing = probing.lock().unwrap_or_else(|e| e.into_inner());
+        if probing.as_deref() == Some(decision.account.as_str())
+            || registry.claim_probe(&decision.account)
+        {
+            *probing = Some(decision.account.clone());
+            return Some(decision);
+        }
+        passed_over.push(decision.account);
     }
 }
 

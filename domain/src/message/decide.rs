@@ -9,6 +9,7 @@ use crate::ids::{AttemptId, TenantId};
 use crate::message::events::{AttemptError, Completion, MessageEvent, ReceiptStatus};
 use crate::message::spec::{CascadeStep, MessageSpec};
 use crate::message::state::{AttemptStatus, Message, MessageStatus};
+use crate::routing::RouteRecord;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -51,7 +52,7 @@ pub const MAX_RETRY_BACKOFF_S: i64 = 30;
 /// A step makes at most this many attempts; then a retryable refusal moves the cascade on.
 pub const MAX_ATTEMPTS_PER_STEP: usize = 10;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum MessageCommand {
     /// Start an attempt of `step_index`. `attempt_seq` is how many attempts the step had when the
     /// saga decided to dispatch: it makes the command idempotent when it is delivered again.
@@ -62,6 +63,8 @@ pub enum MessageCommand {
         provider: String,
         /// The plugin and version that will serve it (`twilio@0.1.0`), recorded on the event.
         served_by: Option<String>,
+        /// Why the router chose the account, recorded on the event.
+        route: Option<RouteRecord>,
     },
     RecordSendOutcome {
         attempt_id: AttemptId,
@@ -148,12 +151,13 @@ impl Message {
                 attempt_id,
                 provider,
                 served_by,
+                route,
             } => Ok(self.decide_dispatch(
                 *step_index,
                 *attempt_seq,
                 *attempt_id,
                 provider,
-                served_by.clone(),
+                (served_by.clone(), route.clone()),
                 now,
             )),
             MessageCommand::RecordSendOutcome {
@@ -189,7 +193,7 @@ impl Message {
         attempt_seq: usize,
         attempt_id: AttemptId,
         provider: &str,
-        served_by: Option<String>,
+        (served_by, route): (Option<String>, Option<RouteRecord>),
         now: DateTime<Utc>,
     ) -> Vec<MessageEvent> {
         if self.is_terminal() || self.current_step_index() != Some(step_index) {
@@ -231,6 +235,7 @@ impl Message {
             channel: step.channel,
             provider: provider.to_owned(),
             served_by,
+            route,
             // The step's first dispatch starts its clock: waiting for a worker took none of it.
             step_timeout_at: (!self.step_clock_started()).then(|| step_timeout(step, now)),
             at: now,

@@ -6,6 +6,7 @@ use crate::channel::{Channel, Until};
 use crate::ids::{AttemptId, TenantId};
 use crate::message::spec::MessageSpec;
 use crate::message::stored::EventPayload;
+use crate::routing::RouteRecord;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -72,6 +73,10 @@ pub enum MessageEvent {
         /// What served the attempt: the provider plugin and its version (`twilio@0.1.0`). Absent
         /// in events written before plugins were versioned.
         served_by: Option<String>,
+        /// Why the router chose this account: the candidates it saw (circuit, success rate,
+        /// price), the strategy and the rule. Absent in events written before the smart router,
+        /// and on a dispatch made again after a restart (no choice was made).
+        route: Option<RouteRecord>,
         /// The step's first dispatch starts its clock: when the step times out. Absent on later
         /// attempts of the step (failovers share the step's time) and in older events.
         step_timeout_at: Option<DateTime<Utc>>,

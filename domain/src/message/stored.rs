@@ -20,6 +20,7 @@ use crate::message::spec::{
     CascadeStep, Content, EmailContent, MessageSpec, PolicyRef, PushContent, Recipient, SmsContent,
     WhatsappContent, WhatsappTemplate,
 };
+use crate::routing::RouteRecord;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -52,6 +53,9 @@ pub enum EventPayload {
         /// Absent in events stored before plugins were versioned.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         served_by: Option<String>,
+        /// Absent in events stored before the smart router.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        route: Option<RouteRecord>,
         /// Absent on a step's later attempts and in events stored before the step clock moved.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         step_timeout_at: Option<DateTime<Utc>>,
@@ -271,6 +275,7 @@ impl From<&MessageEvent> for EventPayload {
                 channel,
                 provider,
                 served_by,
+                route,
                 step_timeout_at,
                 at,
             } => EventPayload::AttemptDispatched {
@@ -279,6 +284,7 @@ impl From<&MessageEvent> for EventPayload {
                 channel,
                 provider,
                 served_by,
+                route,
                 step_timeout_at,
                 at,
             },
@@ -471,6 +477,7 @@ impl From<EventPayload> for MessageEvent {
                 channel,
                 provider,
                 served_by,
+                route,
                 step_timeout_at,
                 at,
             } => MessageEvent::AttemptDispatched {
@@ -479,6 +486,7 @@ impl From<EventPayload> for MessageEvent {
                 channel,
                 provider,
                 served_by,
+                route,
                 step_timeout_at,
                 at,
             },

@@ -14,8 +14,11 @@ pub use keys::{
 
 use crate::event_store::{self, AppendError, EventMetadata, NewEvent};
 use chrono::{DateTime, SubsecRound, Utc};
+use hermes_domain::Channel;
+use hermes_domain::routing::RoutingRule;
 use hermes_domain::tenant::{self as domain, Tenant, TenantError, TenantEvent, TenantSettings};
 use sqlx::PgPool;
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 pub const STREAM_TYPE: &str = "tenant";
@@ -289,6 +292,20 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<TenantInfo>, sqlx::Er
     .bind(id)
     .fetch_optional(pool)
     .await
+}
+
+/// The tenant's routing rules per channel (its `routing` setting); none for an unknown tenant.
+pub async fn routing_rules(
+    pool: &PgPool,
+    id: Uuid,
+) -> Result<BTreeMap<Channel, RoutingRule>, sqlx::Error> {
+    let row: Option<(sqlx::types::Json<BTreeMap<Channel, RoutingRule>>,)> = sqlx::query_as(
+        "SELECT COALESCE(settings->'routing', '{}'::jsonb) FROM tenants WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(rules,)| rules.0).unwrap_or_default())
 }
 
 /// Every tenant, oldest first; only those of `status` when given.

@@ -271,6 +271,7 @@ impl Fx {
             channel: self.spec.cascade[step_index].channel,
             provider: PROVIDER.into(),
             served_by: Some(SERVED_BY.into()),
+            route: Some(route()),
             step_timeout_at: Some(at + Duration::seconds(i64::from(timeout))),
             at,
         }
@@ -290,6 +291,7 @@ impl Fx {
                 channel,
                 provider,
                 served_by,
+                route,
                 at,
                 ..
             } => MessageEvent::AttemptDispatched {
@@ -298,6 +300,7 @@ impl Fx {
                 channel,
                 provider,
                 served_by,
+                route,
                 step_timeout_at: None,
                 at,
             },
@@ -431,6 +434,24 @@ pub(super) fn dispatch(step_index: usize, attempt_seq: usize, a: AttemptId) -> M
         attempt_id: a,
         provider: PROVIDER.into(),
         served_by: Some(SERVED_BY.into()),
+        route: Some(route()),
+    }
+}
+
+/// The router's record the test saga hands over: the aggregate keeps it on the event as given.
+pub(super) fn route() -> crate::routing::RouteRecord {
+    crate::routing::RouteRecord {
+        strategy: crate::routing::Strategy::Cost,
+        rule: Some("tenant:sms".into()),
+        country: Some("US".into()),
+        reason: "cheapest".into(),
+        candidates: vec![crate::routing::CandidateRecord {
+            account: PROVIDER.into(),
+            circuit: crate::circuit::CircuitState::Closed,
+            success_rate: Some(1.0),
+            latency_ms: Some(12),
+            price: Some(0.0079),
+        }],
     }
 }
 

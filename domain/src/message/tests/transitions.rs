@@ -73,6 +73,7 @@ fn dispatching_the_first_step_records_the_attempt_and_the_message_is_sending() {
             channel: Channel::Sms,
             provider: PROVIDER.into(),
             served_by: Some(SERVED_BY.into()),
+            route: Some(route()),
             // The step's 60 s count from its dispatch.
             step_timeout_at: Some(t(61)),
             at: t(1),
