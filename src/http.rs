@@ -52,6 +52,9 @@ impl FromRef<AppState> for Authenticator {
     tags(
         (name = "messages", description = "Send messages and follow their cascades"),
         (name = "provider callbacks", description = "Called by providers, verified by signature"),
+        (name = "suppressions", description = "The tenant's own suppression list"),
+        (name = "keys", description = "The tenant's own API keys"),
+        (name = "cascade policies", description = "The tenant's own named cascades"),
     )
 )]
 struct ApiDoc;

@@ -24,6 +24,9 @@ use crate::validation::check_policy_steps;
 pub const MAX_NAME_CHARS: usize = 200;
 /// Longest overlap a rotated key keeps working for: long enough for a weekly deploy.
 pub const MAX_ROTATION_OVERLAP: Duration = Duration::days(30);
+/// How long a rotated key keeps working when the rotation does not say: a day for every client
+/// to move to the new key.
+pub const DEFAULT_ROTATION_OVERLAP_SECONDS: i64 = 86_400;
 /// Longest suspension or deactivation reason, in characters.
 pub const MAX_REASON_CHARS: usize = 1_000;
 /// Most SMS segments a tenant may allow per message (the providers' own ceiling: Twilio refuses

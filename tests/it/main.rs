@@ -36,6 +36,7 @@ mod server_limits;
 mod smart_router;
 mod snapshots;
 mod suppressions;
+mod tenant_api;
 mod tenant_errors;
 mod tenants;
 mod timer_clock;

@@ -17,7 +17,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use hermes_adapters::plugin::PluginEngine;
-use hermes_domain::tenant::TenantError;
 use hermes_infra::http::Problem;
 use hermes_infra::provider_accounts::SealingKey;
 use hermes_infra::tenants::TenantCommandError;
@@ -144,7 +143,7 @@ impl IntoResponse for AdminError {
             AdminError::NoSecretKey => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "no_secret_key", detail)
             }
-            AdminError::Tenant(e) => tenant_problem(e),
+            AdminError::Tenant(e) => crate::api::error::tenant_problem(e),
             AdminError::NoKey => Problem::not_found("API key"),
             AdminError::BadSuppression(_) => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -159,31 +158,6 @@ impl IntoResponse for AdminError {
             e @ AdminError::Database(_) => Problem::internal(&e),
         }
         .into_response()
-    }
-}
-
-fn tenant_problem(e: TenantCommandError) -> Problem {
-    let detail = e.to_string();
-    match e {
-        TenantCommandError::NoTenant(_) => Problem::not_found("tenant"),
-        TenantCommandError::Refused(refused) => {
-            let status = match refused {
-                TenantError::NoKey(_) => return Problem::not_found("API key"),
-                TenantError::Deactivated | TenantError::KeyNotRotatable(_) => StatusCode::CONFLICT,
-                TenantError::InvalidName
-                | TenantError::InvalidReason
-                | TenantError::InvalidOverlap
-                | TenantError::InvalidSetting
-                | TenantError::InvalidCascadePolicy { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            };
-            Problem::new(status, refused.code(), detail)
-        }
-        TenantCommandError::Contended => {
-            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "contended", detail)
-        }
-        e @ (TenantCommandError::Corrupt(_) | TenantCommandError::Database(_)) => {
-            Problem::internal(&e)
-        }
     }
 }
 

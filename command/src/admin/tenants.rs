@@ -9,7 +9,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use hermes_domain::tenant::{MAX_ROTATION_OVERLAP, TenantStatus};
+use hermes_domain::tenant::{DEFAULT_ROTATION_OVERLAP_SECONDS, MAX_ROTATION_OVERLAP, TenantStatus};
 use hermes_infra::tenants::{self, ApiKeyInfo, TenantCommandError, TenantHistoryEntry, TenantInfo};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -17,9 +17,6 @@ use uuid::Uuid;
 
 /// Largest body a tenant command takes (they are a few fields).
 const MAX_TENANT_BODY_BYTES: usize = 16 * 1024;
-
-/// The default overlap of a rotation: a day for every client to move to the new key.
-const DEFAULT_ROTATION_OVERLAP_SECONDS: i64 = 86_400;
 
 /// A path id that is not a UUID names nothing: 404, as for a tenant that does not exist.
 fn tenant_id(raw: &str) -> Result<Uuid, AdminError> {

@@ -6,9 +6,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use hermes_adapters::CallbackError;
 use hermes_domain::message::DomainError;
+use hermes_domain::tenant::TenantError;
 use hermes_domain::validation::ValidationError;
 use hermes_infra::http::Problem;
 use hermes_infra::rate_limit::Limited;
+use hermes_infra::tenants::TenantCommandError;
 
 /// Whole seconds until one more message fits, at least 1 (`Retry-After` has no fractions).
 fn retry_after_seconds(limited: &Limited) -> u64 {
@@ -66,6 +68,9 @@ pub enum ApiError {
     Callback(#[from] CallbackError),
     #[error(transparent)]
     Command(#[from] CommandError),
+    /// A command on the tenant itself (its keys, its settings) through its own API.
+    #[error(transparent)]
+    Tenant(#[from] TenantCommandError),
 }
 
 impl IntoResponse for ApiError {
@@ -121,6 +126,7 @@ impl IntoResponse for ApiError {
                 return response;
             }
             ApiError::NotFound(what) => Problem::not_found(what),
+            ApiError::Tenant(e) => tenant_problem(e),
             ApiError::InvalidSuppression(_) => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_suppression",
@@ -210,6 +216,32 @@ impl IntoResponse for ApiError {
             },
         };
         problem.into_response()
+    }
+}
+
+/// How a refused tenant command answers, in the admin API and the tenant's own.
+pub(crate) fn tenant_problem(e: TenantCommandError) -> Problem {
+    let detail = e.to_string();
+    match e {
+        TenantCommandError::NoTenant(_) => Problem::not_found("tenant"),
+        TenantCommandError::Refused(refused) => {
+            let status = match refused {
+                TenantError::NoKey(_) => return Problem::not_found("API key"),
+                TenantError::Deactivated | TenantError::KeyNotRotatable(_) => StatusCode::CONFLICT,
+                TenantError::InvalidName
+                | TenantError::InvalidReason
+                | TenantError::InvalidOverlap
+                | TenantError::InvalidSetting
+                | TenantError::InvalidCascadePolicy { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            Problem::new(status, refused.code(), detail)
+        }
+        TenantCommandError::Contended => {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "contended", detail)
+        }
+        e @ (TenantCommandError::Corrupt(_) | TenantCommandError::Database(_)) => {
+            Problem::internal(&e)
+        }
     }
 }
 

@@ -5,7 +5,9 @@ pub mod ack;
 pub mod body;
 pub mod contract;
 pub mod error;
+pub mod keys;
 pub mod messages;
+pub mod policies;
 pub mod preview;
 pub mod rate_limits;
 pub mod receipts;
@@ -50,6 +52,11 @@ where
         .routes(routes!(preview::preview_message))
         .routes(routes!(suppressions::list_suppressions))
         .routes(routes!(suppressions::suppress, suppressions::unsuppress))
+        .routes(routes!(keys::list_keys, keys::create_key))
+        .routes(routes!(keys::revoke_key))
+        .routes(routes!(keys::rotate_key))
+        .routes(routes!(policies::list_policies))
+        .routes(routes!(policies::put_policy, policies::delete_policy))
         .routes(routes!(ack::acknowledge_push))
         .routes(routes!(receipts::receive_attempt_callback))
         .routes(routes!(

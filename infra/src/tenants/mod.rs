@@ -215,13 +215,27 @@ pub async fn deactivate(
     execute(pool, id, "operator", |t| t.deactivate(reason)).await
 }
 
+/// Who an operator's command (admin API, CLI) is recorded as done by.
+const OPERATOR: &str = "operator";
+
 /// Applies a JSON merge patch to the tenant's settings (see [`TenantSettings::merged`]).
 pub async fn change_settings(
     pool: &PgPool,
     id: Uuid,
     patch: &serde_json::Value,
 ) -> Result<Tenant, TenantCommandError> {
-    execute(pool, id, "operator", |t| {
+    change_settings_by(pool, id, patch, OPERATOR).await
+}
+
+/// [`change_settings`], recorded as done by `actor` (`tenant:<key prefix>` through the tenant's
+/// own API).
+pub async fn change_settings_by(
+    pool: &PgPool,
+    id: Uuid,
+    patch: &serde_json::Value,
+    actor: &str,
+) -> Result<Tenant, TenantCommandError> {
+    execute(pool, id, actor, |t| {
         t.change_settings(t.settings.merged(patch)?)
     })
     .await
@@ -233,9 +247,19 @@ pub async fn create_key(
     tenant_id: Uuid,
     name: Option<&str>,
 ) -> Result<IssuedKey, TenantCommandError> {
+    create_key_by(pool, tenant_id, name, OPERATOR).await
+}
+
+/// [`create_key`], recorded as done by `actor`.
+pub async fn create_key_by(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    name: Option<&str>,
+    actor: &str,
+) -> Result<IssuedKey, TenantCommandError> {
     let (api_key, new_key) = keys::generate();
     let (id, prefix) = (new_key.key_id, new_key.prefix.clone());
-    execute(pool, tenant_id, "operator", |t| {
+    execute(pool, tenant_id, actor, |t| {
         t.issue_key(new_key.clone(), name)
     })
     .await?;
@@ -252,7 +276,17 @@ pub async fn revoke_key(
     tenant_id: Uuid,
     key_id: Uuid,
 ) -> Result<ApiKeyInfo, TenantCommandError> {
-    execute(pool, tenant_id, "operator", |t| t.revoke_key(key_id)).await?;
+    revoke_key_by(pool, tenant_id, key_id, OPERATOR).await
+}
+
+/// [`revoke_key`], recorded as done by `actor`.
+pub async fn revoke_key_by(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    key_id: Uuid,
+    actor: &str,
+) -> Result<ApiKeyInfo, TenantCommandError> {
+    execute(pool, tenant_id, actor, |t| t.revoke_key(key_id)).await?;
     keys::get(pool, tenant_id, key_id)
         .await?
         .ok_or(TenantCommandError::Refused(TenantError::NoKey(key_id)))
@@ -265,11 +299,22 @@ pub async fn rotate_key(
     key_id: Uuid,
     overlap: chrono::Duration,
 ) -> Result<(IssuedKey, DateTime<Utc>), TenantCommandError> {
+    rotate_key_by(pool, tenant_id, key_id, overlap, OPERATOR).await
+}
+
+/// [`rotate_key`], recorded as done by `actor`.
+pub async fn rotate_key_by(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    key_id: Uuid,
+    overlap: chrono::Duration,
+    actor: &str,
+) -> Result<(IssuedKey, DateTime<Utc>), TenantCommandError> {
     let (api_key, new_key) = keys::generate();
     let (id, prefix) = (new_key.key_id, new_key.prefix.clone());
     // Postgres keeps microseconds: the time answered is the time stored.
     let now = Utc::now().trunc_subsecs(6);
-    let tenant = execute(pool, tenant_id, "operator", |t| {
+    let tenant = execute(pool, tenant_id, actor, |t| {
         t.rotate_key(key_id, new_key.clone(), overlap, now)
     })
     .await?;
