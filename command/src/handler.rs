@@ -8,6 +8,7 @@ use hermes_domain::message::events::SCHEMA_VERSION;
 use hermes_domain::message::{DomainError, Message, MessageCommand, MessageEvent, MessageSpec};
 use hermes_domain::timers::{TimerEffect, timer_effect};
 use hermes_domain::{MessageId, TenantId};
+use hermes_infra::content_dedup::{self, ContentClaim};
 use hermes_infra::event_store::{self, AppendError, EventMetadata, NewEvent, StreamAppend};
 use hermes_infra::idempotency::{self, Claim, KeyClaim};
 use hermes_infra::timers::{self, NewTimer};
@@ -24,6 +25,10 @@ pub enum CommandError {
     NotFound,
     #[error(transparent)]
     Domain(#[from] DomainError),
+    #[error(
+        "message {0} went to this recipient with this content within the tenant's duplicate window"
+    )]
+    DuplicateContent(MessageId),
     #[error("the idempotency key was already used with a different request")]
     IdempotencyKeyReused,
     #[error("gave up after repeated concurrent changes to the message")]
@@ -52,12 +57,21 @@ pub struct IdempotencyKey {
     pub request_hash: Vec<u8>,
 }
 
+/// A message's fingerprint for its tenant's duplicate window, and the window.
+#[derive(Debug, Clone)]
+pub struct ContentDedup {
+    pub fingerprint: Vec<u8>,
+    pub window_seconds: u32,
+}
+
 /// One message to accept.
 #[derive(Debug, Clone)]
 pub struct AcceptRequest {
     pub tenant_id: TenantId,
     pub spec: MessageSpec,
     pub idempotency: Option<IdempotencyKey>,
+    /// Set when the tenant has a duplicate window.
+    pub dedup: Option<ContentDedup>,
     pub metadata: EventMetadata,
 }
 
@@ -189,35 +203,75 @@ impl CommandHandler {
 
         let mut answers: Vec<Option<Result<Accepted, CommandError>>> =
             Vec::with_capacity(requests.len());
+        for (i, (_, r)) in requests.iter().enumerate() {
+            let Some(k) = &r.idempotency else {
+                answers.push(None);
+                continue;
+            };
+            let first = first_with_key[&(r.tenant_id, k.key.as_str())];
+            // What the key already names: a stored message, or an earlier request of this batch.
+            let named = existing.get(&first).cloned().or_else(|| {
+                (first != i).then(|| {
+                    let (first_id, first_request) = requests[first];
+                    let hash = &first_request
+                        .idempotency
+                        .as_ref()
+                        .expect("has the key")
+                        .request_hash;
+                    (hash.clone(), first_id)
+                })
+            });
+            answers.push(named.map(|(hash, message_id)| {
+                if hash == k.request_hash {
+                    Ok(Accepted {
+                        message_id,
+                        replayed: true,
+                    })
+                } else {
+                    Err(CommandError::IdempotencyKeyReused)
+                }
+            }));
+        }
+        // Duplicate windows, for the messages the keys did not answer: the first of a batch with
+        // a fingerprint claims it; later ones are its duplicates.
+        let mut first_with_print: HashMap<(TenantId, &[u8]), usize> = HashMap::new();
+        let mut content_claims = Vec::new();
+        let mut content_claim_of = Vec::new();
+        for (i, (id, r)) in requests.iter().enumerate() {
+            let (None, Some(d)) = (&answers[i], &r.dedup) else {
+                continue;
+            };
+            match first_with_print.entry((r.tenant_id, d.fingerprint.as_slice())) {
+                std::collections::hash_map::Entry::Occupied(first) => {
+                    answers[i] = Some(Err(CommandError::DuplicateContent(
+                        requests[*first.get()].0,
+                    )));
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(i);
+                    content_claim_of.push(i);
+                    content_claims.push(ContentClaim {
+                        tenant_id: r.tenant_id.0,
+                        fingerprint: &d.fingerprint,
+                        message_id: id.0,
+                        window_seconds: d.window_seconds,
+                    });
+                }
+            }
+        }
+        let holders = content_dedup::claim_many(&mut tx, &content_claims).await?;
+        for (i, holder) in content_claim_of.into_iter().zip(holders) {
+            if let Some(holder) = holder {
+                answers[i] = Some(Err(CommandError::DuplicateContent(MessageId(holder))));
+            }
+        }
+
         let mut events_by_stream: Vec<(usize, Vec<NewEvent>)> = Vec::new();
         let mut new_timers = Vec::new();
         let mut accepted_events = Vec::new();
         for (i, (id, r)) in requests.iter().enumerate() {
-            if let Some(k) = &r.idempotency {
-                let first = first_with_key[&(r.tenant_id, k.key.as_str())];
-                // What the key already names: a stored message, or an earlier request of this batch.
-                let named = existing.get(&first).cloned().or_else(|| {
-                    (first != i).then(|| {
-                        let (first_id, first_request) = requests[first];
-                        let hash = &first_request
-                            .idempotency
-                            .as_ref()
-                            .expect("has the key")
-                            .request_hash;
-                        (hash.clone(), first_id)
-                    })
-                });
-                if let Some((hash, message_id)) = named {
-                    answers.push(Some(if hash == k.request_hash {
-                        Ok(Accepted {
-                            message_id,
-                            replayed: true,
-                        })
-                    } else {
-                        Err(CommandError::IdempotencyKeyReused)
-                    }));
-                    continue;
-                }
+            if answers[i].is_some() {
+                continue;
             }
             let events = accept(r.tenant_id, r.spec.clone(), now);
             accepted_events.extend(events.iter().cloned());
@@ -227,7 +281,6 @@ impl CommandHandler {
             };
             new_timers.extend(timers_for(r.tenant_id, *id, &events));
             events_by_stream.push((i, to_new_events(&events, &metadata)));
-            answers.push(None);
         }
         let appends: Vec<StreamAppend> = events_by_stream
             .iter()

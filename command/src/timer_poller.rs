@@ -9,8 +9,8 @@ use futures::StreamExt;
 use hermes_domain::MessageId;
 use hermes_domain::message::{MessageCommand, TimerKind};
 use hermes_infra::event_store::EventMetadata;
-use hermes_infra::idempotency;
 use hermes_infra::timers::{self, DueTimer};
+use hermes_infra::{content_dedup, idempotency};
 use std::time::{Duration, Instant};
 
 const CLAIM_LIMIT: i64 = 200;
@@ -29,6 +29,13 @@ pub async fn run(handler: CommandHandler, reconciler: Reconciler) {
                 Ok(n) if n > 0 => tracing::info!(purged = n, "expired idempotency keys deleted"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "idempotency key purge failed"),
+            }
+            match content_dedup::purge_expired(handler.pool()).await {
+                Ok(n) if n > 0 => {
+                    tracing::info!(purged = n, "expired content fingerprints deleted")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "content fingerprint purge failed"),
             }
             last_purge = Some(Instant::now());
         }

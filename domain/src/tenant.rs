@@ -85,6 +85,10 @@ pub struct TenantSettings {
     /// Named cascades a message may ask for by name (`"cascade": "otp"`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cascade_policies: BTreeMap<String, CascadePolicy>,
+    /// Refuse a message whose recipient and content are those of one accepted less than this
+    /// many seconds ago (`409 duplicate_content`); 1 to 86,400. Off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup_window_seconds: Option<u32>,
     /// Per channel: which provider accounts serve the tenant's steps and how one is picked
     /// (`hermes_domain::routing`). Absent: every account of the channel, in priority order.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -101,6 +105,9 @@ pub struct CascadePolicy {
     #[serde(default)]
     pub version: i64,
 }
+
+/// Longest duplicate window a tenant may set: a day.
+pub const MAX_DEDUP_WINDOW_SECONDS: u32 = 86_400;
 
 /// Longest cascade policy name.
 pub const MAX_POLICY_NAME_CHARS: usize = 64;
@@ -135,6 +142,9 @@ impl TenantSettings {
                 .as_ref()
                 .is_none_or(|c| c.iter().all(|c| is_country_code(c)))
             && self.routing.values().all(RoutingRule::is_valid)
+            && self
+                .dedup_window_seconds
+                .is_none_or(|s| (1..=MAX_DEDUP_WINDOW_SECONDS).contains(&s))
     }
 }
 

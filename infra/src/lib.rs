@@ -2,6 +2,7 @@
 //! tenants and API keys, idempotency keys), the Kafka transport, configuration helpers and shared
 //! HTTP plumbing.
 
+pub mod content_dedup;
 pub mod db;
 pub mod event_store;
 pub mod http;

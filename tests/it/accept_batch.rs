@@ -48,6 +48,7 @@ fn request(tenant: TenantId, poisoned: bool) -> AcceptRequest {
         tenant_id: tenant,
         spec,
         idempotency: None,
+        dedup: None,
         metadata: EventMetadata::default(),
     }
 }

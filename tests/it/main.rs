@@ -13,6 +13,7 @@ mod cascade;
 mod characters;
 mod contract;
 mod crash;
+mod dedup;
 mod downtime;
 mod early_refusal;
 mod event_store;

@@ -76,6 +76,13 @@ pub enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let detail = self.to_string();
+        // A duplicate names the message it duplicates, to follow instead.
+        let location = match &self {
+            ApiError::Command(CommandError::DuplicateContent(first)) => {
+                axum::http::HeaderValue::from_str(&format!("/v1/messages/{first}")).ok()
+            }
+            _ => None,
+        };
         let problem = match self {
             ApiError::InvalidJson(_) => {
                 Problem::new(StatusCode::BAD_REQUEST, "invalid_json", detail)
@@ -212,10 +219,19 @@ impl IntoResponse for ApiError {
                     "contended",
                     "the message is being changed by many writers at once; retry",
                 ),
+                CommandError::DuplicateContent(_) => {
+                    Problem::new(StatusCode::CONFLICT, "duplicate_content", detail)
+                }
                 e @ (CommandError::Corrupt(_) | CommandError::Db(_)) => Problem::internal(&e),
             },
         };
-        problem.into_response()
+        let mut response = problem.into_response();
+        if let Some(location) = location {
+            response
+                .headers_mut()
+                .insert(axum::http::header::LOCATION, location);
+        }
+        response
     }
 }
 

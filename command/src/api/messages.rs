@@ -5,7 +5,7 @@ use super::body::JsonBody;
 use super::error::ApiError;
 use super::rate_limits;
 use super::send_request::SendMessageRequest;
-use crate::handler::{AcceptRequest, IdempotencyKey};
+use crate::handler::{AcceptRequest, ContentDedup, IdempotencyKey};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -121,6 +121,15 @@ pub(super) async fn skip_suppressed(
 }
 
 /// Some provider account serves every channel of the cascade (`channel_unavailable` if not).
+/// The message's fingerprint for the tenant's duplicate window, when it has one.
+pub(super) fn content_dedup(tenant: &Tenant, spec: &MessageSpec) -> Option<ContentDedup> {
+    let window_seconds = tenant.1.settings.dedup_window_seconds?;
+    Some(ContentDedup {
+        fingerprint: Sha256::digest(spec.dedup_key()).to_vec(),
+        window_seconds,
+    })
+}
+
 pub(super) fn every_channel_served(
     state: &CommandState,
     tenant: TenantId,
@@ -153,7 +162,8 @@ pub(super) fn every_channel_served(
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key's tenant is suspended (`tenant_suspended`) or deactivated (`tenant_deactivated`)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The Idempotency-Key was used with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The Idempotency-Key was used with another body (`idempotency_key_reused`), or, by the tenant's `dedup_window_seconds`, a message to this recipient with this content was accepted within the window (`duplicate_content`, `Location` names it)", body = Problem, content_type = "application/problem+json",
+            headers(("Location" = String, description = "With `duplicate_content`: the message this one duplicates"))),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid request; also, by the tenant's settings (not in this schema), `too_many_segments` when the SMS a step would send takes more segments than `max_sms_segments` allows, `country_not_allowed` when a phone step's number is in a country outside `allowed_countries`, and `recipient_suppressed` when every step's address is on the tenant's suppression list", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "The tenant's rate limit (`rate_limit`, or a channel's in `channel_rate_limits`) is reached (code `rate_limited`); nothing was accepted", body = Problem, content_type = "application/problem+json",
@@ -196,6 +206,7 @@ pub async fn send_message(
     Layer::RateLimit.record(started);
     admitted.map_err(ApiError::RateLimited)?;
     every_channel_served(&state, tenant.0, &spec)?;
+    let dedup = content_dedup(&tenant, &spec);
     let started = Instant::now();
     let accepted = state
         .accepts
@@ -203,6 +214,7 @@ pub async fn send_message(
             tenant_id: tenant.0,
             spec,
             idempotency,
+            dedup,
             metadata: trace_metadata(&headers, &tenant),
         })
         .await;

@@ -7,13 +7,15 @@
 use super::CommandState;
 use super::body::JsonBody;
 use super::error::ApiError;
-use super::messages::{checked_spec, every_channel_served, skip_suppressed};
+use super::messages::{checked_spec, content_dedup, every_channel_served, skip_suppressed};
 use super::send_request::SendMessageRequest;
+use crate::handler::CommandError;
 use axum::Json;
 use axum::extract::State;
 use hermes_domain::message::MessageSpec;
 use hermes_domain::routing::{RouteRequest, RoutingRule, route};
 use hermes_domain::{Channel, TenantId, Until, phone, sms_segments};
+use hermes_infra::content_dedup;
 use hermes_infra::http::{Problem, Tenant};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -85,6 +87,8 @@ pub struct SmsPreview {
         (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key's tenant is suspended (`tenant_suspended`) or deactivated (`tenant_deactivated`)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A message to this recipient with this content was accepted within the tenant's duplicate window (`duplicate_content`, `Location` names it)", body = Problem, content_type = "application/problem+json",
+            headers(("Location" = String, description = "The message this one would duplicate"))),
         (status = 422, description = "The message would be refused, with the code `POST /v1/messages` would answer", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
@@ -97,6 +101,16 @@ pub async fn preview_message(
     let mut spec = checked_spec(&tenant, body.value)?;
     skip_suppressed(&state, &tenant, &mut spec).await?;
     every_channel_served(&state, tenant.0, &spec)?;
+    if let Some(dedup) = content_dedup(&tenant, &spec)
+        && let Some(first) =
+            content_dedup::holder(state.handler.pool(), tenant.0.0, &dedup.fingerprint)
+                .await
+                .map_err(|e| ApiError::Command(e.into()))?
+    {
+        return Err(ApiError::Command(CommandError::DuplicateContent(
+            hermes_domain::MessageId(first),
+        )));
+    }
     Ok(Json(preview(
         tenant.0,
         &spec,

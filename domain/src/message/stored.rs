@@ -387,6 +387,16 @@ impl From<AttemptError> for ErrorPayload {
     }
 }
 
+impl MessageSpec {
+    /// What makes two messages the same for a tenant's duplicate window: the recipient and the
+    /// content, in their stored form (which never changes meaning between versions), as bytes to
+    /// hash. The cascade, reference, metadata and TTL do not count.
+    pub fn dedup_key(&self) -> Vec<u8> {
+        let SpecPayload { to, content, .. } = SpecPayload::from(self.clone());
+        serde_json::to_vec(&(to, content)).expect("a payload always serializes")
+    }
+}
+
 impl From<MessageSpec> for SpecPayload {
     fn from(s: MessageSpec) -> Self {
         SpecPayload {

@@ -214,3 +214,21 @@ fn a_stored_payload_with_an_unknown_shape_is_an_error_not_a_panic() {
     let payload = serde_json::json!({ "type": "StepStarted", "step_index": "zero" });
     assert!(MessageEvent::from_stored("StepStarted", SCHEMA_VERSION, payload).is_err());
 }
+
+#[test]
+fn the_dedup_key_is_the_recipient_and_content_only() {
+    let one = spec(vec![step(Channel::Sms, 30, Until::Delivered)], None);
+    let mut other_extras = spec(vec![step(Channel::Email, 60, Until::Read)], Some(600));
+    other_extras.reference = Some("order-43".into());
+    assert_eq!(
+        one.dedup_key(),
+        other_extras.dedup_key(),
+        "cascade, reference and TTL do not count"
+    );
+    let mut other_text = one.clone();
+    other_text.content.text = Some("Your code is 654321".into());
+    assert_ne!(one.dedup_key(), other_text.dedup_key());
+    let mut other_phone = one.clone();
+    other_phone.to.phone = Some("+37255512346".into());
+    assert_ne!(one.dedup_key(), other_phone.dedup_key());
+}
