@@ -27,6 +27,12 @@ pub trait Subscriber: Send {
     fn resume(&mut self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }
+    /// The least time between two polls. Zero (the default) polls again at once while events
+    /// come, for the lowest latency; a subscriber that can lag a little sets more, and costs the
+    /// database a few large reads a second instead of one small read per commit.
+    fn pace(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 /// Reads a checkpoint, creating it at the start of the log. `for_update` locks the row until the
@@ -124,9 +130,13 @@ async fn lead(pool: &PgPool, subscriber: &mut impl Subscriber) -> anyhow::Result
         }
         // Marked seen before polling: a commit during the poll makes the wait below return at once.
         appended.borrow_and_update();
+        let polled_at = Instant::now();
         let handled = subscriber.poll(pool).await?;
         metrics::counter!("hermes_subscriber_events_total", "subscriber" => name.clone())
             .increment(handled as u64);
+        if let Some(rest) = subscriber.pace().checked_sub(polled_at.elapsed()) {
+            tokio::time::sleep(rest).await;
+        }
         if handled == 0 {
             let _ = tokio::time::timeout(IDLE_POLL, appended.changed()).await;
         }

@@ -12,10 +12,15 @@ use hermes_infra::event_store::{self, StoredEvent};
 use hermes_infra::subscription::{self, Subscriber};
 use hermes_infra::suppressions;
 use sqlx::{Acquire, PgPool};
+use std::time::Duration;
 
 pub const NAME: &str = "suppressions";
-/// Events scanned per poll; only receipts and rejections are fetched in full.
-const BATCH: i64 = 5000;
+/// Events scanned per poll; only receipts and rejections are fetched in full. With [`PACE`], up to
+/// 40,000 events a second: several times what a node appends.
+const BATCH: i64 = 10_000;
+/// At most four polls a second: a bounced address is listed within a quarter second or so, and
+/// the subscriber costs the database four reads a second, not one per commit.
+const PACE: Duration = Duration::from_millis(250);
 
 pub struct Suppressions;
 
@@ -26,6 +31,10 @@ impl Subscriber for Suppressions {
 
     fn poll<'a>(&'a mut self, pool: &'a PgPool) -> BoxFuture<'a, anyhow::Result<usize>> {
         Box::pin(suppress_next(pool))
+    }
+
+    fn pace(&self) -> Duration {
+        PACE
     }
 }
 
