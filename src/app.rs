@@ -13,6 +13,7 @@ use hermes_command::api::CommandState;
 use hermes_command::backlog::{self, Backlog};
 use hermes_command::provider_source::ProviderSource;
 use hermes_command::saga::{self, CascadeSaga, KafkaSaga};
+use hermes_command::suppression_lookups::SuppressionLookups;
 use hermes_infra::http::{Authenticator, ServerLimits};
 use hermes_infra::kafka::KafkaStream;
 use hermes_infra::kafka::admin::BrokerProbe;
@@ -281,6 +282,7 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
             public_url,
             backlog,
             rate_limiter,
+            suppressions: SuppressionLookups::start(&pool, 2),
         },
         query: QueryState { pool: pool.clone() },
         auth: Authenticator::new(pool.clone()),

@@ -12,6 +12,7 @@ pub mod handler;
 pub mod provider_source;
 pub mod reconcile;
 pub mod saga;
+pub mod suppression_lookups;
 pub mod timer_poller;
 
 pub use handler::{CommandError, CommandHandler};

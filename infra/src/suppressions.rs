@@ -72,42 +72,51 @@ pub async fn list(pool: &PgPool, tenant_id: Uuid) -> Result<Vec<SuppressionEntry
     .await
 }
 
-/// The indices of the steps of `spec` whose address is on the tenant's list.
-pub async fn suppressed_steps(
-    pool: &PgPool,
-    tenant_id: Uuid,
-    spec: &MessageSpec,
-) -> Result<Vec<usize>, sqlx::Error> {
-    let (channels, addresses): (Vec<&str>, Vec<String>) = spec
-        .cascade
+/// Each step's channel and address as a list holds it (emails lower-cased); `None` for a step
+/// whose channel has no address in `to`.
+pub fn step_addresses(spec: &MessageSpec) -> Vec<Option<(Channel, String)>> {
+    spec.cascade
         .iter()
-        .filter_map(|s| {
+        .map(|s| {
             let address = spec.to.address_for(s.channel)?;
-            Some((s.channel.as_str(), normalized(s.channel, address)))
+            Some((s.channel, normalized(s.channel, address)))
         })
-        .unzip();
-    let listed: Vec<(String, String)> = sqlx::query_as(
-        "SELECT channel, address FROM suppressions
-          WHERE tenant_id = $1 AND (channel, address) IN
-                (SELECT * FROM unnest($2::text[], $3::text[]))",
+        .collect()
+}
+
+/// One address to look up on a tenant's list.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Probe {
+    pub tenant_id: Uuid,
+    pub channel: Channel,
+    /// As [`step_addresses`] gives it.
+    pub address: String,
+}
+
+/// Which of `probes` are listed, in order, in one query (whatever tenants they are of).
+pub async fn listed_many(pool: &PgPool, probes: &[Probe]) -> Result<Vec<bool>, sqlx::Error> {
+    if probes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tenants: Vec<Uuid> = probes.iter().map(|p| p.tenant_id).collect();
+    let channels: Vec<&str> = probes.iter().map(|p| p.channel.as_str()).collect();
+    let addresses: Vec<&str> = probes.iter().map(|p| p.address.as_str()).collect();
+    let listed: Vec<(Uuid, String, String)> = sqlx::query_as(
+        "SELECT tenant_id, channel, address FROM suppressions
+          WHERE (tenant_id, channel, address) IN
+                (SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]))",
     )
-    .bind(tenant_id)
+    .bind(&tenants)
     .bind(&channels)
     .bind(&addresses)
     .fetch_all(pool)
     .await?;
-    Ok(spec
-        .cascade
+    Ok(probes
         .iter()
-        .enumerate()
-        .filter(|(_, s)| {
-            spec.to.address_for(s.channel).is_some_and(|a| {
-                let a = normalized(s.channel, a);
-                listed
-                    .iter()
-                    .any(|(c, l)| c == s.channel.as_str() && *l == a)
-            })
+        .map(|p| {
+            listed
+                .iter()
+                .any(|(t, c, a)| *t == p.tenant_id && c == p.channel.as_str() && *a == p.address)
         })
-        .map(|(i, _)| i)
         .collect())
 }

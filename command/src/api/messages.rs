@@ -15,7 +15,6 @@ use hermes_domain::validation;
 use hermes_domain::{Channel, MessageId, TenantId};
 use hermes_infra::event_store::EventMetadata;
 use hermes_infra::http::{Problem, Tenant};
-use hermes_infra::suppressions;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::time::Instant;
@@ -109,7 +108,7 @@ pub(super) async fn skip_suppressed(
         return Ok(());
     }
     let started = Instant::now();
-    let suppressed = suppressions::suppressed_steps(state.handler.pool(), tenant.0.0, spec).await;
+    let suppressed = state.suppressions.suppressed_steps(tenant.0, spec).await;
     Layer::Suppression.record(started);
     let suppressed = suppressed.map_err(|e| ApiError::Command(e.into()))?;
     if suppressed.len() == spec.cascade.len() {
@@ -120,7 +119,6 @@ pub(super) async fn skip_suppressed(
     Ok(())
 }
 
-/// Some provider account serves every channel of the cascade (`channel_unavailable` if not).
 /// The message's fingerprint for the tenant's duplicate window, when it has one.
 pub(super) fn content_dedup(tenant: &Tenant, spec: &MessageSpec) -> Option<ContentDedup> {
     let window_seconds = tenant.1.settings.dedup_window_seconds?;
@@ -130,6 +128,7 @@ pub(super) fn content_dedup(tenant: &Tenant, spec: &MessageSpec) -> Option<Conte
     })
 }
 
+/// Some provider account serves every channel of the cascade (`channel_unavailable` if not).
 pub(super) fn every_channel_served(
     state: &CommandState,
     tenant: TenantId,

@@ -18,6 +18,7 @@ pub mod traceparent;
 use crate::accept_batcher::AcceptBatcher;
 use crate::backlog::Backlog;
 use crate::handler::CommandHandler;
+use crate::suppression_lookups::SuppressionLookups;
 use axum::extract::FromRef;
 use hermes_adapters::ProviderRegistry;
 use hermes_infra::http::Authenticator;
@@ -38,6 +39,8 @@ pub struct CommandState {
     pub backlog: Backlog,
     /// The tenants' rate limits (shared through Redis when configured).
     pub rate_limiter: RateLimiter,
+    /// Suppression lookups, batched across concurrent requests.
+    pub suppressions: SuppressionLookups,
 }
 
 pub fn router<S>() -> OpenApiRouter<S>
