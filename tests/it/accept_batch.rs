@@ -22,7 +22,7 @@ async fn migrated_pool() -> PgPool {
     pool
 }
 
-fn valid_spec() -> MessageSpec {
+pub(crate) fn valid_spec() -> MessageSpec {
     validation::validate(MessageDraft {
         to: Recipient {
             phone: Some("+14155550100".into()),

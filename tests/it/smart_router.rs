@@ -5,7 +5,7 @@
 use crate::front_door::{FrontDoor, SECRET, start_front_door};
 use crate::harness::{TestApp, WITHIN, message};
 use crate::providers::{account, install_accounts};
-use hermes_infra::provider_accounts::{ProviderAccount, SealingKey};
+use hermes_infra::provider_accounts::{self, AccountError, ProviderAccount, SealingKey};
 use hermes_infra::tenants;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -147,7 +147,6 @@ async fn a_failing_account_s_circuit_opens_traffic_moves_to_the_backup_and_retur
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     primary.down.store(false, Ordering::SeqCst);
-    let served_before = backup.mock.stats().sends;
     let probe = loop {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -162,12 +161,17 @@ async fn a_failing_account_s_circuit_opens_traffic_moves_to_the_backup_and_retur
     assert_eq!(probe.len(), 1, "{probe:#?}");
     assert_eq!(probe[0].1["reason"], "probe");
     assert_eq!(circuit_of(&probe[0].1, "primary"), "half_open");
+    let backup_sends = backup.passed_at.lock().unwrap().len();
     let d = deliver(&app, "+14155550600").await;
     assert_eq!(d[0].0, "primary");
     assert_eq!(d[0].1["reason"], "first_usable");
     assert_eq!(circuit_of(&d[0].1, "primary"), "closed");
     assert_eq!(circuit_gauge(&app, "primary").await, Some(0.0));
-    assert!(backup.mock.stats().sends >= served_before);
+    assert_eq!(
+        backup.passed_at.lock().unwrap().len(),
+        backup_sends,
+        "once closed, the backup takes nothing"
+    );
     // Nothing was sent twice by either provider.
     assert!(primary.mock.stats().duplicates.is_empty());
     assert!(backup.mock.stats().duplicates.is_empty());
@@ -394,4 +398,44 @@ async fn a_tenant_s_own_account_serves_that_tenant_only_and_before_the_platform_
         "the owner's two only"
     );
     assert_eq!(platform.passed_at.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn an_account_with_a_bad_price_rate_or_tenant_is_refused() {
+    let (app, key) = spawn().await;
+    let put = |account: ProviderAccount| {
+        let (pool, key) = (app.app.pool.clone(), key.clone());
+        async move { provider_accounts::put(&pool, &key, &account).await }
+    };
+    let base = || mock_account("acct", 10, "http://127.0.0.1:1", &[]);
+    for (country, price) in [("us", 0.01), ("US", -0.01), ("*", f64::NAN)] {
+        let r = put(ProviderAccount {
+            prices: [(country.to_owned(), price)].into(),
+            ..base()
+        })
+        .await;
+        assert!(
+            matches!(r, Err(AccountError::BadPrice(_))),
+            "{country}={price}: {r:?}"
+        );
+    }
+    for mps in [0, 100_001] {
+        let r = put(ProviderAccount {
+            max_per_second: Some(mps),
+            ..base()
+        })
+        .await;
+        assert!(matches!(r, Err(AccountError::BadRate)), "{mps}: {r:?}");
+    }
+    let r = put(ProviderAccount {
+        tenant_id: Some(uuid::Uuid::nil()),
+        ..base()
+    })
+    .await;
+    assert!(matches!(r, Err(AccountError::NoSuchTenant)), "{r:?}");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM provider_accounts")
+        .fetch_one(&app.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "nothing refused was stored");
 }

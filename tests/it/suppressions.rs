@@ -292,3 +292,19 @@ async fn a_tenant_keeps_its_own_list_and_sees_no_other() {
     assert_eq!(call(Method::DELETE, path, &app.api_key, None).await.0, 204);
     assert_eq!(call(Method::DELETE, path, &app.api_key, None).await.0, 404);
 }
+
+/// A lookup batch the database cannot answer fails every request in it (the API answers 500 and
+/// stores nothing), and the next batch is tried afresh.
+#[tokio::test]
+async fn a_suppression_lookup_the_database_cannot_answer_is_an_error_for_its_request() {
+    let unreachable = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_millis(500))
+        .connect_lazy("postgres://postgres@127.0.0.1:1/none")
+        .unwrap();
+    let lookups = hermes_command::suppression_lookups::SuppressionLookups::start(&unreachable, 1);
+    let spec = crate::accept_batch::valid_spec();
+    let tenant = hermes_domain::TenantId(uuid::Uuid::nil());
+    for _ in 0..2 {
+        assert!(lookups.suppressed_steps(tenant, &spec).await.is_err());
+    }
+}

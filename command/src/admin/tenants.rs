@@ -5,11 +5,12 @@
 
 use super::{AdminError, AdminState, authorize};
 use crate::api::body;
+use crate::api::keys::{IssuedApiKey, rotation_overlap};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use hermes_domain::tenant::{DEFAULT_ROTATION_OVERLAP_SECONDS, MAX_ROTATION_OVERLAP, TenantStatus};
+use hermes_domain::tenant::TenantStatus;
 use hermes_infra::tenants::{self, ApiKeyInfo, TenantCommandError, TenantHistoryEntry, TenantInfo};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -235,40 +236,18 @@ pub(super) struct CreateKey {
     name: Option<String>,
 }
 
-#[derive(Serialize)]
-pub(super) struct NewKey {
-    key_id: Uuid,
-    prefix: String,
-    /// Shown only this once.
-    api_key: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    replaces: Option<Uuid>,
-    /// When the replaced key stops working.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    replaced_key_expires_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
 /// `POST /admin/v1/tenants/{id}/keys` `{"name"?}`: another key; the others stay valid.
 pub(super) async fn create_key(
     State(state): State<AdminState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Body,
-) -> Result<(StatusCode, Json<NewKey>), AdminError> {
+) -> Result<(StatusCode, Json<IssuedApiKey>), AdminError> {
     authorize(&state, &headers)?;
     let id = tenant_id(&id)?;
     let CreateKey { name } = optional_body(body).await?;
     let issued = tenants::create_key(&state.pool, id, name.as_deref()).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(NewKey {
-            key_id: issued.id,
-            prefix: issued.prefix,
-            api_key: issued.api_key,
-            replaces: None,
-            replaced_key_expires_at: None,
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(IssuedApiKey::new(issued, None))))
 }
 
 /// `DELETE /admin/v1/tenants/{id}/keys/{key_id}`: revoked; every process refuses it within 5 s.
@@ -295,22 +274,14 @@ pub(super) async fn rotate_key(
     headers: HeaderMap,
     Path((id, key)): Path<(String, String)>,
     body: Body,
-) -> Result<(StatusCode, Json<NewKey>), AdminError> {
+) -> Result<(StatusCode, Json<IssuedApiKey>), AdminError> {
     authorize(&state, &headers)?;
     let (id, key) = (tenant_id(&id)?, key_id(&key)?);
     let Rotate { overlap_seconds } = optional_body(body).await?;
-    let seconds = overlap_seconds.unwrap_or(DEFAULT_ROTATION_OVERLAP_SECONDS);
-    // Out of range values are the domain's to refuse; clamp only what chrono cannot hold.
-    let overlap = chrono::Duration::try_seconds(seconds).unwrap_or(MAX_ROTATION_OVERLAP * 2);
+    let overlap = rotation_overlap(overlap_seconds);
     let (issued, expires_at) = tenants::rotate_key(&state.pool, id, key, overlap).await?;
     Ok((
         StatusCode::CREATED,
-        Json(NewKey {
-            key_id: issued.id,
-            prefix: issued.prefix,
-            api_key: issued.api_key,
-            replaces: Some(key),
-            replaced_key_expires_at: Some(expires_at),
-        }),
+        Json(IssuedApiKey::new(issued, Some((key, expires_at)))),
     ))
 }

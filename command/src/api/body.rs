@@ -56,3 +56,16 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<JsonBody<T>, ApiError>
     })?;
     Ok(JsonBody { value, canonical })
 }
+
+/// A body that may be absent, blank or `null` (all meaning `T::default()`), read up to `limit`
+/// bytes.
+pub async fn optional<T: DeserializeOwned + Default>(
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<T, ApiError> {
+    let bytes = read_at_most(body, limit).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    Ok(parse::<Option<T>>(&bytes)?.value.unwrap_or_default())
+}

@@ -12,8 +12,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use hermes_domain::tenant::{DEFAULT_ROTATION_OVERLAP_SECONDS, MAX_ROTATION_OVERLAP};
 use hermes_infra::http::{Problem, Tenant};
-use hermes_infra::tenants::{self, ApiKeyInfo};
-use serde::de::DeserializeOwned;
+use hermes_infra::tenants::{self, ApiKeyInfo, IssuedKey};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -69,6 +68,26 @@ pub struct IssuedApiKey {
     pub replaced_key_expires_at: Option<DateTime<Utc>>,
 }
 
+impl IssuedApiKey {
+    /// A key just issued; `replaced`: the key it rotates and when that one stops working.
+    pub fn new(issued: IssuedKey, replaced: Option<(Uuid, DateTime<Utc>)>) -> Self {
+        IssuedApiKey {
+            key_id: issued.id,
+            prefix: issued.prefix,
+            api_key: issued.api_key,
+            replaces: replaced.map(|(id, _)| id),
+            replaced_key_expires_at: replaced.map(|(_, at)| at),
+        }
+    }
+}
+
+/// A rotation's overlap from the seconds asked for (a day when not given). Out of range values
+/// are the domain's to refuse; only what chrono cannot hold is clamped (still out of range).
+pub fn rotation_overlap(seconds: Option<i64>) -> chrono::Duration {
+    chrono::Duration::try_seconds(seconds.unwrap_or(DEFAULT_ROTATION_OVERLAP_SECONDS))
+        .unwrap_or(MAX_ROTATION_OVERLAP * 2)
+}
+
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKeyRequest {
@@ -89,22 +108,10 @@ pub struct RotateKeyRequest {
     pub overlap_seconds: Option<serde_json::Number>,
 }
 
-/// A body that may be absent or blank.
-async fn optional<T: DeserializeOwned + Default>(request: Body) -> Result<T, ApiError> {
-    let bytes = body::read_at_most(request, MAX_BODY_BYTES).await?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    Ok(body::parse::<Option<T>>(&bytes)?.value.unwrap_or_default())
-}
-
 /// A path id that is not a UUID names no key.
 fn key_id(raw: &str) -> Result<Uuid, ApiError> {
     raw.parse().map_err(|_| ApiError::NotFound("API key"))
 }
-
-const PROBLEMS_403: &str =
-    "The key's tenant is suspended (`tenant_suspended`) or deactivated (`tenant_deactivated`)";
 
 /// The tenant's API keys (never the keys themselves).
 #[utoipa::path(
@@ -114,7 +121,7 @@ const PROBLEMS_403: &str =
     responses(
         (status = 200, body = ApiKeyList),
         (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = PROBLEMS_403, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = super::TENANT_REFUSED, body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
@@ -138,7 +145,7 @@ pub async fn list_keys(
         (status = 201, body = IssuedApiKey),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = PROBLEMS_403, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = super::TENANT_REFUSED, body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A bad name (`invalid_name`) or a body of another shape (`invalid_request`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The tenant kept changing under the command (`contended`): try again", body = Problem, content_type = "application/problem+json"),
@@ -150,19 +157,10 @@ pub async fn create_key(
     Tenant(tenant, _): Tenant,
     request: Body,
 ) -> Result<(StatusCode, Json<IssuedApiKey>), ApiError> {
-    let NewKeyRequest { name } = optional(request).await?;
+    let NewKeyRequest { name } = body::optional(request, MAX_BODY_BYTES).await?;
     let issued =
         tenants::create_key_by(state.handler.pool(), tenant.0, name.as_deref(), ACTOR).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(IssuedApiKey {
-            key_id: issued.id,
-            prefix: issued.prefix,
-            api_key: issued.api_key,
-            replaces: None,
-            replaced_key_expires_at: None,
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(IssuedApiKey::new(issued, None))))
 }
 
 /// Revoke a key: every Hermes process refuses it within 5 s. Revoking a revoked key changes
@@ -175,7 +173,7 @@ pub async fn create_key(
     responses(
         (status = 200, description = "Revoked", body = ApiKey),
         (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = PROBLEMS_403, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = super::TENANT_REFUSED, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The tenant has no such key", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The tenant kept changing under the command (`contended`): try again", body = Problem, content_type = "application/problem+json"),
     ),
@@ -202,7 +200,7 @@ pub async fn revoke_key(
         (status = 201, body = IssuedApiKey),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = PROBLEMS_403, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = super::TENANT_REFUSED, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The tenant has no such key", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The key was rotated or revoked already (`key_not_rotatable`)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
@@ -218,27 +216,18 @@ pub async fn rotate_key(
     request: Body,
 ) -> Result<(StatusCode, Json<IssuedApiKey>), ApiError> {
     let key = key_id(&key)?;
-    let RotateKeyRequest { overlap_seconds } = optional(request).await?;
+    let RotateKeyRequest { overlap_seconds } = body::optional(request, MAX_BODY_BYTES).await?;
     // JSON says 60.0 is the integer 60; a fraction is out of range like a negative.
-    let seconds = match overlap_seconds {
-        None => DEFAULT_ROTATION_OVERLAP_SECONDS,
-        Some(n) => n
-            .as_i64()
+    let seconds = overlap_seconds.map(|n| {
+        n.as_i64()
             .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
-            .unwrap_or(-1),
-    };
-    // Out of range values are the domain's to refuse; clamp only what chrono cannot hold.
-    let overlap = chrono::Duration::try_seconds(seconds).unwrap_or(MAX_ROTATION_OVERLAP * 2);
+            .unwrap_or(-1)
+    });
+    let overlap = rotation_overlap(seconds);
     let (issued, expires_at) =
         tenants::rotate_key_by(state.handler.pool(), tenant.0, key, overlap, ACTOR).await?;
     Ok((
         StatusCode::CREATED,
-        Json(IssuedApiKey {
-            key_id: issued.id,
-            prefix: issued.prefix,
-            api_key: issued.api_key,
-            replaces: Some(key),
-            replaced_key_expires_at: Some(expires_at),
-        }),
+        Json(IssuedApiKey::new(issued, Some((key, expires_at)))),
     ))
 }

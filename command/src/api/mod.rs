@@ -43,6 +43,10 @@ pub struct CommandState {
     pub suppressions: SuppressionLookups,
 }
 
+/// The 403 every tenant operation may answer.
+pub(crate) const TENANT_REFUSED: &str =
+    "The key's tenant is suspended (`tenant_suspended`) or deactivated (`tenant_deactivated`)";
+
 pub fn router<S>() -> OpenApiRouter<S>
 where
     S: Clone + Send + Sync + 'static,

@@ -78,9 +78,6 @@ async fn settings(state: &CommandState, tenant: uuid::Uuid) -> Result<TenantSett
     Ok(info.settings.0)
 }
 
-const PROBLEMS_403: &str =
-    "The key's tenant is suspended (`tenant_suspended`) or deactivated (`tenant_deactivated`)";
-
 /// The tenant's cascade policies.
 #[utoipa::path(
     get,
@@ -89,7 +86,7 @@ const PROBLEMS_403: &str =
     responses(
         (status = 200, body = CascadePolicyList),
         (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = PROBLEMS_403, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = super::TENANT_REFUSED, body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
@@ -114,7 +111,7 @@ pub async fn list_policies(
         (status = 200, body = CascadePolicyView),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = PROBLEMS_403, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = super::TENANT_REFUSED, body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Steps a message could not have, or a bad name (`invalid_cascade_policy`, `invalid_setting`); a body of another shape (`invalid_request`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The tenant kept changing under the command (`contended`): try again", body = Problem, content_type = "application/problem+json"),
@@ -153,7 +150,7 @@ pub async fn put_policy(
     responses(
         (status = 204, description = "Removed"),
         (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = PROBLEMS_403, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = super::TENANT_REFUSED, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The tenant has no policy of that name", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The tenant kept changing under the command (`contended`): try again", body = Problem, content_type = "application/problem+json"),
     ),

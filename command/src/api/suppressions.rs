@@ -119,14 +119,7 @@ pub async fn suppress(
             "unknown channel {channel:?}: sms, email, push or whatsapp"
         ))
     })?;
-    let bytes = body::read_at_most(request, 4096).await?;
-    let SuppressRequest { reason } = if bytes.iter().all(u8::is_ascii_whitespace) {
-        SuppressRequest::default()
-    } else {
-        body::parse::<Option<SuppressRequest>>(&bytes)?
-            .value
-            .unwrap_or_default()
-    };
+    let SuppressRequest { reason } = body::optional(request, 4096).await?;
     let reason = check_listed(&address, reason.as_deref(), "tenant")
         .map_err(ApiError::InvalidSuppression)?;
     let mut conn = state
