@@ -266,36 +266,60 @@ pub async fn read_after(
     .await
 }
 
-/// Like [`read_after`] for a reader that wants only some event types of one stream type: it scans
-/// the next `limit` events by their index columns and fetches in full only the wanted ones, plus
-/// the last one scanned (so the caller's checkpoint moves past the events it skipped; check its
-/// type before using it). A reader interested in one event in ten no longer pulls every payload.
-pub async fn read_after_of_types(
+/// The last readable event's place, if the log has moved past `after` (the horizon is
+/// [`read_after`]'s): lets a reader with nothing to do move its checkpoint without reading rows.
+pub async fn tail_after(
+    conn: &mut PgConnection,
+    after: Checkpoint,
+) -> Result<Option<Checkpoint>, sqlx::Error> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT tx_id::text::bigint, position FROM events
+          WHERE (tx_id, position) > ($1::bigint::text::xid8, $2)
+            AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+          ORDER BY tx_id DESC, position DESC
+          LIMIT 1",
+    )
+    .bind(after.tx_id)
+    .bind(after.position)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(tx_id, position)| Checkpoint { tx_id, position }))
+}
+
+/// The message receipts and rejections after `after`, at most `limit`, in log order (what the
+/// suppressions subscriber reads), then, while fewer than `limit` were found, the log's last
+/// readable event as the place to resume from: the caller keeps what it wants by type and
+/// checkpoints at the last row. Served by the partial index `events_suppression_evidence_idx`
+/// (migration 0015), so the rest of the log is never read; the horizon is the same as
+/// [`read_after`]'s (no transaction still writing can fall behind the checkpoint).
+pub async fn read_suppression_evidence(
     conn: &mut PgConnection,
     after: Checkpoint,
     limit: i64,
-    stream_type: &str,
-    event_types: &[&str],
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "WITH scanned AS (
-             SELECT tx_id, position, stream_type = $4 AND event_type = ANY($5) AS wanted
-               FROM events
-              WHERE (tx_id, position) > ($1::bigint::text::xid8, $2)
-                AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+        "WITH horizon AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin),
+         wanted AS MATERIALIZED (
+             SELECT tx_id, position FROM events
+              WHERE stream_type = 'message' AND event_type IN ('ReceiptRecorded', 'AttemptRejected')
+                AND (tx_id, position) > ($1::bigint::text::xid8, $2)
+                AND tx_id < (SELECT xmin FROM horizon)
               ORDER BY tx_id, position
               LIMIT $3),
-         last AS (SELECT tx_id, position FROM scanned ORDER BY tx_id DESC, position DESC LIMIT 1)
+         head AS (
+             SELECT tx_id, position FROM events
+              WHERE (tx_id, position) > ($1::bigint::text::xid8, $2)
+                AND tx_id < (SELECT xmin FROM horizon)
+              ORDER BY tx_id DESC, position DESC
+              LIMIT 1)
          SELECT {COLUMNS} FROM events
-          WHERE (tx_id, position) IN (SELECT tx_id, position FROM scanned WHERE wanted
-                                      UNION SELECT tx_id, position FROM last)
+          WHERE position IN (SELECT position FROM wanted
+                             UNION SELECT position FROM head WHERE (SELECT count(*) FROM wanted) < $3)
           ORDER BY tx_id, position"
     )))
     .bind(after.tx_id)
     .bind(after.position)
     .bind(limit)
-    .bind(stream_type)
-    .bind(event_types)
     .fetch_all(conn)
     .await
 }

@@ -15,8 +15,9 @@ use sqlx::{Acquire, PgPool};
 use std::time::Duration;
 
 pub const NAME: &str = "suppressions";
-/// Events scanned per poll; only receipts and rejections are fetched in full. With [`PACE`], up to
-/// 40,000 events a second: several times what a node appends.
+/// Receipts and rejections read per poll (the rest of the log is never read, see
+/// `event_store::read_suppression_evidence`). With [`PACE`], up to 40,000 a second: several times
+/// what a node records.
 const BATCH: i64 = 10_000;
 /// At most four polls a second: a bounced address is listed within a quarter second or so, and
 /// the subscriber costs the database four reads a second, not one per commit.
@@ -41,14 +42,7 @@ impl Subscriber for Suppressions {
 async fn suppress_next(pool: &PgPool) -> anyhow::Result<usize> {
     let mut conn = pool.acquire().await?;
     let seen = subscription::load_checkpoint(&mut conn, NAME, false).await?;
-    let batch = event_store::read_after_of_types(
-        &mut conn,
-        seen,
-        BATCH,
-        "message",
-        &["ReceiptRecorded", "AttemptRejected"],
-    )
-    .await?;
+    let batch = event_store::read_suppression_evidence(&mut conn, seen, BATCH).await?;
     let Some(last) = batch.last().map(StoredEvent::checkpoint) else {
         return Ok(0);
     };

@@ -677,3 +677,124 @@ async fn one_subscriber_per_name_is_active_and_a_standby_takes_over_from_its_che
         t.abort();
     }
 }
+
+fn typed_event(event_type: &str) -> NewEvent {
+    NewEvent {
+        event_type: event_type.into(),
+        ..new_event(0)
+    }
+}
+
+/// The suppressions subscriber's read: only message receipts and rejections come back in full, the
+/// log's last readable event comes after them while the batch is not full (so the checkpoint moves
+/// past everything else), and nothing a running transaction may still commit is passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suppression_evidence_read_returns_receipts_and_rejections_and_then_the_tail() {
+    let pool = migrated_pool(4).await;
+    let tenant = Uuid::new_v4();
+    let message = Uuid::new_v4();
+    let types = [
+        "MessageAccepted",
+        "ReceiptRecorded",
+        "StepStarted",
+        "AttemptRejected",
+        "MessageFailed",
+    ];
+    let events: Vec<NewEvent> = types.iter().map(|t| typed_event(t)).collect();
+    let mut conn = pool.acquire().await.unwrap();
+    event_store::append(&mut conn, tenant, "message", message, 0, &events)
+        .await
+        .unwrap();
+    // A receipt-named event of another stream type is not a message's receipt.
+    let other = typed_event("ReceiptRecorded");
+    event_store::append(
+        &mut conn,
+        tenant,
+        STREAM_TYPE,
+        Uuid::new_v4(),
+        0,
+        std::slice::from_ref(&other),
+    )
+    .await
+    .unwrap();
+
+    let read = event_store::read_suppression_evidence(&mut conn, Checkpoint::default(), 100)
+        .await
+        .unwrap();
+    let ids: Vec<Uuid> = read.iter().map(|e| e.event_id).collect();
+    assert_eq!(
+        ids,
+        [events[1].event_id, events[3].event_id, other.event_id],
+        "the receipt and the rejection, then the tail (the last event) to checkpoint at"
+    );
+    let tail = read[2].checkpoint();
+    let again = event_store::read_suppression_evidence(&mut conn, tail, 100)
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "nothing after the tail: {again:?}");
+
+    // A full batch ends at its last wanted event: the tail would skip unread receipts.
+    let first = event_store::read_suppression_evidence(&mut conn, Checkpoint::default(), 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        first.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+        [events[1].event_id]
+    );
+
+    // A receipt in a transaction still open holds the reader back, tail included.
+    let mut open = pool.begin().await.unwrap();
+    let pending = typed_event("ReceiptRecorded");
+    event_store::append(
+        &mut open,
+        tenant,
+        "message",
+        message,
+        types.len() as i64,
+        std::slice::from_ref(&pending),
+    )
+    .await
+    .unwrap();
+    let later = typed_event("StepStarted");
+    append_typed(&pool, tenant, Uuid::new_v4(), &later).await;
+    let held = event_store::read_suppression_evidence(&mut conn, tail, 100)
+        .await
+        .unwrap();
+    assert!(held.is_empty(), "read past a running transaction: {held:?}");
+    open.commit().await.unwrap();
+    let read = read_evidence_until(&pool, tail, 2).await;
+    assert_eq!(
+        read.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+        [pending.event_id, later.event_id]
+    );
+}
+
+async fn append_typed(pool: &PgPool, tenant: Uuid, stream: Uuid, event: &NewEvent) {
+    let mut conn = pool.acquire().await.unwrap();
+    event_store::append(
+        &mut conn,
+        tenant,
+        "message",
+        stream,
+        0,
+        std::slice::from_ref(event),
+    )
+    .await
+    .unwrap();
+}
+
+/// Reads suppression evidence from `after` until `want` rows came back (the horizon moves once
+/// every older transaction has ended), for at most 20 s.
+async fn read_evidence_until(pool: &PgPool, after: Checkpoint, want: usize) -> Vec<StoredEvent> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut conn = pool.acquire().await.unwrap();
+        let got = event_store::read_suppression_evidence(&mut conn, after, 100)
+            .await
+            .unwrap();
+        if got.len() >= want || Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
