@@ -23,6 +23,7 @@ use hermes_infra::rate_limit::RateLimiter;
 use hermes_infra::{db, subscription};
 use hermes_projections::message_views::{self, MessageViews};
 use hermes_projections::suppressions::Suppressions;
+use hermes_projections::webhook_outbox::WebhookOutbox;
 use hermes_query::QueryState;
 use rand::RngCore;
 use sqlx::PgPool;
@@ -43,10 +44,12 @@ pub struct Roles {
     pub timers: bool,
     /// Streams the log to Kafka (needs `KAFKA_BROKERS`).
     pub relay: bool,
+    /// Queues tenants' webhook notices from the log and delivers them.
+    pub webhooks: bool,
 }
 
 impl Roles {
-    pub const NAMES: [&str; 5] = ["api", "saga", "projector", "timers", "relay"];
+    pub const NAMES: [&str; 6] = ["api", "saga", "projector", "timers", "relay", "webhooks"];
 
     /// Everything that runs without Kafka: what `hermes dev` runs.
     pub fn all() -> Self {
@@ -56,6 +59,7 @@ impl Roles {
             projector: true,
             timers: true,
             relay: false,
+            webhooks: true,
         }
     }
 
@@ -74,6 +78,7 @@ impl Roles {
             projector: false,
             timers: false,
             relay: false,
+            webhooks: false,
         };
         for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             match name {
@@ -82,9 +87,7 @@ impl Roles {
                 "projector" => roles.projector = true,
                 "timers" => roles.timers = true,
                 "relay" => roles.relay = true,
-                "webhooks" => {
-                    anyhow::bail!("role '{name}' is not available yet in this version of Hermes")
-                }
+                "webhooks" => roles.webhooks = true,
                 other => {
                     anyhow::bail!("unknown role '{other}' (roles: {})", Self::NAMES.join(", "))
                 }
@@ -190,10 +193,19 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
     )
     .await?;
 
+    let webhooks = args.webhook_config(key.clone());
     let mut tasks = vec![tokio::spawn(source.run(providers.clone()))];
     if roles.projector {
         // On either transport: it follows the Postgres log, which is always there.
         tasks.push(tokio::spawn(subscription::run(pool.clone(), Suppressions)));
+    }
+    if roles.webhooks {
+        // The outbox follows the Postgres log on either transport, like the suppressions.
+        tasks.push(tokio::spawn(subscription::run(pool.clone(), WebhookOutbox)));
+        tasks.push(tokio::spawn(hermes_command::webhooks::sender::run(
+            pool.clone(),
+            webhooks.clone(),
+        )));
     }
     match &kafka {
         // The Postgres tail: one active consumer per role, the others stand by.
@@ -273,6 +285,11 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
             }
         }));
     }
+    tasks.push(tokio::spawn(probe_dependencies(
+        pool.clone(),
+        kafka_probe.clone(),
+        rate_limiter.clone(),
+    )));
     // The API is started whatever the roles, for health checks; its routes need the api role.
     let state = AppState {
         command: CommandState {
@@ -283,6 +300,7 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
             backlog,
             rate_limiter,
             suppressions: SuppressionLookups::start(&pool, 2),
+            webhooks,
         },
         query: QueryState { pool: pool.clone() },
         auth: Authenticator::new(pool.clone()),
@@ -319,6 +337,48 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
         providers: registry,
         tasks,
     })
+}
+
+/// `hermes_dependency_up{dependency}`: 1 while Postgres (and Kafka, and Redis, when configured)
+/// answer within 2 s, else 0; probed every 5 s, so an alert sees an outage from any process.
+async fn probe_dependencies(pool: PgPool, kafka: Option<BrokerProbe>, rate_limiter: RateLimiter) {
+    const WITHIN: Duration = Duration::from_secs(2);
+    let up = |dependency: &'static str, ok: bool| {
+        metrics::gauge!("hermes_dependency_up", "dependency" => dependency).set(if ok {
+            1.0
+        } else {
+            0.0
+        });
+    };
+    loop {
+        let postgres = tokio::time::timeout(WITHIN, sqlx::query("SELECT 1").execute(&pool)).await;
+        up("postgres", matches!(postgres, Ok(Ok(_))));
+        if let Some(probe) = &kafka {
+            up("kafka", probe.check(WITHIN).await.is_ok());
+        }
+        if let Some(ok) = rate_limiter.redis_answers(WITHIN).await {
+            up("redis", ok);
+        }
+        report_backlogs(&pool).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+/// `hermes_parked_events{subscriber}` (0 for the two that park, so an alert resolves once the
+/// events are retried) and `hermes_timers_overdue_seconds`.
+async fn report_backlogs(pool: &PgPool) {
+    if let Ok(counts) = hermes_infra::parked::counts(pool).await {
+        for subscriber in [saga::NAME, message_views::NAME] {
+            let n = counts
+                .iter()
+                .find(|(s, _)| s == subscriber)
+                .map_or(0, |(_, n)| *n);
+            metrics::gauge!("hermes_parked_events", "subscriber" => subscriber).set(n as f64);
+        }
+    }
+    if let Ok(seconds) = hermes_infra::timers::overdue_seconds(pool).await {
+        metrics::gauge!("hermes_timers_overdue_seconds").set(seconds);
+    }
 }
 
 /// The mock provider's account: an external mock (`--mock-provider-url`) or an embedded one,

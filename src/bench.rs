@@ -203,6 +203,7 @@ async fn spawn(args: &BenchArgs) -> anyhow::Result<RunningApp> {
         request_timeout_ms: 30_000,
         max_backlog_age_ms: None,
         redis_url: None,
+        webhooks: crate::config::WebhookArgs::default(),
     };
     let app = app::start(&server, Roles::all()).await?;
     progress(&format!(

@@ -5,6 +5,7 @@ use hermes_command::admin::{AdminToken, AdminTokenTooShort};
 use hermes_infra::Secret;
 use hermes_infra::kafka::KafkaConfig;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres:///hermes?host=/var/run/postgresql";
 
@@ -150,6 +151,59 @@ pub struct ServerArgs {
     /// Delay before the embedded mock provider sends a delivery receipt.
     #[arg(long, env = "HERMES_MOCK_RECEIPT_DELAY_MS", default_value_t = 200)]
     pub mock_receipt_delay_ms: u64,
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
+}
+
+/// How tenants' webhooks are delivered.
+#[derive(Args, Debug, Clone)]
+pub struct WebhookArgs {
+    /// Let tenants' webhook endpoints be on loopback, private and link-local addresses (tests,
+    /// a private network). Off: such URLs are refused, and so are names resolving to them.
+    #[arg(long = "webhook-allow-private", env = "HERMES_WEBHOOK_ALLOW_PRIVATE")]
+    pub allow_private: bool,
+    /// The first wait before a failed webhook delivery is tried again; each next wait is four
+    /// times longer, up to 5,760 times this (8 h at the default).
+    #[arg(
+        long = "webhook-retry-base-ms",
+        env = "HERMES_WEBHOOK_RETRY_BASE_MS",
+        default_value_t = 5_000
+    )]
+    pub retry_base_ms: u64,
+    /// A webhook delivery still failing this long after its first attempt has failed (24 h).
+    #[arg(
+        long = "webhook-give-up-ms",
+        env = "HERMES_WEBHOOK_GIVE_UP_MS",
+        default_value_t = 86_400_000
+    )]
+    pub give_up_ms: u64,
+    /// A webhook endpoint whose every delivery failed for this long is disabled (5 days).
+    #[arg(
+        long = "webhook-disable-after-ms",
+        env = "HERMES_WEBHOOK_DISABLE_AFTER_MS",
+        default_value_t = 432_000_000
+    )]
+    pub disable_after_ms: u64,
+    /// Longest one webhook delivery attempt may take.
+    #[arg(
+        long = "webhook-timeout-ms",
+        env = "HERMES_WEBHOOK_TIMEOUT_MS",
+        default_value_t = 15_000
+    )]
+    pub timeout_ms: u64,
+}
+
+impl Default for WebhookArgs {
+    /// The flags' defaults.
+    fn default() -> Self {
+        Self {
+            allow_private: false,
+            retry_base_ms: 5_000,
+            give_up_ms: 86_400_000,
+            disable_after_ms: 432_000_000,
+            timeout_ms: 15_000,
+        }
+    }
 }
 
 impl ServerArgs {
@@ -171,6 +225,27 @@ impl ServerArgs {
 }
 
 impl ServerArgs {
+    /// How webhooks are sealed and delivered, from the flags.
+    pub fn webhook_config(
+        &self,
+        key: Option<hermes_infra::provider_accounts::SealingKey>,
+    ) -> hermes_command::webhooks::WebhookConfig {
+        let w = &self.webhooks;
+        let base = Duration::from_millis(w.retry_base_ms.max(1));
+        hermes_command::webhooks::WebhookConfig {
+            key,
+            allow_private: w.allow_private,
+            schedule: hermes_domain::webhook::RetrySchedule {
+                base,
+                // 8 h at the standard 5 s base: the same shape at any scale.
+                cap: base * 5_760,
+                give_up_after: Duration::from_millis(w.give_up_ms),
+            },
+            disable_after: Duration::from_millis(w.disable_after_ms),
+            timeout: Duration::from_millis(w.timeout_ms.max(1)),
+        }
+    }
+
     /// The sealing key, from `HERMES_SECRET_KEY` or the file `--secret-key-file` names.
     pub fn secret_key(&self) -> anyhow::Result<Option<String>> {
         secret_key(self.secret_key.as_deref(), self.secret_key_file.as_deref())

@@ -55,7 +55,9 @@ impl FromRef<AppState> for Authenticator {
         (name = "suppressions", description = "The tenant's own suppression list"),
         (name = "keys", description = "The tenant's own API keys"),
         (name = "cascade policies", description = "The tenant's own named cascades"),
-    )
+        (name = "webhooks", description = "The tenant's webhook endpoints (Standard Webhooks), their deliveries and redelivery"),
+    ),
+    components(schemas(hermes_command::api::webhooks::WebhookNotice))
 )]
 struct ApiDoc;
 
@@ -87,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn(count_request))
         .method_not_allowed_fallback(|| async {
             Problem::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -139,5 +142,32 @@ pub fn health_only(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn(count_request))
         .with_state(state)
+}
+
+/// `hermes_http_requests_total{route,status_class}` and `hermes_http_request_seconds{route}`
+/// for every request a route matched (`route` is the method and the path template, so the
+/// label set is bounded: `POST /v1/messages`, `GET /v1/messages/{id}`). Requests no route
+/// matched are not counted.
+async fn count_request(
+    path: axum::extract::MatchedPath,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = format!("{} {}", request.method(), path.as_str());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let class = match response.status().as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    metrics::histogram!("hermes_http_request_seconds", "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("hermes_http_requests_total", "route" => route, "status_class" => class)
+        .increment(1);
+    response
 }

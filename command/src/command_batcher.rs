@@ -231,10 +231,40 @@ async fn try_batch(pool: &PgPool, jobs: &[Job]) -> Result<Vec<Answer>, BatchErro
     if !pending.is_empty() {
         event_store::announce_appended();
     }
-    for (_, p) in &pending {
+    for (id, p) in &pending {
         count_events(&p.events);
+        if p.events.iter().any(MessageEvent::is_terminal)
+            && let Some(state) = states.get(id)
+        {
+            record_end_to_end(state);
+        }
     }
     Ok(answers)
+}
+
+/// `hermes_message_end_to_end_seconds{channel,status}`: from accept to the message's end, by the
+/// channel of its last attempt (`none` without one). Cancelled messages are not counted: their
+/// end is the tenant's choice.
+fn record_end_to_end(message: &Message) {
+    use hermes_domain::message::MessageStatus;
+    if message.status == MessageStatus::Cancelled {
+        return;
+    }
+    let last = message
+        .completed_by
+        .and_then(|id| message.attempts.iter().find(|a| a.id == id))
+        .or(message.attempts.last());
+    let channel = last.map_or("none", |a| a.channel.as_str());
+    let seconds = (message.updated_at - message.accepted_at)
+        .to_std()
+        .unwrap_or_default()
+        .as_secs_f64();
+    metrics::histogram!(
+        "hermes_message_end_to_end_seconds",
+        "channel" => channel,
+        "status" => message.status.as_str()
+    )
+    .record(seconds);
 }
 
 async fn load_states(

@@ -14,5 +14,6 @@ pub mod reconcile;
 pub mod saga;
 pub mod suppression_lookups;
 pub mod timer_poller;
+pub mod webhooks;
 
 pub use handler::{CommandError, CommandHandler};

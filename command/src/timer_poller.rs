@@ -87,7 +87,11 @@ async fn fire(
         .await
     {
         // A timer of a message that does not exist is deleted with the batch all the same.
-        Ok(_) | Err(CommandError::NotFound) => Ok(()),
+        Ok(_) | Err(CommandError::NotFound) => {
+            let late = (chrono::Utc::now() - t.due_at).to_std().unwrap_or_default();
+            metrics::histogram!("hermes_timer_lateness_seconds").record(late.as_secs_f64());
+            Ok(())
+        }
         Err(e) => Err(e),
     }
 }

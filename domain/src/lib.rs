@@ -17,6 +17,7 @@ pub mod suppression;
 pub mod tenant;
 pub mod timers;
 pub mod validation;
+pub mod webhook;
 
 pub use channel::{Channel, Until};
 pub use ids::{AttemptId, MessageId, TenantId};

@@ -17,6 +17,7 @@ pub mod subscription;
 pub mod suppressions;
 pub mod tenants;
 pub mod timers;
+pub mod webhooks;
 
 pub use event_store::{AppendError, EventMetadata, NewEvent, StoredEvent};
 pub use secret::Secret;

@@ -101,3 +101,10 @@ pub async fn unpark(pool: &PgPool, subscriber: &str, event_id: Uuid) -> Result<(
         .await?;
     Ok(())
 }
+
+/// Events parked now, per subscriber (the `hermes_parked_events` gauge).
+pub async fn counts(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT subscriber, count(*) FROM parked_events GROUP BY subscriber")
+        .fetch_all(pool)
+        .await
+}

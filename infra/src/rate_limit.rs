@@ -107,6 +107,20 @@ impl RateLimiter {
         matches!(self, RateLimiter::Redis(_))
     }
 
+    /// Whether Redis answers a PING within `within`; `None` when the limits are kept in process.
+    pub async fn redis_answers(&self, within: Duration) -> Option<bool> {
+        let RateLimiter::Redis(store) = self else {
+            return None;
+        };
+        let mut connection = store.connection.clone();
+        let ping = redis::cmd("PING");
+        let ping = ping.query_async::<String>(&mut connection);
+        Some(matches!(
+            tokio::time::timeout(within, ping).await,
+            Ok(Ok(_))
+        ))
+    }
+
     /// Takes one unit from every check's limit, or from none when one refuses.
     pub async fn acquire(&self, checks: &[Check]) -> Result<(), Limited> {
         if checks.is_empty() {

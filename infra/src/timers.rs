@@ -99,3 +99,14 @@ pub async fn claim_due(
     .fetch_all(pool)
     .await
 }
+
+/// How long the oldest due timer has been due, in seconds (0 when none is): a timer poller that
+/// stopped shows here (the `hermes_timers_overdue_seconds` gauge).
+pub async fn overdue_seconds(pool: &sqlx::PgPool) -> Result<f64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT coalesce(extract(epoch FROM now() - min(due_at))::float8, 0)
+           FROM timers WHERE due_at <= now()",
+    )
+    .fetch_one(pool)
+    .await
+}

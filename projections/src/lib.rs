@@ -6,3 +6,4 @@ pub mod kafka;
 pub mod message_row;
 pub mod message_views;
 pub mod suppressions;
+pub mod webhook_outbox;

@@ -75,7 +75,9 @@ async fn schemathesis_finds_nothing_the_document_does_not_say() {
     let st = tokio::task::spawn_blocking(schemathesis).await.unwrap();
     let app = TestApp::spawn().await;
     let own_state = ["suppressions", "keys", "cascade policies"];
-    let mut rest: Vec<&str> = Vec::new();
+    // Not yet: an endpoint's URL is checked by the WHATWG URL parser, which the document cannot
+    // state as a pattern; tests/it/webhooks.rs checks those operations' answers instead.
+    let mut rest: Vec<&str> = vec!["--exclude-tag", "webhooks"];
     for tag in own_state {
         rest.extend(["--exclude-tag", tag]);
     }

@@ -2,7 +2,7 @@
 //! in-process on port 0 against a fresh database, plus helpers that speak its public API.
 
 use hermes::app::{self, Roles, RunningApp};
-use hermes::config::{DatabaseArgs, KafkaArgs, ServerArgs};
+use hermes::config::{DatabaseArgs, KafkaArgs, ServerArgs, WebhookArgs};
 use hermes_infra::{Secret, db, tenants};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -103,6 +103,11 @@ pub fn server_args(database_url: &str) -> ServerArgs {
         request_timeout_ms: 30_000,
         max_backlog_age_ms: None,
         redis_url: None,
+        webhooks: WebhookArgs {
+            // The tests' receivers listen on 127.0.0.1.
+            allow_private: true,
+            ..WebhookArgs::default()
+        },
     }
 }
 

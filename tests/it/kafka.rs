@@ -28,6 +28,7 @@ const API_ONLY: Roles = Roles {
     projector: false,
     timers: false,
     relay: false,
+    webhooks: false,
 };
 const SECRET: &str = "kafka-test-mock-secret";
 
@@ -302,6 +303,7 @@ async fn two_workers_share_the_partitions_and_one_may_stop_mid_run() {
         timers: true,
         saga: false,
         projector: false,
+        webhooks: false,
     };
     let workers = Roles {
         saga: true,
@@ -309,6 +311,7 @@ async fn two_workers_share_the_partitions_and_one_may_stop_mid_run() {
         api: false,
         relay: false,
         timers: false,
+        webhooks: false,
     };
     let api = process(&database_url, &kafka, api_roles, &mock, None).await;
     let tenant = hermes_infra::tenants::create_tenant(&api.pool, "t")

@@ -42,3 +42,4 @@ mod tenant_errors;
 mod tenants;
 mod timer_clock;
 mod traceparent;
+mod webhooks;

@@ -44,6 +44,13 @@ async fn metrics_show_events_provider_sends_and_subscriber_lag() {
         "hermes_accept_layer_seconds_count{layer=\"tenant_rules\"}",
         "hermes_accept_layer_seconds_count{layer=\"rate_limit\"}",
         "hermes_accept_layer_seconds_count{layer=\"dedup_and_store\"}",
+        // The API's requests by route, and the message's whole cascade.
+        "hermes_http_requests_total{route=\"POST /v1/messages\",status_class=\"2xx\"}",
+        "hermes_http_request_seconds_count{route=\"POST /v1/messages\"}",
+        "hermes_message_end_to_end_seconds_count{channel=\"sms\",status=\"delivered\"}",
+        // Histograms have buckets, so quantiles add up across processes.
+        "hermes_message_end_to_end_seconds_bucket{channel=\"sms\",status=\"delivered\",le=\"+Inf\"}",
+        "hermes_dependency_up{dependency=\"postgres\"}",
     ] {
         assert!(
             sample(&text, series).is_some_and(|v| v >= 1.0),
@@ -55,4 +62,10 @@ async fn metrics_show_events_provider_sends_and_subscriber_lag() {
         assert!(sample(&text, &series).is_some(), "{series} missing");
     }
     assert!(text.contains("hermes_accept_batch_size"));
+    for gauge in [
+        "hermes_timers_overdue_seconds",
+        "hermes_parked_events{subscriber=\"cascade-saga\"}",
+    ] {
+        assert!(sample(&text, gauge).is_some(), "{gauge} missing");
+    }
 }

@@ -58,6 +58,12 @@ pub enum ApiError {
     RecipientSuppressed(String),
     #[error("{0}")]
     InvalidSuppression(String),
+    /// A webhook endpoint's field is refused: the code names which (`invalid_webhook_url`,
+    /// `unknown_event_type`, `invalid_overlap`, `invalid_request`).
+    #[error("{1}")]
+    InvalidWebhook(&'static str, String),
+    #[error("a tenant has at most {0} webhook endpoints: delete one first")]
+    TooManyEndpoints(usize),
     #[error("unknown provider {0}")]
     UnknownProvider(String),
     #[error(
@@ -139,6 +145,12 @@ impl IntoResponse for ApiError {
                 "invalid_suppression",
                 detail,
             ),
+            ApiError::InvalidWebhook(code, _) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+            }
+            ApiError::TooManyEndpoints(_) => {
+                Problem::new(StatusCode::CONFLICT, "too_many_endpoints", detail)
+            }
             ApiError::RecipientSuppressed(_) => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "recipient_suppressed",

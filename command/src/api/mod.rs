@@ -14,11 +14,13 @@ pub mod receipts;
 pub mod send_request;
 pub mod suppressions;
 pub mod traceparent;
+pub mod webhooks;
 
 use crate::accept_batcher::AcceptBatcher;
 use crate::backlog::Backlog;
 use crate::handler::CommandHandler;
 use crate::suppression_lookups::SuppressionLookups;
+use crate::webhooks::WebhookConfig;
 use axum::extract::FromRef;
 use hermes_adapters::ProviderRegistry;
 use hermes_infra::http::Authenticator;
@@ -41,6 +43,8 @@ pub struct CommandState {
     pub rate_limiter: RateLimiter,
     /// Suppression lookups, batched across concurrent requests.
     pub suppressions: SuppressionLookups,
+    /// How webhook endpoints' secrets are sealed and which URLs they may have.
+    pub webhooks: WebhookConfig,
 }
 
 /// The 403 every tenant operation may answer.
@@ -64,6 +68,17 @@ where
         .routes(routes!(keys::rotate_key))
         .routes(routes!(policies::list_policies))
         .routes(routes!(policies::put_policy, policies::delete_policy))
+        .routes(routes!(webhooks::list_endpoints, webhooks::create_endpoint))
+        .routes(routes!(
+            webhooks::get_endpoint,
+            webhooks::update_endpoint,
+            webhooks::delete_endpoint
+        ))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::list_deliveries))
+        .routes(routes!(webhooks::redeliver_failed))
+        .routes(routes!(webhooks::redeliver))
+        .routes(routes!(webhooks::message_deliveries))
         .routes(routes!(ack::acknowledge_push))
         .routes(routes!(receipts::receive_attempt_callback))
         .routes(routes!(

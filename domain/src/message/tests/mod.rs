@@ -5,9 +5,11 @@
 //! - [`transitions`]: one test per transition of the cascade state machine.
 //! - [`wire`]: timer effects and the stored (JSON) form of every event.
 //! - [`properties`]: property tests over random cascades and random command sequences.
+//! - [`webhook_notices`]: which notices a tenant's webhook gets from each event.
 
 mod properties;
 mod transitions;
+mod webhook_notices;
 mod wire;
 
 use crate::channel::{Channel, Until};
