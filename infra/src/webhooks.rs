@@ -377,6 +377,33 @@ pub async fn record(
     outcome: Outcome,
     disable_after: std::time::Duration,
 ) -> Result<bool, sqlx::Error> {
+    if outcome == Outcome::Succeeded {
+        // The common case in one statement (atomic on its own): the attempt, the delivery done,
+        // the endpoint's failing streak (if any) over.
+        sqlx::query(
+            "WITH attempt AS (
+                 INSERT INTO webhook_attempts (delivery_id, attempt, attempted_at, status_code,
+                                               latency_ms, response, error)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING),
+             delivery AS (
+                 UPDATE webhook_deliveries
+                    SET status = 'succeeded', next_attempt_at = NULL, updated_at = now()
+                  WHERE id = $1)
+             UPDATE webhook_endpoints SET failing_since = NULL
+              WHERE id = $8 AND failing_since IS NOT NULL",
+        )
+        .bind(claimed.id)
+        .bind(claimed.attempts)
+        .bind(attempt.attempted_at)
+        .bind(attempt.status_code)
+        .bind(attempt.latency_ms)
+        .bind(&attempt.response)
+        .bind(&attempt.error)
+        .bind(claimed.endpoint_id)
+        .execute(pool)
+        .await?;
+        return Ok(false);
+    }
     let mut tx = pool.begin().await?;
     sqlx::query(
         "INSERT INTO webhook_attempts (delivery_id, attempt, attempted_at, status_code,
@@ -406,16 +433,7 @@ pub async fn record(
     .bind(next)
     .execute(&mut *tx)
     .await?;
-    let disabled = if outcome == Outcome::Succeeded {
-        sqlx::query(
-            "UPDATE webhook_endpoints SET failing_since = NULL
-              WHERE id = $1 AND failing_since IS NOT NULL",
-        )
-        .bind(claimed.endpoint_id)
-        .execute(&mut *tx)
-        .await?;
-        false
-    } else {
+    let disabled = {
         let failing_since: Option<DateTime<Utc>> = sqlx::query_scalar(
             "UPDATE webhook_endpoints SET failing_since = coalesce(failing_since, $2)
               WHERE id = $1 RETURNING failing_since",

@@ -97,13 +97,19 @@ async fn deliveries_for(
             by_message.entry(e.stream_id).or_default().push(e);
         }
     }
+    // Every stream at once (ordered by stream, then version).
+    let ids: Vec<Uuid> = by_message.keys().copied().collect();
+    let mut streams: BTreeMap<Uuid, Vec<StoredEvent>> = BTreeMap::new();
+    for e in event_store::load_streams(conn, "message", &ids).await? {
+        streams.entry(e.stream_id).or_default().push(e);
+    }
     let mut out = Vec::new();
     for (message_id, wanted) in by_message {
         let listeners = &endpoints[&wanted[0].tenant_id];
         let id = MessageId(message_id);
         let mut state: Option<Message> = None;
         let mut wanted = wanted.into_iter().peekable();
-        for stored in event_store::load_stream(conn, "message", message_id).await? {
+        for stored in streams.remove(&message_id).unwrap_or_default() {
             let Some(next) = wanted.peek() else { break };
             let event = match MessageEvent::from_stored(
                 &stored.event_type,

@@ -22,19 +22,22 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use uuid::Uuid;
 
 /// Deliveries in flight in one sender.
-const IN_FLIGHT: usize = 64;
+const IN_FLIGHT: usize = 128;
 /// Of which one endpoint may hold at most this many.
-const PER_ENDPOINT: usize = 8;
+const PER_ENDPOINT: usize = 16;
 /// A claimed delivery is not taken by another sender for this long (longer than any attempt).
 const LEASE: Duration = Duration::from_secs(60);
 /// How often the outbox is looked at when nothing was due.
 const IDLE_POLL: Duration = Duration::from_millis(50);
 /// The part of an answer's body kept with the attempt.
 const RESPONSE_EXCERPT: usize = 1024;
+/// How long an endpoint's URL and secrets are trusted before they are read again: a change
+/// (a new URL, a rotated secret, a deletion) reaches the sender within this.
+const ENDPOINT_TTL: Duration = Duration::from_secs(1);
 
 pub async fn run(pool: PgPool, config: WebhookConfig) {
     if config.key.is_none() {
@@ -48,11 +51,17 @@ pub async fn run(pool: PgPool, config: WebhookConfig) {
         busy: Mutex::new(HashMap::new()),
         slots: Arc::new(Semaphore::new(IN_FLIGHT)),
         clients: Mutex::new(HashMap::new()),
+        endpoints: Mutex::new(HashMap::new()),
+        finished: Notify::new(),
     });
     tokio::spawn(report_pending(sender.pool.clone()));
     loop {
         match sender.clone().send_due().await {
-            Ok(0) => tokio::time::sleep(IDLE_POLL).await,
+            // Nothing could start: look again when a delivery ends (its endpoint may have room
+            // now, or the next of its message may be due) or after a while (new notices).
+            Ok(0) => {
+                let _ = tokio::time::timeout(IDLE_POLL, sender.finished.notified()).await;
+            }
             Ok(_) => tokio::task::yield_now().await,
             Err(e) => {
                 tracing::warn!(error = %e, "webhook sender: cannot read the outbox");
@@ -81,6 +90,10 @@ struct Sender {
     /// One client per host and the addresses it was checked at, so connections are reused and
     /// always go where the check said.
     clients: Mutex<HashMap<(String, Vec<SocketAddr>), reqwest::Client>>,
+    /// Endpoints as last read, and when ([`ENDPOINT_TTL`]).
+    endpoints: Mutex<HashMap<Uuid, (Instant, Option<Arc<webhooks::SendingTo>>)>>,
+    /// Told when a delivery ends.
+    finished: Notify,
 }
 
 impl Sender {
@@ -88,7 +101,6 @@ impl Sender {
     async fn send_due(self: Arc<Self>) -> anyhow::Result<usize> {
         let free = self.slots.available_permits();
         if free == 0 {
-            tokio::time::sleep(IDLE_POLL).await;
             return Ok(0);
         }
         let due = webhooks::due(&self.pool, (free * 2) as i64).await?;
@@ -137,14 +149,16 @@ impl Sender {
                         busy.remove(&endpoint);
                     }
                 }
+                drop(busy);
                 drop(permit);
+                sender.finished.notify_one();
             });
         }
         Ok(started)
     }
 
     async fn deliver(&self, delivery: &Claimed) -> anyhow::Result<()> {
-        let Some(to) = webhooks::sending_to(&self.pool, delivery.endpoint_id).await? else {
+        let Some(to) = self.endpoint(delivery.endpoint_id).await? else {
             return Ok(()); // deleted, and its deliveries with it
         };
         let attempted_at = chrono::Utc::now();
@@ -197,6 +211,20 @@ impl Sender {
             tracing::warn!(endpoint = %delivery.endpoint_id, "webhook endpoint disabled: every delivery failed for too long");
         }
         Ok(())
+    }
+
+    /// The endpoint's URL and secrets, read at most once per [`ENDPOINT_TTL`].
+    async fn endpoint(&self, id: Uuid) -> Result<Option<Arc<webhooks::SendingTo>>, sqlx::Error> {
+        if let Some((read_at, to)) = self.endpoints.lock().expect("not poisoned").get(&id)
+            && read_at.elapsed() < ENDPOINT_TTL
+        {
+            return Ok(to.clone());
+        }
+        let to = webhooks::sending_to(&self.pool, id).await?.map(Arc::new);
+        let mut endpoints = self.endpoints.lock().expect("not poisoned");
+        endpoints.retain(|_, (read_at, _)| read_at.elapsed() < ENDPOINT_TTL);
+        endpoints.insert(id, (Instant::now(), to.clone()));
+        Ok(to)
     }
 
     /// One POST: the answer's status and the start of its body, or why there was none.
