@@ -6,28 +6,11 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-/// A tenant API call with `key`: status and JSON body (`Null` when none).
-async fn call(
-    app: &TestApp,
-    key: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = app.client.request(method, app.url(path)).bearer_auth(key);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 /// Waits until `key` gets `status` on `GET /v1/keys` (keys are trusted for 2 s per process).
 async fn wait_until_key_answers(app: &TestApp, key: &str, status: u16) {
     let deadline = tokio::time::Instant::now() + WITHIN;
     loop {
-        let (got, _) = call(app, key, Method::GET, "/v1/keys", None).await;
+        let (got, _) = app.call(key, Method::GET, "/v1/keys", None).await;
         if got == status {
             return;
         }
@@ -44,20 +27,15 @@ async fn a_tenant_issues_rotates_and_revokes_its_own_keys() {
     let app = TestApp::spawn().await;
     let key = app.api_key.clone();
 
-    let (status, issued) = call(
-        &app,
-        &key,
-        Method::POST,
-        "/v1/keys",
-        Some(json!({"name": "ci"})),
-    )
-    .await;
+    let (status, issued) = app
+        .call(&key, Method::POST, "/v1/keys", Some(json!({"name": "ci"})))
+        .await;
     assert_eq!(status, 201, "{issued}");
     let ci_key = issued["api_key"].as_str().unwrap().to_owned();
     let ci_id = issued["key_id"].as_str().unwrap().to_owned();
     assert!(ci_key.starts_with(issued["prefix"].as_str().unwrap()));
     // The new key works; the list shows both by prefix, never a key.
-    let (status, list) = call(&app, &ci_key, Method::GET, "/v1/keys", None).await;
+    let (status, list) = app.call(&ci_key, Method::GET, "/v1/keys", None).await;
     assert_eq!(status, 200, "{list}");
     let keys = list["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 2, "{list}");
@@ -68,29 +46,29 @@ async fn a_tenant_issues_rotates_and_revokes_its_own_keys() {
     assert!(keys.iter().any(|k| k["id"] == ci_id && k["name"] == "ci"));
 
     // Rotating: a new key; the old one works for the overlap only.
-    let (status, rotated) = call(
-        &app,
-        &key,
-        Method::POST,
-        &format!("/v1/keys/{ci_id}/rotate"),
-        Some(json!({"overlap_seconds": 0})),
-    )
-    .await;
+    let (status, rotated) = app
+        .call(
+            &key,
+            Method::POST,
+            &format!("/v1/keys/{ci_id}/rotate"),
+            Some(json!({"overlap_seconds": 0})),
+        )
+        .await;
     assert_eq!(status, 201, "{rotated}");
     assert_eq!(rotated["replaces"], ci_id.as_str());
     let new_key = rotated["api_key"].as_str().unwrap().to_owned();
     wait_until_key_answers(&app, &ci_key, 401).await;
-    let (status, _) = call(&app, &new_key, Method::GET, "/v1/keys", None).await;
+    let (status, _) = app.call(&new_key, Method::GET, "/v1/keys", None).await;
     assert_eq!(status, 200);
     // A rotated key is not rotated again.
-    let (status, problem) = call(
-        &app,
-        &key,
-        Method::POST,
-        &format!("/v1/keys/{ci_id}/rotate"),
-        None,
-    )
-    .await;
+    let (status, problem) = app
+        .call(
+            &key,
+            Method::POST,
+            &format!("/v1/keys/{ci_id}/rotate"),
+            None,
+        )
+        .await;
     assert_eq!(
         (status, problem["code"].as_str()),
         (409, Some("key_not_rotatable")),
@@ -99,14 +77,9 @@ async fn a_tenant_issues_rotates_and_revokes_its_own_keys() {
 
     // Revoking: refused within 5 s.
     let new_id = rotated["key_id"].as_str().unwrap();
-    let (status, revoked) = call(
-        &app,
-        &key,
-        Method::DELETE,
-        &format!("/v1/keys/{new_id}"),
-        None,
-    )
-    .await;
+    let (status, revoked) = app
+        .call(&key, Method::DELETE, &format!("/v1/keys/{new_id}"), None)
+        .await;
     assert_eq!(status, 200, "{revoked}");
     assert!(revoked["revoked_at"].is_string());
     wait_until_key_answers(&app, &new_key, 401).await;
@@ -127,68 +100,53 @@ async fn a_tenant_issues_rotates_and_revokes_its_own_keys() {
     );
 
     // Errors: a bad name, a bad overlap, an unknown or malformed key id.
-    let (status, problem) = call(
-        &app,
-        &key,
-        Method::POST,
-        "/v1/keys",
-        Some(json!({"name": ""})),
-    )
-    .await;
+    let (status, problem) = app
+        .call(&key, Method::POST, "/v1/keys", Some(json!({"name": ""})))
+        .await;
     assert_eq!(
         (status, problem["code"].as_str()),
         (422, Some("invalid_name")),
         "{problem}"
     );
-    let (status, problem) = call(
-        &app,
-        &key,
-        Method::POST,
-        "/v1/keys",
-        Some(json!({"nom": "x"})),
-    )
-    .await;
+    let (status, problem) = app
+        .call(&key, Method::POST, "/v1/keys", Some(json!({"nom": "x"})))
+        .await;
     assert_eq!(
         (status, problem["code"].as_str()),
         (422, Some("invalid_request")),
         "{problem}"
     );
-    let (_, issued) = call(&app, &key, Method::POST, "/v1/keys", None).await;
+    let (_, issued) = app.call(&key, Method::POST, "/v1/keys", None).await;
     let id = issued["key_id"].as_str().unwrap();
     // Past 30 days, and a fraction (no whole number of seconds; 60.0 is 60).
     for overlap in [json!(40 * 86_400), json!(1.5)] {
-        let (status, problem) = call(
-            &app,
-            &key,
-            Method::POST,
-            &format!("/v1/keys/{id}/rotate"),
-            Some(json!({ "overlap_seconds": overlap })),
-        )
-        .await;
+        let (status, problem) = app
+            .call(
+                &key,
+                Method::POST,
+                &format!("/v1/keys/{id}/rotate"),
+                Some(json!({ "overlap_seconds": overlap })),
+            )
+            .await;
         assert_eq!(
             (status, problem["code"].as_str()),
             (422, Some("invalid_overlap")),
             "{overlap}: {problem}"
         );
     }
-    let (status, rotated) = call(
-        &app,
-        &key,
-        Method::POST,
-        &format!("/v1/keys/{id}/rotate"),
-        Some(json!({"overlap_seconds": 60.0})),
-    )
-    .await;
-    assert_eq!(status, 201, "{rotated}");
-    for missing in ["00000000-0000-7000-8000-000000000000", "not-a-uuid"] {
-        let (status, problem) = call(
-            &app,
+    let (status, rotated) = app
+        .call(
             &key,
-            Method::DELETE,
-            &format!("/v1/keys/{missing}"),
-            None,
+            Method::POST,
+            &format!("/v1/keys/{id}/rotate"),
+            Some(json!({"overlap_seconds": 60.0})),
         )
         .await;
+    assert_eq!(status, 201, "{rotated}");
+    for missing in ["00000000-0000-7000-8000-000000000000", "not-a-uuid"] {
+        let (status, problem) = app
+            .call(&key, Method::DELETE, &format!("/v1/keys/{missing}"), None)
+            .await;
         assert_eq!(
             (status, problem["code"].as_str()),
             (404, Some("not_found")),
@@ -201,9 +159,9 @@ async fn a_tenant_issues_rotates_and_revokes_its_own_keys() {
 async fn a_tenant_never_sees_or_touches_another_tenant_s_keys_or_policies() {
     let app = TestApp::spawn().await;
     let (_, other) = app.new_tenant("other").await;
-    let (_, theirs) = call(&app, &other, Method::GET, "/v1/keys", None).await;
+    let (_, theirs) = app.call(&other, Method::GET, "/v1/keys", None).await;
     let their_key_id = theirs["keys"][0]["id"].as_str().unwrap().to_owned();
-    let (_, mine) = call(&app, &app.api_key, Method::GET, "/v1/keys", None).await;
+    let (_, mine) = app.call(&app.api_key, Method::GET, "/v1/keys", None).await;
     assert_eq!(mine["keys"].as_array().unwrap().len(), 1);
     assert_ne!(mine["keys"][0]["id"], their_key_id.as_str());
     // Their key id answers 404 to us, as a key that does not exist, and stays valid.
@@ -211,43 +169,33 @@ async fn a_tenant_never_sees_or_touches_another_tenant_s_keys_or_policies() {
         (Method::DELETE, format!("/v1/keys/{their_key_id}")),
         (Method::POST, format!("/v1/keys/{their_key_id}/rotate")),
     ] {
-        let (status, problem) = call(&app, &app.api_key, method, &path, None).await;
+        let (status, problem) = app.call(&app.api_key, method, &path, None).await;
         assert_eq!(
             (status, problem["code"].as_str()),
             (404, Some("not_found")),
             "{path}: {problem}"
         );
     }
-    let (status, _) = call(&app, &other, Method::GET, "/v1/keys", None).await;
+    let (status, _) = app.call(&other, Method::GET, "/v1/keys", None).await;
     assert_eq!(status, 200);
     // Their policy is theirs only.
     let steps = json!({"steps": [{"channel": "sms", "timeout_seconds": 30}]});
-    let (status, _) = call(
-        &app,
-        &other,
-        Method::PUT,
-        "/v1/cascade-policies/otp",
-        Some(steps),
-    )
-    .await;
+    let (status, _) = app
+        .call(&other, Method::PUT, "/v1/cascade-policies/otp", Some(steps))
+        .await;
     assert_eq!(status, 200);
-    let (_, ours) = call(
-        &app,
-        &app.api_key,
-        Method::GET,
-        "/v1/cascade-policies",
-        None,
-    )
-    .await;
+    let (_, ours) = app
+        .call(&app.api_key, Method::GET, "/v1/cascade-policies", None)
+        .await;
     assert_eq!(ours, json!({"policies": []}));
-    let (status, _) = call(
-        &app,
-        &app.api_key,
-        Method::DELETE,
-        "/v1/cascade-policies/otp",
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            &app.api_key,
+            Method::DELETE,
+            "/v1/cascade-policies/otp",
+            None,
+        )
+        .await;
     assert_eq!(status, 404);
 }
 
@@ -256,29 +204,31 @@ async fn a_tenant_defines_its_cascade_policies_and_its_messages_use_them() {
     let app = TestApp::spawn().await;
     let key = app.api_key.clone();
     let steps = json!([{"channel": "sms", "timeout_seconds": 30}, {"channel": "email"}]);
-    let (status, put) = call(
-        &app,
-        &key,
-        Method::PUT,
-        "/v1/cascade-policies/otp",
-        Some(json!({"steps": steps})),
-    )
-    .await;
+    let (status, put) = app
+        .call(
+            &key,
+            Method::PUT,
+            "/v1/cascade-policies/otp",
+            Some(json!({"steps": steps})),
+        )
+        .await;
     assert_eq!(status, 200, "{put}");
     assert_eq!(put["name"], "otp");
     assert_eq!(put["steps"], steps);
     let version = put["version"].as_i64().unwrap();
     // The same steps again: the version stays.
-    let (_, again) = call(
-        &app,
-        &key,
-        Method::PUT,
-        "/v1/cascade-policies/otp",
-        Some(json!({"steps": steps})),
-    )
-    .await;
+    let (_, again) = app
+        .call(
+            &key,
+            Method::PUT,
+            "/v1/cascade-policies/otp",
+            Some(json!({"steps": steps})),
+        )
+        .await;
     assert_eq!(again["version"], version);
-    let (status, list) = call(&app, &key, Method::GET, "/v1/cascade-policies", None).await;
+    let (status, list) = app
+        .call(&key, Method::GET, "/v1/cascade-policies", None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(
         list,
@@ -335,7 +285,7 @@ async fn a_tenant_defines_its_cascade_policies_and_its_messages_use_them() {
             "invalid_request",
         ),
     ] {
-        let (status, problem) = call(&app, &key, Method::PUT, path, Some(body)).await;
+        let (status, problem) = app.call(&key, Method::PUT, path, Some(body)).await;
         assert_eq!(
             (status, problem["code"].as_str()),
             (422, Some(code)),
@@ -343,10 +293,13 @@ async fn a_tenant_defines_its_cascade_policies_and_its_messages_use_them() {
         );
     }
     // Removed: new messages naming it are refused; the one that ran it keeps its record.
-    let (status, _) = call(&app, &key, Method::DELETE, "/v1/cascade-policies/otp", None).await;
+    let (status, _) = app
+        .call(&key, Method::DELETE, "/v1/cascade-policies/otp", None)
+        .await;
     assert_eq!(status, 204);
-    let (status, problem) =
-        call(&app, &key, Method::DELETE, "/v1/cascade-policies/otp", None).await;
+    let (status, problem) = app
+        .call(&key, Method::DELETE, "/v1/cascade-policies/otp", None)
+        .await;
     assert_eq!(
         (status, problem["code"].as_str()),
         (404, Some("not_found")),

@@ -123,32 +123,16 @@ fn types_for(got: &[Received], message_id: &str) -> Vec<String> {
         .collect()
 }
 
-async fn call(
-    app: &TestApp,
-    key: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = app.client.request(method, app.url(path)).bearer_auth(key);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 /// Creates an endpoint for the app's tenant; answers (id, secret).
 async fn endpoint(app: &TestApp, key: &str, url: String, types: &[&str]) -> (String, String) {
-    let (status, body) = call(
-        app,
-        key,
-        reqwest::Method::POST,
-        "/v1/webhook-endpoints",
-        Some(json!({"url": url, "event_types": types, "description": "test"})),
-    )
-    .await;
+    let (status, body) = app
+        .call(
+            key,
+            reqwest::Method::POST,
+            "/v1/webhook-endpoints",
+            Some(json!({"url": url, "event_types": types, "description": "test"})),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
     (
         body["id"].as_str().unwrap().to_owned(),
@@ -245,14 +229,14 @@ async fn a_delivered_message_is_told_in_order_signed_as_standard_webhooks_verify
     assert!(receiver.got("failures").is_empty());
 
     // The message shows its deliveries, each with its attempt.
-    let (status, body) = call(
-        &app,
-        &app.api_key,
-        reqwest::Method::GET,
-        &format!("/v1/messages/{id}/webhook-deliveries"),
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .call(
+            &app.api_key,
+            reqwest::Method::GET,
+            &format!("/v1/messages/{id}/webhook-deliveries"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
     let deliveries = body["deliveries"].as_array().unwrap();
     assert_eq!(deliveries.len(), 3, "{body:#}");
@@ -299,14 +283,14 @@ async fn a_failing_receiver_is_retried_on_the_schedule_until_it_recovers() {
         "one webhook-id on every attempt"
     );
 
-    let (_, body) = call(
-        &app,
-        &app.api_key,
-        reqwest::Method::GET,
-        &format!("/v1/webhook-endpoints/{endpoint_id}/deliveries"),
-        None,
-    )
-    .await;
+    let (_, body) = app
+        .call(
+            &app.api_key,
+            reqwest::Method::GET,
+            &format!("/v1/webhook-endpoints/{endpoint_id}/deliveries"),
+            None,
+        )
+        .await;
     let d = &body["deliveries"][0];
     assert_eq!(d["message_id"], id.as_str());
     assert_eq!(d["status"], "succeeded", "{body:#}");
@@ -315,14 +299,14 @@ async fn a_failing_receiver_is_retried_on_the_schedule_until_it_recovers() {
         d["attempt_log"][0]["status_code"], 204,
         "the list shows the last attempt"
     );
-    let (_, message) = call(
-        &app,
-        &app.api_key,
-        reqwest::Method::GET,
-        &format!("/v1/messages/{id}/webhook-deliveries"),
-        None,
-    )
-    .await;
+    let (_, message) = app
+        .call(
+            &app.api_key,
+            reqwest::Method::GET,
+            &format!("/v1/messages/{id}/webhook-deliveries"),
+            None,
+        )
+        .await;
     let codes: Vec<&Value> = message["deliveries"][0]["attempt_log"]
         .as_array()
         .unwrap()
@@ -361,14 +345,14 @@ async fn a_dead_receiver_ends_failed_its_endpoint_is_disabled_and_redelivery_sen
         let app = &app;
         let endpoint_id = endpoint_id.clone();
         async move {
-            let (code, body) = call(
-                app,
-                &app.api_key,
-                reqwest::Method::GET,
-                &format!("/v1/webhook-endpoints/{endpoint_id}/deliveries?status={status}"),
-                None,
-            )
-            .await;
+            let (code, body) = app
+                .call(
+                    &app.api_key,
+                    reqwest::Method::GET,
+                    &format!("/v1/webhook-endpoints/{endpoint_id}/deliveries?status={status}"),
+                    None,
+                )
+                .await;
             assert_eq!(code, 200, "{body}");
             body["deliveries"].as_array().unwrap().clone()
         }
@@ -390,14 +374,14 @@ async fn a_dead_receiver_ends_failed_its_endpoint_is_disabled_and_redelivery_sen
         .await;
     let deadline = Instant::now() + Duration::from_secs(20);
     let disabled = loop {
-        let (_, e) = call(
-            &app,
-            &app.api_key,
-            reqwest::Method::GET,
-            &format!("/v1/webhook-endpoints/{endpoint_id}"),
-            None,
-        )
-        .await;
+        let (_, e) = app
+            .call(
+                &app.api_key,
+                reqwest::Method::GET,
+                &format!("/v1/webhook-endpoints/{endpoint_id}"),
+                None,
+            )
+            .await;
         if e["enabled"] == false {
             break e;
         }
@@ -414,25 +398,25 @@ async fn a_dead_receiver_ends_failed_its_endpoint_is_disabled_and_redelivery_sen
 
     // The receiver is back; the tenant enables the endpoint and redelivers what failed.
     *receiver.dead.lock().unwrap() = false;
-    let (status, e) = call(
-        &app,
-        &app.api_key,
-        reqwest::Method::PATCH,
-        &format!("/v1/webhook-endpoints/{endpoint_id}"),
-        Some(json!({"enabled": true})),
-    )
-    .await;
+    let (status, e) = app
+        .call(
+            &app.api_key,
+            reqwest::Method::PATCH,
+            &format!("/v1/webhook-endpoints/{endpoint_id}"),
+            Some(json!({"enabled": true})),
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(e["disabled_reason"], Value::Null);
     let before = receiver.got("dead").len();
-    let (status, body) = call(
-        &app,
-        &app.api_key,
-        reqwest::Method::POST,
-        &format!("/v1/webhook-endpoints/{endpoint_id}/redeliver"),
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .call(
+            &app.api_key,
+            reqwest::Method::POST,
+            &format!("/v1/webhook-endpoints/{endpoint_id}/redeliver"),
+            None,
+        )
+        .await;
     assert_eq!(status, 202);
     assert!(body["redelivered"].as_u64().unwrap() >= 1, "{body}");
     let got = receiver
@@ -458,14 +442,14 @@ async fn a_dead_receiver_ends_failed_its_endpoint_is_disabled_and_redelivery_sen
         .unwrap()
         .to_owned();
     let before = receiver.got("dead").len();
-    let (status, body) = call(
-        &app,
-        &app.api_key,
-        reqwest::Method::POST,
-        &format!("/v1/webhook-deliveries/{one}/redeliver"),
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .call(
+            &app.api_key,
+            reqwest::Method::POST,
+            &format!("/v1/webhook-deliveries/{one}/redeliver"),
+            None,
+        )
+        .await;
     assert_eq!(status, 202, "{body}");
     let got = receiver
         .wait("dead", Duration::from_secs(20), |got| got.len() > before)
@@ -529,14 +513,14 @@ async fn a_rotated_secret_signs_alongside_the_new_one_for_the_overlap() {
         &["message.accepted"],
     )
     .await;
-    let (status, rotated) = call(
-        &app,
-        &app.api_key,
-        reqwest::Method::POST,
-        &format!("/v1/webhook-endpoints/{endpoint_id}/rotate-secret"),
-        Some(json!({"overlap_seconds": 3600})),
-    )
-    .await;
+    let (status, rotated) = app
+        .call(
+            &app.api_key,
+            reqwest::Method::POST,
+            &format!("/v1/webhook-endpoints/{endpoint_id}/rotate-secret"),
+            Some(json!({"overlap_seconds": 3600})),
+        )
+        .await;
     assert_eq!(status, 200, "{rotated}");
     let new = rotated["secret"].as_str().unwrap().to_owned();
     assert_ne!(new, old);
@@ -558,8 +542,7 @@ async fn bad_endpoints_are_refused_and_tenants_never_see_each_others() {
     let post = |key: String, body: Value| {
         let app = &app;
         async move {
-            call(
-                app,
+            app.call(
                 &key,
                 reqwest::Method::POST,
                 "/v1/webhook-endpoints",
@@ -602,26 +585,26 @@ async fn bad_endpoints_are_refused_and_tenants_never_see_each_others() {
     let (status, created) = post(key.clone(), json!({"url": "https://example.com/hooks"})).await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap();
-    let (status, problem) = call(
-        &app,
-        &key,
-        reqwest::Method::POST,
-        &format!("/v1/webhook-endpoints/{id}/rotate-secret"),
-        Some(json!({"overlap_seconds": 604_801})),
-    )
-    .await;
+    let (status, problem) = app
+        .call(
+            &key,
+            reqwest::Method::POST,
+            &format!("/v1/webhook-endpoints/{id}/rotate-secret"),
+            Some(json!({"overlap_seconds": 604_801})),
+        )
+        .await;
     assert_eq!(
         (status, problem["code"].as_str()),
         (422, Some("invalid_overlap"))
     );
-    let (status, problem) = call(
-        &app,
-        &key,
-        reqwest::Method::GET,
-        &format!("/v1/webhook-endpoints/{id}/deliveries?status=lost"),
-        None,
-    )
-    .await;
+    let (status, problem) = app
+        .call(
+            &key,
+            reqwest::Method::GET,
+            &format!("/v1/webhook-endpoints/{id}/deliveries?status=lost"),
+            None,
+        )
+        .await;
     assert_eq!(
         (status, problem["code"].as_str()),
         (422, Some("invalid_request"))
@@ -653,38 +636,28 @@ async fn bad_endpoints_are_refused_and_tenants_never_see_each_others() {
         ),
     ] {
         let body = (method == reqwest::Method::PATCH).then(|| json!({"enabled": false}));
-        let (status, problem) = call(&app, &other, method.clone(), &path, body).await;
+        let (status, problem) = app.call(&other, method.clone(), &path, body).await;
         assert_eq!(
             (status, problem["code"].as_str()),
             (404, Some("not_found")),
             "{method} {path}"
         );
     }
-    let (_, list) = call(
-        &app,
-        &other,
-        reqwest::Method::GET,
-        "/v1/webhook-endpoints",
-        None,
-    )
-    .await;
+    let (_, list) = app
+        .call(&other, reqwest::Method::GET, "/v1/webhook-endpoints", None)
+        .await;
     assert_eq!(list["endpoints"], json!([]));
-    let (status, _) = call(
-        &app,
-        &key,
-        reqwest::Method::DELETE,
-        &format!("/v1/webhook-endpoints/{id}"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            &key,
+            reqwest::Method::DELETE,
+            &format!("/v1/webhook-endpoints/{id}"),
+            None,
+        )
+        .await;
     assert_eq!(status, 204);
-    let (_, list) = call(
-        &app,
-        &key,
-        reqwest::Method::GET,
-        "/v1/webhook-endpoints",
-        None,
-    )
-    .await;
+    let (_, list) = app
+        .call(&key, reqwest::Method::GET, "/v1/webhook-endpoints", None)
+        .await;
     assert_eq!(list["endpoints"], json!([]));
 }

@@ -184,6 +184,14 @@ fn not_found(raw: &str) -> Result<Uuid, ApiError> {
         .map_err(|_| ApiError::NotFound("webhook endpoint"))
 }
 
+/// 404 unless the tenant has this endpoint.
+async fn require_endpoint(pool: &sqlx::PgPool, tenant: Uuid, id: Uuid) -> Result<(), ApiError> {
+    match webhooks::get(pool, tenant, id).await.map_err(storage)? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::NotFound("webhook endpoint")),
+    }
+}
+
 fn storage(e: sqlx::Error) -> ApiError {
     ApiError::Command(e.into())
 }
@@ -523,13 +531,7 @@ pub async fn list_deliveries(
         ));
     }
     let pool = state.handler.pool();
-    if webhooks::get(pool, tenant.0, id)
-        .await
-        .map_err(storage)?
-        .is_none()
-    {
-        return Err(ApiError::NotFound("webhook endpoint"));
-    }
+    require_endpoint(pool, tenant.0, id).await?;
     let deliveries =
         webhooks::deliveries_of_endpoint(pool, tenant.0, id, filter.status.as_deref(), MAX_LISTED)
             .await
@@ -558,13 +560,7 @@ pub async fn redeliver_failed(
 ) -> Result<(StatusCode, Json<Redelivered>), ApiError> {
     let id = not_found(&id)?;
     let pool = state.handler.pool();
-    if webhooks::get(pool, tenant.0, id)
-        .await
-        .map_err(storage)?
-        .is_none()
-    {
-        return Err(ApiError::NotFound("webhook endpoint"));
-    }
+    require_endpoint(pool, tenant.0, id).await?;
     let redelivered = webhooks::redeliver_failed(pool, tenant.0, id)
         .await
         .map_err(storage)?;

@@ -81,6 +81,9 @@ async fn report_pending(pool: PgPool) {
     }
 }
 
+/// An endpoint's URL and secrets as read (`None`: deleted).
+type Endpoint = Option<Arc<webhooks::SendingTo>>;
+
 struct Sender {
     pool: PgPool,
     config: WebhookConfig,
@@ -91,7 +94,7 @@ struct Sender {
     /// always go where the check said.
     clients: Mutex<HashMap<(String, Vec<SocketAddr>), reqwest::Client>>,
     /// Endpoints as last read, and when ([`ENDPOINT_TTL`]).
-    endpoints: Mutex<HashMap<Uuid, (Instant, Option<Arc<webhooks::SendingTo>>)>>,
+    endpoints: Mutex<HashMap<Uuid, (Instant, Endpoint)>>,
     /// Told when a delivery ends.
     finished: Notify,
 }
@@ -214,7 +217,7 @@ impl Sender {
     }
 
     /// The endpoint's URL and secrets, read at most once per [`ENDPOINT_TTL`].
-    async fn endpoint(&self, id: Uuid) -> Result<Option<Arc<webhooks::SendingTo>>, sqlx::Error> {
+    async fn endpoint(&self, id: Uuid) -> Result<Endpoint, sqlx::Error> {
         if let Some((read_at, to)) = self.endpoints.lock().expect("not poisoned").get(&id)
             && read_at.elapsed() < ENDPOINT_TTL
         {
