@@ -439,6 +439,8 @@ async fn dev(mut server: ServerArgs) -> anyhow::Result<()> {
     // `dev` is the trial setup: the mock provider serves whenever no account is configured, and
     // everything runs on the Postgres tail, Kafka or not.
     server.mock_provider = true;
+    // A trial runs on one machine: the tenant's webhook receiver is on localhost too.
+    server.webhooks.allow_private = true;
     if server.kafka.config().is_some() {
         tracing::info!(
             "hermes dev runs without Kafka: KAFKA_BROKERS is ignored (use hermes serve)"
