@@ -8,7 +8,8 @@
 //! only come from another process, and then the whole batch is reloaded and decided again.
 
 use crate::handler::{
-    CommandError, Executed, STREAM_TYPE, count_events, timers_for, to_new_events,
+    CommandError, Executed, STREAM_TYPE, count_events, count_tenant_message, timers_for,
+    to_new_events,
 };
 use chrono::Utc;
 use hermes_domain::message::{Message, MessageCommand, MessageEvent};
@@ -237,6 +238,7 @@ async fn try_batch(pool: &PgPool, jobs: &[Job]) -> Result<Vec<Answer>, BatchErro
             && let Some(state) = states.get(id)
         {
             record_end_to_end(state);
+            count_tenant_message(state.tenant_id, state.status.as_str());
         }
     }
     Ok(answers)

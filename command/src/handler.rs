@@ -297,6 +297,9 @@ impl CommandHandler {
         tx.commit().await?;
         event_store::announce_appended();
         count_events(&accepted_events);
+        for (i, _) in &events_by_stream {
+            count_tenant_message(requests[*i].1.tenant_id, "accepted");
+        }
         Ok(answers
             .into_iter()
             .zip(requests)
@@ -357,6 +360,18 @@ impl CommandHandler {
 }
 
 /// Counts appended events by type (`hermes_events_total`) and late receipts, for `/metrics`.
+/// `hermes_tenant_messages_total{tenant,outcome}`: messages per tenant, accepted and as they end
+/// (`delivered`, `read`, `failed`, `expired`, `cancelled`). The label set grows with the tenants,
+/// not with the messages.
+pub(crate) fn count_tenant_message(tenant: TenantId, outcome: &'static str) {
+    metrics::counter!(
+        "hermes_tenant_messages_total",
+        "tenant" => tenant.0.to_string(),
+        "outcome" => outcome
+    )
+    .increment(1);
+}
+
 pub(crate) fn count_events(events: &[MessageEvent]) {
     for e in events {
         metrics::counter!("hermes_events_total", "type" => e.event_type()).increment(1);

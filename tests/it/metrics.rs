@@ -62,6 +62,17 @@ async fn metrics_show_events_provider_sends_and_subscriber_lag() {
         assert!(sample(&text, &series).is_some(), "{series} missing");
     }
     assert!(text.contains("hermes_accept_batch_size"));
+    // This tenant's messages, accepted and delivered.
+    for outcome in ["accepted", "delivered"] {
+        let series = format!(
+            "hermes_tenant_messages_total{{tenant=\"{}\",outcome=\"{outcome}\"}}",
+            app.tenant_id
+        );
+        assert!(
+            sample(&text, &series).is_some_and(|v| v >= 1.0),
+            "{series} missing"
+        );
+    }
     for gauge in [
         "hermes_timers_overdue_seconds",
         "hermes_parked_events{subscriber=\"cascade-saga\"}",
