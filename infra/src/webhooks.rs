@@ -419,10 +419,10 @@ pub async fn record(
     .bind(&attempt.error)
     .execute(&mut *tx)
     .await?;
+    // A failure from here on: tried again later, or failed for good.
     let (status, next) = match outcome {
-        Outcome::Succeeded => ("succeeded", None),
         Outcome::Retry(at) => ("pending", Some(at)),
-        Outcome::Failed => ("failed", None),
+        _ => ("failed", None),
     };
     sqlx::query(
         "UPDATE webhook_deliveries SET status = $2, next_attempt_at = $3, updated_at = now()
@@ -433,37 +433,35 @@ pub async fn record(
     .bind(next)
     .execute(&mut *tx)
     .await?;
-    let disabled = {
-        let failing_since: Option<DateTime<Utc>> = sqlx::query_scalar(
-            "UPDATE webhook_endpoints SET failing_since = coalesce(failing_since, $2)
-              WHERE id = $1 RETURNING failing_since",
-        )
-        .bind(claimed.endpoint_id)
-        .bind(attempt.attempted_at)
-        .fetch_optional(&mut *tx)
-        .await?
-        .flatten();
-        let limit = chrono::Duration::from_std(disable_after).unwrap_or(chrono::Duration::MAX);
-        match failing_since {
-            Some(since) if attempt.attempted_at - since >= limit => {
-                let reason = format!(
-                    "disabled by Hermes: every delivery failed since {}",
-                    since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                );
-                sqlx::query(
-                    "UPDATE webhook_endpoints SET enabled = false, disabled_reason = $2,
-                            updated_at = now()
-                      WHERE id = $1 AND enabled",
-                )
-                .bind(claimed.endpoint_id)
-                .bind(reason)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1
-            }
-            _ => false,
+    let failing_since: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "UPDATE webhook_endpoints SET failing_since = coalesce(failing_since, $2)
+          WHERE id = $1 RETURNING failing_since",
+    )
+    .bind(claimed.endpoint_id)
+    .bind(attempt.attempted_at)
+    .fetch_optional(&mut *tx)
+    .await?
+    .flatten();
+    let limit = chrono::Duration::from_std(disable_after).unwrap_or(chrono::Duration::MAX);
+    let disabled = match failing_since {
+        Some(since) if attempt.attempted_at - since >= limit => {
+            let reason = format!(
+                "disabled by Hermes: every delivery failed since {}",
+                since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            );
+            sqlx::query(
+                "UPDATE webhook_endpoints SET enabled = false, disabled_reason = $2,
+                        updated_at = now()
+                  WHERE id = $1 AND enabled",
+            )
+            .bind(claimed.endpoint_id)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1
         }
+        _ => false,
     };
     tx.commit().await?;
     Ok(disabled)

@@ -574,6 +574,10 @@ async fn bad_endpoints_are_refused_and_tenants_never_see_each_others() {
             "invalid_request",
         ),
         (json!({}), "invalid_request"),
+        (
+            json!({"url": "https://example.com/", "description": "d".repeat(1025)}),
+            "invalid_request",
+        ),
     ] {
         let (status, problem) = post(key.clone(), body.clone()).await;
         assert_eq!(
@@ -660,4 +664,23 @@ async fn bad_endpoints_are_refused_and_tenants_never_see_each_others() {
         .call(&key, reqwest::Method::GET, "/v1/webhook-endpoints", None)
         .await;
     assert_eq!(list["endpoints"], json!([]));
+
+    // Twenty endpoints at most; the twenty-first is refused and not stored.
+    for n in 0..20 {
+        let (status, _) = post(
+            key.clone(),
+            json!({"url": format!("https://example.com/{n}")}),
+        )
+        .await;
+        assert_eq!(status, 201);
+    }
+    let (status, problem) = post(key.clone(), json!({"url": "https://example.com/21"})).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (409, Some("too_many_endpoints"))
+    );
+    let (_, list) = app
+        .call(&key, reqwest::Method::GET, "/v1/webhook-endpoints", None)
+        .await;
+    assert_eq!(list["endpoints"].as_array().unwrap().len(), 20);
 }
