@@ -28,11 +28,13 @@ pub struct SuppressionLookups {
 impl SuppressionLookups {
     /// Starts `readers` reader tasks, with a connection each of their own (opened when first
     /// needed), so a lookup never waits behind the saga for one of the shared pool's. They stop
-    /// when the last clone is dropped.
+    /// when the last clone is dropped. A lookup the database cannot answer fails as soon as one
+    /// on the shared pool would (its acquire timeout), not after sqlx's default 30 s.
     pub fn start(shared: &PgPool, readers: usize) -> Self {
         let readers = readers.max(1);
         let pool = PgPoolOptions::new()
             .max_connections(readers as u32)
+            .acquire_timeout(shared.options().get_acquire_timeout())
             .connect_lazy_with((*shared.connect_options()).clone());
         let (queue, rx) = mpsc::channel::<Job>(MAX_BATCH * 2);
         let rx = Arc::new(Mutex::new(rx));
