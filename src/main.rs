@@ -38,7 +38,8 @@ enum Command {
     Serve {
         #[command(flatten)]
         server: ServerArgs,
-        /// Comma-separated: api, saga, projector, timers, relay (relay needs KAFKA_BROKERS).
+        /// Comma-separated: api, saga, projector, timers, relay (relay needs KAFKA_BROKERS),
+        /// webhooks.
         /// Default: all of them (relay only with Kafka).
         #[arg(long, env = "HERMES_ROLES")]
         roles: Option<String>,
@@ -62,6 +63,15 @@ enum Command {
     Provider {
         #[command(subcommand)]
         command: ProviderCommand,
+    },
+    /// Check the event log against its hashes and checkpoints: reports every edited, removed or
+    /// reordered event, and exits 1 when it finds one.
+    Verify {
+        /// The report as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
     },
     /// Print a message's history from the event log.
     Audit {
@@ -350,6 +360,19 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Tenant { command } => hermes::tenant_cli::run(command).await,
         Command::Provider { command } => provider_command(command).await,
+        Command::Verify { json, database } => {
+            let pool = db::connect(&database.url(), 2).await?;
+            let report = hermes_infra::log_integrity::verify(&pool).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", hermes::audit::describe_verification(&report));
+            }
+            if !report.intact() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Audit {
             message_id,
             database,

@@ -133,6 +133,16 @@ impl Hermes {
         }
     }
 
+    /// The lines of its log (every start) that contain one of `needles`, for a panic message.
+    pub(crate) fn log_lines_with(&self, needles: &[&str]) -> String {
+        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| needles.iter().any(|n| l.contains(n)))
+            .collect();
+        lines.join("\n")
+    }
+
     fn log_tail(&self, lines: usize) -> String {
         let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
         let all: Vec<&str> = log.lines().collect();

@@ -55,6 +55,13 @@ const SESSION_TIMEOUT_MS: u32 = 6000;
 /// The reason the saga gives an attempt it finds dispatched with no outcome recorded.
 const CRASH_REASON: &str = "the process stopped before the provider's answer was recorded";
 
+/// What a worker's log says of its partitions and its consumer's troubles.
+const KAFKA_NEWS: &[&str] = &[
+    "partitions",
+    "kafka consumer error",
+    "did not finish in time",
+];
+
 fn kafka_env(kafka: &TestKafka) -> Vec<(&'static str, String)> {
     vec![
         ("KAFKA_BROKERS", kafka.brokers.clone()),
@@ -185,6 +192,11 @@ async fn killing_a_worker_mid_run_loses_nothing_and_sends_nothing_twice() {
             ("HERMES_ROLES", roles.to_owned()),
             ("HERMES_MOCK_PROVIDER_URL", provider_url),
             ("HERMES_MOCK_PROVIDER_SECRET", SECRET.into()),
+            // Partition moves are logged at info: a failure shows who owned what, when.
+            (
+                "RUST_LOG",
+                "warn,hermes_infra::kafka=info,hermes_command::saga=info".into(),
+            ),
         ];
         env.extend(kafka_env(&kafka));
         env
@@ -258,7 +270,11 @@ async fn killing_a_worker_mid_run_loses_nothing_and_sends_nothing_twice() {
     while doomed_road.held.load(Ordering::SeqCst) == 0 {
         assert!(
             Instant::now() < deadline,
-            "the worker to be killed sent nothing more: did it lose its partitions?"
+            "the worker to be killed sent nothing more in {WITHIN:?} (the other sent {} in all); \
+             partition moves, to be killed:\n{}\nthe other:\n{}",
+            survivor_road.passed.load(Ordering::SeqCst),
+            doomed.log_lines_with(KAFKA_NEWS),
+            survivor.log_lines_with(KAFKA_NEWS),
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
