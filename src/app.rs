@@ -256,6 +256,12 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
             handler.clone(),
             hermes_command::reconcile::Reconciler::new(handler.clone(), providers.clone()),
         )));
+        if args.log_checkpoint_every_ms > 0 {
+            tasks.push(tokio::spawn(hermes_infra::log_integrity::run_checkpoints(
+                pool.clone(),
+                Duration::from_millis(args.log_checkpoint_every_ms),
+            )));
+        }
     }
     let backlog = if roles.api {
         let max = args.max_backlog_age_ms.map(Duration::from_millis);

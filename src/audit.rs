@@ -200,3 +200,57 @@ fn times_out(at: Option<&chrono::DateTime<chrono::Utc>>) -> String {
     at.map(|at| format!(", times out {}", at.format("%H:%M:%S%.3f")))
         .unwrap_or_default()
 }
+
+/// `hermes verify`'s report as text: what was checked, then each problem on a line of its own.
+pub fn describe_verification(report: &hermes_infra::log_integrity::Report) -> String {
+    use hermes_infra::log_integrity::Problem;
+    let mut out = format!(
+        "checked {} events in {} streams against their hash chains, and {} checkpoints of the log\n",
+        report.events, report.streams, report.checkpoints
+    );
+    if report.before_chain > 0 {
+        out += &format!(
+            "{} events were recorded before the chain existed (migration 0017) and could not be checked\n",
+            report.before_chain
+        );
+    }
+    for problem in &report.problems {
+        let line = match problem {
+            Problem::Altered {
+                stream_id,
+                stream_version,
+                event_id,
+            } => format!(
+                "ALTERED  stream {stream_id} version {stream_version} (event {event_id}): its hash does not match; it or the event before it was edited or moved"
+            ),
+            Problem::Missing {
+                stream_id,
+                from,
+                to,
+            } => format!("MISSING  stream {stream_id} versions {from} to {to}: removed"),
+            Problem::Unsealed {
+                stream_id,
+                stream_version,
+                event_id,
+            } => format!(
+                "UNSEALED stream {stream_id} version {stream_version} (event {event_id}): its hash was removed"
+            ),
+            Problem::CheckpointMismatch {
+                checkpoint,
+                recorded_at,
+                events_expected,
+                events_found,
+            } => format!(
+                "CHECKPOINT {checkpoint} of {recorded_at}: covered {events_expected} events, {events_found} found now, or their order changed: events were removed, added or reordered before it"
+            ),
+        };
+        out += &line;
+        out.push('\n');
+    }
+    if report.intact() {
+        out += "intact: no event was edited, removed or reordered\n";
+    } else {
+        out += &format!("{} problems found\n", report.problems.len());
+    }
+    out
+}

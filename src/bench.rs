@@ -202,6 +202,7 @@ async fn spawn(args: &BenchArgs) -> anyhow::Result<RunningApp> {
         header_read_timeout_ms: 10_000,
         request_timeout_ms: 30_000,
         max_backlog_age_ms: None,
+        log_checkpoint_every_ms: 60_000,
         redis_url: None,
         webhooks: crate::config::WebhookArgs::default(),
     };

@@ -140,6 +140,10 @@ pub struct ServerArgs {
     /// their dispatch. Off when unset.
     #[arg(long, env = "HERMES_MAX_BACKLOG_AGE_MS")]
     pub max_backlog_age_ms: Option<u64>,
+    /// How often the timers role checkpoints the event log's head for `hermes verify` (one node
+    /// writes each; 0: never).
+    #[arg(long, env = "HERMES_LOG_CHECKPOINT_EVERY_MS", default_value_t = 60_000)]
+    pub log_checkpoint_every_ms: u64,
     /// Redis holding the tenants' rate limits, so they hold across every process
     /// (`redis://127.0.0.1:6379`). Without it each process counts on its own.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]

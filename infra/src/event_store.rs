@@ -4,9 +4,11 @@
 //! Appends take a `&mut PgConnection` so callers can write their own rows (idempotency keys,
 //! timers) in the same transaction as the events they belong to.
 
+use crate::event_chain::{self, Hash, Sealed};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
+use std::collections::HashMap;
 use std::sync::LazyLock;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -127,6 +129,11 @@ pub async fn append_many(
     if n == 0 {
         return Ok(());
     }
+    let previous = stream_heads(conn, appends).await?;
+    // One time for the whole append, as the column's old default (the transaction's start) gave;
+    // in microseconds, what the column keeps, so the hash matches the row read back.
+    let recorded_at = event_chain::to_micros(Utc::now());
+    let mut hashes: Vec<Vec<u8>> = Vec::with_capacity(n);
     let mut tenants = Vec::with_capacity(n);
     let mut stream_types = Vec::with_capacity(n);
     let mut streams = Vec::with_capacity(n);
@@ -136,8 +143,26 @@ pub async fn append_many(
     let mut schemas = Vec::with_capacity(n);
     let mut payloads = Vec::with_capacity(n);
     let mut metas = Vec::with_capacity(n);
-    for a in appends {
+    for (a, previous) in appends.iter().zip(previous) {
+        let mut link = previous;
         for (i, e) in a.events.iter().enumerate() {
+            let metadata = serde_json::to_value(&e.metadata).unwrap_or_default();
+            link = event_chain::link(
+                &link,
+                &Sealed {
+                    tenant_id: a.tenant_id,
+                    stream_type: a.stream_type,
+                    stream_id: a.stream_id,
+                    stream_version: a.expected_version + 1 + i as i64,
+                    event_id: e.event_id,
+                    event_type: &e.event_type,
+                    schema_version: e.schema_version,
+                    payload: &e.payload,
+                    metadata: &metadata,
+                    recorded_at,
+                },
+            );
+            hashes.push(link.to_vec());
             tenants.push(a.tenant_id);
             stream_types.push(a.stream_type);
             streams.push(a.stream_id);
@@ -146,12 +171,12 @@ pub async fn append_many(
             types.push(e.event_type.as_str());
             schemas.push(e.schema_version);
             payloads.push(&e.payload);
-            metas.push(serde_json::to_value(&e.metadata).unwrap_or_default());
+            metas.push(metadata);
         }
     }
     let result = sqlx::query(
-        "INSERT INTO events (tenant_id, stream_type, stream_id, stream_version, event_id, event_type, schema_version, payload, metadata)
-         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::bigint[], $5::uuid[], $6::text[], $7::int[], $8::jsonb[], $9::jsonb[])",
+        "INSERT INTO events (tenant_id, stream_type, stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, hash, recorded_at)
+         SELECT *, $11 FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::bigint[], $5::uuid[], $6::text[], $7::int[], $8::jsonb[], $9::jsonb[], $10::bytea[])",
     )
     .bind(&tenants)
     .bind(&stream_types)
@@ -162,6 +187,8 @@ pub async fn append_many(
     .bind(&schemas)
     .bind(&payloads)
     .bind(&metas)
+    .bind(&hashes)
+    .bind(recorded_at)
     .execute(&mut *conn)
     .await;
     match result {
@@ -169,6 +196,47 @@ pub async fn append_many(
         Err(e) if is_constraint(&e, STREAM_VERSION_KEY) => Err(AppendError::Conflict),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The hash each append links its first event to: its stream's current last event's
+/// ([`event_chain::GENESIS`] for a new stream, or when that event was recorded before the chain).
+/// One query for every append that extends a stream. A version the stream does not have is
+/// [`AppendError::Conflict`]: the caller decided on a state the log does not hold.
+async fn stream_heads(
+    conn: &mut PgConnection,
+    appends: &[StreamAppend<'_>],
+) -> Result<Vec<Hash>, AppendError> {
+    let (streams, versions): (Vec<Uuid>, Vec<i64>) = appends
+        .iter()
+        .filter(|a| a.expected_version > 0)
+        .map(|a| (a.stream_id, a.expected_version))
+        .unzip();
+    let mut heads: HashMap<(Uuid, i64), Option<Vec<u8>>> = HashMap::new();
+    if !streams.is_empty() {
+        let rows: Vec<(Uuid, i64, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT e.stream_id, e.stream_version, e.hash FROM events e
+               JOIN UNNEST($1::uuid[], $2::bigint[]) AS h(stream_id, stream_version)
+                 USING (stream_id, stream_version)",
+        )
+        .bind(&streams)
+        .bind(&versions)
+        .fetch_all(&mut *conn)
+        .await?;
+        heads.extend(rows.into_iter().map(|(s, v, h)| ((s, v), h)));
+    }
+    appends
+        .iter()
+        .map(|a| {
+            if a.expected_version == 0 {
+                return Ok(event_chain::GENESIS);
+            }
+            match heads.get(&(a.stream_id, a.expected_version)) {
+                None => Err(AppendError::Conflict),
+                Some(None) => Ok(event_chain::GENESIS),
+                Some(Some(h)) => Ok(h.as_slice().try_into().unwrap_or(event_chain::GENESIS)),
+            }
+        })
+        .collect()
 }
 
 pub fn is_constraint(e: &sqlx::Error, name: &str) -> bool {

@@ -4,10 +4,12 @@
 
 pub mod content_dedup;
 pub mod db;
+pub mod event_chain;
 pub mod event_store;
 pub mod http;
 pub mod idempotency;
 pub mod kafka;
+pub mod log_integrity;
 pub mod parked;
 pub mod plugin_uploads;
 pub mod provider_accounts;

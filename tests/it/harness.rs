@@ -102,6 +102,7 @@ pub fn server_args(database_url: &str) -> ServerArgs {
         header_read_timeout_ms: 10_000,
         request_timeout_ms: 30_000,
         max_backlog_age_ms: None,
+        log_checkpoint_every_ms: 60_000,
         redis_url: None,
         webhooks: WebhookArgs {
             // The tests' receivers listen on 127.0.0.1.

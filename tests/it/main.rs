@@ -42,4 +42,5 @@ mod tenant_errors;
 mod tenants;
 mod timer_clock;
 mod traceparent;
+mod verify;
 mod webhooks;
