@@ -2,9 +2,11 @@
 
 use hermes_domain::MessageId;
 use hermes_domain::message::{Message, MessageEvent};
-use hermes_infra::event_store;
+use hermes_infra::event_store::{self, Cause};
 use sqlx::PgPool;
+use std::collections::HashMap;
 use std::fmt::Write;
+use uuid::Uuid;
 
 /// The timeline as text; `None` when the message does not exist.
 pub async fn timeline(pool: &PgPool, id: MessageId) -> anyhow::Result<Option<String>> {
@@ -16,12 +18,23 @@ pub async fn timeline(pool: &PgPool, id: MessageId) -> anyhow::Result<Option<Str
     let mut out = String::new();
     writeln!(out, "message {id} (tenant {})", first.tenant_id)?;
     let mut state: Option<Message> = None;
+    let versions: HashMap<Uuid, i64> = stored
+        .iter()
+        .map(|e| (e.event_id, e.stream_version))
+        .collect();
     for e in &stored {
         let event = MessageEvent::from_stored(&e.event_type, e.schema_version, e.payload.clone())?;
         let actor = e.metadata.0.actor.as_deref().unwrap_or("-");
+        let cause = e
+            .metadata
+            .0
+            .cause
+            .as_ref()
+            .map(|c| format!(" <- {}", describe_cause(c, &versions)))
+            .unwrap_or_default();
         writeln!(
             out,
-            "{}  #{:<3} {:<18} {}  [{actor}]",
+            "{}  #{:<3} {:<18} {}  [{actor}{cause}]",
             e.recorded_at.format("%Y-%m-%d %H:%M:%S%.3f"),
             e.stream_version,
             e.event_type,
@@ -33,6 +46,47 @@ pub async fn timeline(pool: &PgPool, id: MessageId) -> anyhow::Result<Option<Str
         writeln!(out, "status: {}", m.status.as_str())?;
     }
     Ok(Some(out))
+}
+
+/// What caused an event, in a few words: an event of the same message by its version.
+fn describe_cause(cause: &Cause, versions: &HashMap<Uuid, i64>) -> String {
+    match cause {
+        Cause::Request { request_id } => format!("request {request_id}"),
+        Cause::Timer { timer, timer_id } => {
+            // `{"kind": "step_timeout", "step_index": 0}`: the kind, then its details.
+            let kind = match timer {
+                serde_json::Value::Object(m) => {
+                    let mut words = vec![
+                        m.get("kind")
+                            .and_then(|k| k.as_str())
+                            .unwrap_or("?")
+                            .to_owned(),
+                    ];
+                    words.extend(
+                        m.iter()
+                            .filter(|(k, _)| *k != "kind")
+                            .map(|(k, v)| format!("{k}={v}")),
+                    );
+                    words.join(" ")
+                }
+                other => other.to_string(),
+            };
+            format!("timer {kind} (#{timer_id})")
+        }
+        Cause::Receipt {
+            provider, status, ..
+        } => format!("receipt from {provider}: {status}"),
+        Cause::StatusLookup { provider, status } => {
+            format!("status lookup at {provider}: {status}")
+        }
+        Cause::Event {
+            event_id,
+            event_type,
+        } => match versions.get(event_id) {
+            Some(v) => format!("#{v} {event_type}"),
+            None => format!("event {event_id} {event_type}"),
+        },
+    }
 }
 
 /// The last 8 characters: UUIDv7s share their leading (timestamp) characters.

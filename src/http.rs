@@ -90,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn(count_request))
+        .route_layer(axum::middleware::from_fn(request_id))
         .method_not_allowed_fallback(|| async {
             Problem::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -144,6 +145,25 @@ pub fn health_only(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn(count_request))
         .with_state(state)
+}
+
+/// Gives each routed request an id (UUIDv7) in `X-Request-Id`, replacing any the client sent so
+/// it can be trusted, and answers it in the response: events the request wrote name it as their
+/// cause (`hermes audit`, `GET /v1/messages/{id}/events`).
+async fn request_id(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let id = axum::http::HeaderValue::try_from(uuid::Uuid::now_v7().to_string())
+        .expect("a UUID is a header value");
+    request
+        .headers_mut()
+        .insert(hermes_command::api::messages::REQUEST_ID_HEADER, id.clone());
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .insert(hermes_command::api::messages::REQUEST_ID_HEADER, id);
+    response
 }
 
 /// `hermes_http_requests_total{route,status_class}` and `hermes_http_request_seconds{route}`

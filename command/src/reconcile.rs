@@ -14,7 +14,7 @@ use crate::handler::{CommandError, CommandHandler};
 use hermes_adapters::{LookupError, LookupRequest, ProviderRegistry, Receipt};
 use hermes_domain::MessageId;
 use hermes_domain::message::{Message, MessageCommand, TimerKind};
-use hermes_infra::event_store::EventMetadata;
+use hermes_infra::event_store::{Cause, EventMetadata};
 
 /// The actor recorded on receipts that came from a status lookup (`reconciliation:<provider>`).
 pub const ACTOR_PREFIX: &str = "reconciliation:";
@@ -48,6 +48,10 @@ impl Reconciler {
         };
         let metadata = EventMetadata {
             actor: Some(format!("{ACTOR_PREFIX}{provider_name}")),
+            cause: Some(Cause::StatusLookup {
+                provider: provider_name.clone(),
+                status: receipt.status.as_str().to_owned(),
+            }),
             ..Default::default()
         };
         let command = MessageCommand::RecordReceipt {

@@ -8,7 +8,7 @@ use crate::reconcile::Reconciler;
 use futures::StreamExt;
 use hermes_domain::MessageId;
 use hermes_domain::message::{MessageCommand, TimerKind};
-use hermes_infra::event_store::EventMetadata;
+use hermes_infra::event_store::{Cause, EventMetadata};
 use hermes_infra::timers::{self, DueTimer};
 use hermes_infra::{content_dedup, idempotency};
 use std::time::{Duration, Instant};
@@ -74,6 +74,10 @@ async fn fire(
         .await?;
     let metadata = EventMetadata {
         actor: Some("timer".into()),
+        cause: Some(Cause::Timer {
+            timer: t.kind.clone(),
+            timer_id: t.id,
+        }),
         ..Default::default()
     };
     match handler

@@ -28,6 +28,33 @@ pub struct EventMetadata {
     /// Who acted: `tenant:<id>`, `saga`, `timer`, `provider:<name>`, `operator`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    /// What made it happen: which request, timer, receipt or event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Cause>,
+}
+
+/// What caused an event, for the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Cause {
+    /// An API request; its id was the response's `X-Request-Id`.
+    Request { request_id: Uuid },
+    /// A timer that fired: its kind (`{"kind": "step_timeout", "step_index": 0}`) and row.
+    Timer {
+        timer: serde_json::Value,
+        timer_id: i64,
+    },
+    /// A delivery receipt the provider posted.
+    Receipt {
+        provider: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        provider_message_id: Option<String>,
+        status: String,
+    },
+    /// The provider's answer when Hermes asked it for an attempt's status (reconciliation).
+    StatusLookup { provider: String, status: String },
+    /// An earlier event, which the cascade saga acted on.
+    Event { event_id: Uuid, event_type: String },
 }
 
 #[derive(Debug, Clone)]

@@ -185,6 +185,7 @@ pub async fn message_events(
                 obj.remove("type");
             }
             Ok(EventView {
+                id: e.event_id,
                 position: e.position,
                 version: e.stream_version,
                 event_type: e.event_type,

@@ -169,6 +169,8 @@ pub struct MessageList {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct EventView {
+    /// The event's id: what a later event's `cause` of type `event` names.
+    pub id: Uuid,
     /// Global position in the event log.
     pub position: i64,
     /// 1 for the message's first event, then 2, 3...
@@ -178,7 +180,10 @@ pub struct EventView {
     pub recorded_at: DateTime<Utc>,
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
-    /// correlation_id, causation_id, traceparent, actor.
+    /// correlation_id, causation_id, traceparent, actor, and `cause`: what made it happen, by
+    /// `type`: `request` (`request_id`, the response's `X-Request-Id`), `timer` (`timer`,
+    /// `timer_id`), `receipt` (`provider`, `provider_message_id`, `status`), `status_lookup`
+    /// (`provider`, `status`) or `event` (`event_id`, `event_type`: the event the saga acted on).
     #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
 }

@@ -10,6 +10,7 @@ mod admin;
 mod api;
 mod api_keys;
 mod cascade;
+mod causation;
 mod characters;
 mod contract;
 mod crash;

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use hermes_domain::message::{MessageCommand, MessageSpec};
 use hermes_domain::validation;
 use hermes_domain::{Channel, MessageId, TenantId};
-use hermes_infra::event_store::EventMetadata;
+use hermes_infra::event_store::{Cause, EventMetadata};
 use hermes_infra::http::{Problem, Tenant};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -38,9 +38,18 @@ pub(super) fn trace_metadata(headers: &HeaderMap, tenant: &Tenant) -> EventMetad
             .and_then(super::traceparent::parse)
             .map(str::to_owned),
         actor: Some(format!("tenant:{}", tenant.0)),
+        cause: headers
+            .get(REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .map(|request_id| Cause::Request { request_id }),
         ..Default::default()
     }
 }
+
+/// The request's id, set by the server on every request it routes (whatever the client sent)
+/// and answered in the response: the `cause` of the events the request wrote.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// The accept path's stages, as `hermes_accept_layer_seconds` labels them.
 #[derive(Clone, Copy)]

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use hermes_adapters::{CallbackError, CallbackReply, CallbackRequest, Receipt};
 use hermes_domain::message::{DomainError, MessageCommand};
 use hermes_domain::{AttemptId, MessageId};
-use hermes_infra::event_store::EventMetadata;
+use hermes_infra::event_store::{Cause, EventMetadata};
 use hermes_infra::http::Problem;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -191,10 +191,7 @@ async fn intake(
             }
         }
     }
-    let metadata = EventMetadata {
-        actor: Some(format!("provider:{provider_name}")),
-        ..Default::default()
-    };
+    let actor = format!("provider:{provider_name}");
     let mut recorded = 0;
     for Receipt {
         message_id,
@@ -204,6 +201,15 @@ async fn intake(
         error,
     } in outcome.receipts
     {
+        let metadata = EventMetadata {
+            actor: Some(actor.clone()),
+            cause: Some(Cause::Receipt {
+                provider: provider_name.to_owned(),
+                provider_message_id: provider_message_id.clone(),
+                status: status.as_str().to_owned(),
+            }),
+            ..Default::default()
+        };
         let command = MessageCommand::RecordReceipt {
             attempt_id,
             status,

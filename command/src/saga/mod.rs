@@ -28,7 +28,7 @@ use hermes_domain::message::{AttemptError, Message, MessageCommand, MessageEvent
 use hermes_domain::routing::{RouteDecision, RouteRequest, route};
 use hermes_domain::{AttemptId, Channel, MessageId, TenantId};
 use hermes_infra::event_store::Checkpoint;
-use hermes_infra::event_store::{self, EventMetadata, StoredEvent};
+use hermes_infra::event_store::{self, Cause, EventMetadata, StoredEvent};
 use hermes_infra::parked;
 use hermes_infra::rate_limit::{Check, RateLimiter};
 use hermes_infra::subscription::{self, Subscriber};
@@ -38,7 +38,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tenant_rules::TenantRules;
 use tokio::sync::OwnedSemaphorePermit;
-use uuid::Uuid;
 use window::Window;
 use workers::Workers;
 
@@ -206,7 +205,7 @@ impl Dispatcher {
             MessageId(stored.stream_id),
             TenantId(stored.tenant_id),
             trigger,
-            stored.event_id,
+            stored,
         )
         .await
     }
@@ -216,11 +215,15 @@ impl Dispatcher {
         message_id: MessageId,
         tenant: TenantId,
         trigger: Trigger,
-        cause: Uuid,
+        cause: &StoredEvent,
     ) -> Result<Handled, CommandError> {
         let metadata = EventMetadata {
-            causation_id: Some(cause),
+            causation_id: Some(cause.event_id),
             actor: Some("saga".into()),
+            cause: Some(Cause::Event {
+                event_id: cause.event_id,
+                event_type: cause.event_type.clone(),
+            }),
             ..Default::default()
         };
         let rules = self.tenant_rules.get(tenant).await?;
@@ -796,6 +799,7 @@ impl Subscriber for CascadeSaga {
 mod tests {
     use super::*;
     use hermes_domain::Until;
+    use uuid::Uuid;
 
     /// The pre-filter lets through the events `on_event` dispatches on, and only those.
     #[test]

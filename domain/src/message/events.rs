@@ -36,6 +36,18 @@ pub enum ReceiptStatus {
     Failed,
 }
 
+impl ReceiptStatus {
+    /// As it is written in events and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReceiptStatus::Sent => "sent",
+            ReceiptStatus::Delivered => "delivered",
+            ReceiptStatus::Read => "read",
+            ReceiptStatus::Failed => "failed",
+        }
+    }
+}
+
 /// Terminal outcome of a successful cascade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

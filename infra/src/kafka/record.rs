@@ -133,6 +133,10 @@ mod tests {
                 causation_id: None,
                 traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
                 actor: Some("saga".into()),
+                cause: Some(crate::event_store::Cause::Timer {
+                    timer: serde_json::json!({"kind": "step_timeout", "step_index": 0}),
+                    timer_id: 7,
+                }),
             }),
             recorded_at: Utc::now(),
         }
