@@ -91,6 +91,9 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn(count_request))
         .route_layer(axum::middleware::from_fn(request_id))
+        .route_layer(axum::middleware::from_fn(
+            hermes_infra::http::refusals::count_refusals,
+        ))
         .method_not_allowed_fallback(|| async {
             Problem::new(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -73,6 +73,29 @@ async fn metrics_show_events_provider_sends_and_subscriber_lag() {
             "{series} missing"
         );
     }
+    // A refusal, counted for its tenant by its code.
+    let r = app
+        .post_message(&json!({"to": {"phone": "+14155550100"}, "cascade": []}))
+        .await;
+    assert_eq!(r.status(), 422);
+    let code = r.json::<serde_json::Value>().await.unwrap()["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = format!(
+        "hermes_tenant_refusals_total{{tenant=\"{}\",code=\"{code}\"}}",
+        app.tenant_id
+    );
+    assert_eq!(sample(&text, &series), Some(1.0), "{series} missing");
     for gauge in [
         "hermes_timers_overdue_seconds",
         "hermes_parked_events{subscriber=\"cascade-saga\"}",

@@ -116,6 +116,9 @@ where
             Ok(None) => return Err(Problem::unauthorized("the API key is not valid")),
             Err(e) => return Err(Problem::internal(&e)),
         };
+        if let Some(slot) = parts.extensions.get::<super::refusals::TenantSlot>() {
+            slot.fill(owner.tenant_id);
+        }
         match owner.status {
             TenantStatus::Active => Ok(Tenant(
                 TenantId(owner.tenant_id),

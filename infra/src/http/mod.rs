@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod drain;
 pub mod problem;
+pub mod refusals;
 pub mod serve;
 
 pub use auth::{AUTH_CACHE_TTL, Authenticator, Tenant};
