@@ -240,10 +240,15 @@ async fn stream_heads(
         .unzip();
     let mut heads: HashMap<(Uuid, i64), Option<Vec<u8>>> = HashMap::new();
     if !streams.is_empty() {
+        // A lateral lookup with LIMIT 1 is always one index probe per stream: as a plain join,
+        // a plan made while the table was small (stale statistics) could scan all of it.
         let rows: Vec<(Uuid, i64, Option<Vec<u8>>)> = sqlx::query_as(
-            "SELECT e.stream_id, e.stream_version, e.hash FROM events e
-               JOIN UNNEST($1::uuid[], $2::bigint[]) AS h(stream_id, stream_version)
-                 USING (stream_id, stream_version)",
+            "SELECT h.stream_id, h.stream_version, e.hash
+               FROM UNNEST($1::uuid[], $2::bigint[]) AS h(stream_id, stream_version)
+               CROSS JOIN LATERAL (
+                   SELECT hash FROM events
+                    WHERE stream_id = h.stream_id AND stream_version = h.stream_version
+                    LIMIT 1) e",
         )
         .bind(&streams)
         .bind(&versions)
