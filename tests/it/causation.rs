@@ -76,13 +76,7 @@ async fn every_event_names_its_request_event_receipt_or_timer() {
     assert!(timed["metadata"]["cause"]["timer_id"].is_i64(), "{timed}");
 
     // What an operator reads.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hermes"))
-        .args(["audit", &id])
-        .env("DATABASE_URL", &app.database_url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .expect("hermes runs");
+    let out = app.hermes_cli(&["audit", &id]).await;
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(out.status.success(), "{text}");
     for cause in [

@@ -299,6 +299,24 @@ impl TestApp {
         v["data"].as_array().unwrap().clone()
     }
 
+    /// `GET /metrics`: the Prometheus text.
+    pub async fn metrics_text(&self) -> String {
+        let r = self.client.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap()
+    }
+
+    /// Runs the `hermes` binary with `args` against this app's database.
+    pub async fn hermes_cli(&self, args: &[&str]) -> std::process::Output {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_hermes"))
+            .args(args)
+            .env("DATABASE_URL", &self.database_url)
+            .env("RUST_LOG", "warn")
+            .output()
+            .await
+            .expect("hermes runs")
+    }
+
     pub fn mock_stats(&self) -> hermes_adapters::mock::MockProviderStats {
         self.app
             .mock

@@ -82,15 +82,7 @@ async fn metrics_show_events_provider_sends_and_subscriber_lag() {
         .as_str()
         .unwrap()
         .to_owned();
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     let series = format!(
         "hermes_tenant_refusals_total{{tenant=\"{}\",code=\"{code}\"}}",
         app.tenant_id

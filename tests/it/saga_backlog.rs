@@ -137,15 +137,7 @@ async fn new_messages_are_refused_while_accepted_ones_wait_too_long_for_their_di
     assert!((1..=30).contains(&retry_after), "{retry_after}");
     let problem: Value = refused.json().await.unwrap();
     assert_eq!(problem["code"], "overloaded");
-    let metrics = api
-        .client
-        .get(api.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = api.metrics_text().await;
     assert!(metrics.contains("hermes_dispatch_backlog_age_seconds"));
 
     // A worker comes: the backlog drains, what was accepted is delivered, the door opens again.

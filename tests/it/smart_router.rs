@@ -75,15 +75,7 @@ fn circuit_of(route: &Value, account: &str) -> String {
 }
 
 async fn circuit_gauge(app: &TestApp, account: &str) -> Option<f64> {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     let prefix = format!("hermes_provider_circuit_state{{account=\"{account}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))

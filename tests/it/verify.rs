@@ -11,13 +11,7 @@ use uuid::Uuid;
 
 /// `hermes verify --json` against the test's database: (exit code, report).
 async fn verify(app: &TestApp) -> (i32, Value) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hermes"))
-        .args(["verify", "--json"])
-        .env("DATABASE_URL", &app.database_url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .expect("hermes runs");
+    let out = app.hermes_cli(&["verify", "--json"]).await;
     let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "verify printed no JSON ({e}): {}{}",
@@ -207,13 +201,7 @@ async fn verify_catches_an_edited_a_removed_and_a_reordered_event() {
     assert_eq!(checkpointed_events_gone(&report), 2, "{report}");
 
     // What an operator reads.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hermes"))
-        .arg("verify")
-        .env("DATABASE_URL", &app.database_url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .expect("hermes runs");
+    let out = app.hermes_cli(&["verify"]).await;
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(1), "{text}");
     for line in [
