@@ -8,6 +8,7 @@ use axum::routing::get;
 use hermes_command::api::CommandState;
 use hermes_infra::http::{Authenticator, Problem};
 use hermes_infra::kafka::admin::BrokerProbe;
+use hermes_infra::trace_context;
 use hermes_query::QueryState;
 use sqlx::PgPool;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -90,6 +91,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn(count_request))
+        .route_layer(axum::middleware::from_fn(trace_request))
         .route_layer(axum::middleware::from_fn(request_id))
         .route_layer(axum::middleware::from_fn(
             hermes_infra::http::refusals::count_refusals,
@@ -166,6 +168,59 @@ async fn request_id(
     response
         .headers_mut()
         .insert(hermes_command::api::messages::REQUEST_ID_HEADER, id);
+    response
+}
+
+/// A server span for each routed request while traces are exported, under the client's
+/// `traceparent` when it sent a valid one: the root of a message's trace. Health checks and
+/// metrics scrapes are not traced.
+async fn trace_request(
+    path: axum::extract::MatchedPath,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument;
+    let route = path.as_str();
+    if !trace_context::exporting() || matches!(route, "/healthz" | "/readyz" | "/metrics") {
+        return next.run(request).await;
+    }
+    let method = request.method().clone();
+    let (incoming, request_id) = {
+        let header = |name| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        (
+            header("traceparent"),
+            header(hermes_command::api::messages::REQUEST_ID_HEADER).unwrap_or_default(),
+        )
+    };
+    let span = trace_context::span_under(
+        incoming
+            .as_deref()
+            .and_then(hermes_command::api::traceparent::parse),
+        || {
+            tracing::info_span!(
+                "request",
+                otel.name = %format_args!("{method} {route}"),
+                otel.kind = "server",
+                otel.status_code = tracing::field::Empty,
+                http.request.method = %method,
+                http.route = route,
+                http.response.status_code = tracing::field::Empty,
+                hermes.request_id = %request_id,
+            )
+        },
+    );
+    let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
     response
 }
 

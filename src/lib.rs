@@ -8,3 +8,4 @@ pub mod config;
 pub mod http;
 pub mod telemetry;
 pub mod tenant_cli;
+pub mod traces;

@@ -8,7 +8,6 @@ use hermes_domain::MessageId;
 use hermes_infra::{db, tenants};
 use std::net::SocketAddr;
 use std::time::Duration;
-use tracing_subscriber::EnvFilter;
 
 /// mimalloc instead of glibc's malloc: allocation and freeing were about a fifth of the server's
 /// CPU profile (serde_json values, HTTP bodies, events built and dropped per message), and glibc's
@@ -317,12 +316,8 @@ async fn provider_command(command: ProviderCommand) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Kept to the end of `main`: dropping it sends the spans still buffered.
+    let _traces = hermes::traces::init()?;
     match Cli::parse().command {
         Command::Dev { server } => dev(server).await,
         Command::Serve { server, roles } => {

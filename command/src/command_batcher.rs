@@ -127,7 +127,7 @@ async fn try_batch(pool: &PgPool, jobs: &[Job]) -> Result<Vec<Answer>, BatchErro
     let mut ids: Vec<Uuid> = jobs.iter().map(|j| j.message_id.0).collect();
     ids.sort_unstable();
     ids.dedup();
-    let mut states = load_states(&mut conn, &ids).await?;
+    let (mut states, traces) = load_states(&mut conn, &ids).await?;
     let now = Utc::now();
 
     let mut answers = Vec::with_capacity(jobs.len());
@@ -164,6 +164,13 @@ async fn try_batch(pool: &PgPool, jobs: &[Job]) -> Result<Vec<Answer>, BatchErro
         if !events.is_empty() {
             let metadata = EventMetadata {
                 correlation_id: job.metadata.correlation_id.or(Some(id)),
+                // Work that is not traced itself continues the message's trace context, so
+                // every event of a message carries it (and its Kafka record's header).
+                traceparent: job
+                    .metadata
+                    .traceparent
+                    .clone()
+                    .or_else(|| traces.get(&id).cloned()),
                 ..job.metadata.clone()
             };
             let stored = to_new_events(&events, &metadata);
@@ -269,18 +276,24 @@ fn record_end_to_end(message: &Message) {
     .record(seconds);
 }
 
+/// The messages' states, and the trace context of each one's latest event that has one.
 async fn load_states(
     conn: &mut sqlx::PgConnection,
     ids: &[Uuid],
-) -> Result<HashMap<Uuid, Message>, CommandError> {
+) -> Result<(HashMap<Uuid, Message>, HashMap<Uuid, String>), CommandError> {
     let mut states: HashMap<Uuid, Option<Message>> = HashMap::with_capacity(ids.len());
+    let mut traces = HashMap::new();
     for e in event_store::load_streams(conn, STREAM_TYPE, ids).await? {
         let event = MessageEvent::from_stored(&e.event_type, e.schema_version, e.payload)?;
         let slot = states.entry(e.stream_id).or_default();
         *slot = Message::apply(slot.take(), MessageId(e.stream_id), &event);
+        if let Some(traceparent) = e.metadata.0.traceparent {
+            traces.insert(e.stream_id, traceparent);
+        }
     }
-    Ok(states
+    let states = states
         .into_iter()
         .filter_map(|(id, m)| Some((id, m?)))
-        .collect())
+        .collect();
+    Ok((states, traces))
 }

@@ -8,10 +8,12 @@ use crate::reconcile::Reconciler;
 use futures::StreamExt;
 use hermes_domain::MessageId;
 use hermes_domain::message::{MessageCommand, TimerKind};
-use hermes_infra::event_store::{Cause, EventMetadata};
+use hermes_infra::event_store::{self, Cause, EventMetadata};
 use hermes_infra::timers::{self, DueTimer};
+use hermes_infra::trace_context;
 use hermes_infra::{content_dedup, idempotency};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 const CLAIM_LIMIT: i64 = 200;
 /// How long a claimed timer is ours. Short, so a timer claimed by a process that died fires
@@ -68,11 +70,46 @@ async fn fire(
     t: &DueTimer,
 ) -> Result<(), CommandError> {
     let kind: TimerKind = serde_json::from_value(t.kind.clone())?;
+    let span = timer_span(handler, t).await;
+    fire_in(handler, reconciler, t, kind, &span)
+        .instrument(span.clone())
+        .await
+}
+
+/// A timer's span, in its message's trace (under the message's latest traced event).
+/// [`tracing::Span::none`] while traces are not exported.
+async fn timer_span(handler: &CommandHandler, t: &DueTimer) -> tracing::Span {
+    if !trace_context::exporting() {
+        return tracing::Span::none();
+    }
+    let parent =
+        event_store::latest_traceparent(handler.pool(), crate::handler::STREAM_TYPE, t.stream_id)
+            .await
+            .ok()
+            .flatten();
+    trace_context::span_under(parent.as_deref(), || {
+        tracing::info_span!(
+            "timer",
+            otel.name = "timer.fire",
+            hermes.message_id = %t.stream_id,
+            hermes.timer = %t.kind,
+        )
+    })
+}
+
+async fn fire_in(
+    handler: &CommandHandler,
+    reconciler: &Reconciler,
+    t: &DueTimer,
+    kind: TimerKind,
+    span: &tracing::Span,
+) -> Result<(), CommandError> {
     // If this fails (the database), the timer fires again when its lease ends.
     reconciler
         .before_timer(MessageId(t.stream_id), kind)
         .await?;
     let metadata = EventMetadata {
+        traceparent: trace_context::carried(span, None),
         actor: Some("timer".into()),
         cause: Some(Cause::Timer {
             timer: t.kind.clone(),

@@ -281,6 +281,25 @@ const COLUMNS: &str =
     "position, tx_id::text::bigint AS tx_id, tenant_id, stream_type, stream_id, stream_version,
      event_id, event_type, schema_version, payload, metadata, recorded_at";
 
+/// The trace context of the stream's latest event that has one: where work on the stream (a
+/// receipt, a timer) continues its trace. One index probe; asked only while traces are exported.
+pub async fn latest_traceparent(
+    pool: &PgPool,
+    stream_type: &str,
+    stream_id: Uuid,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT metadata->>'traceparent' FROM events
+          WHERE stream_type = $1 AND stream_id = $2 AND metadata ? 'traceparent'
+          ORDER BY stream_version DESC LIMIT 1",
+    )
+    .bind(stream_type)
+    .bind(stream_id)
+    .fetch_optional(pool)
+    .await
+    .map(Option::flatten)
+}
+
 /// Every event of a stream of `stream_type` (`message`, `tenant`), in version order. The type
 /// is asked for so that an id of one kind never reads a stream of another.
 pub async fn load_stream(

@@ -19,6 +19,7 @@ pub mod subscription;
 pub mod suppressions;
 pub mod tenants;
 pub mod timers;
+pub mod trace_context;
 pub mod webhooks;
 
 pub use event_store::{AppendError, EventMetadata, NewEvent, StoredEvent};

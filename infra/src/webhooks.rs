@@ -249,6 +249,8 @@ pub struct NewDelivery {
     pub notice_no: i32,
     pub event_type: String,
     pub body: String,
+    /// The event's trace context, continued by the delivery's span.
+    pub traceparent: Option<String>,
 }
 
 /// Adds deliveries, due now; one already there (the same event's notice for the same endpoint,
@@ -264,9 +266,10 @@ pub async fn enqueue(
     let col = |f: fn(&NewDelivery) -> Uuid| deliveries.iter().map(f).collect::<Vec<_>>();
     sqlx::query(
         "INSERT INTO webhook_deliveries (id, endpoint_id, tenant_id, message_id, event_id,
-                                         notice_no, event_type, body, next_attempt_at)
+                                         notice_no, event_type, body, traceparent,
+                                         next_attempt_at)
          SELECT *, now() FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[],
-                                     $6::int[], $7::text[], $8::text[])
+                                     $6::int[], $7::text[], $8::text[], $9::text[])
          ON CONFLICT ON CONSTRAINT webhook_deliveries_notice_key DO NOTHING",
     )
     .bind(&ids)
@@ -285,6 +288,12 @@ pub async fn enqueue(
         deliveries
             .iter()
             .map(|d| d.body.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        deliveries
+            .iter()
+            .map(|d| d.traceparent.clone())
             .collect::<Vec<_>>(),
     )
     .execute(conn)
@@ -325,6 +334,10 @@ pub struct Claimed {
     /// This attempt's number (from 1).
     pub attempts: i32,
     pub first_attempt_at: DateTime<Utc>,
+    /// The notice's type (`message.delivered`).
+    pub event_type: String,
+    /// The trace context of the event the notice is about.
+    pub traceparent: Option<String>,
 }
 
 /// Claims the deliveries among `ids` still due, counting the attempt about to be made.
@@ -340,7 +353,7 @@ pub async fn claim(
                 first_attempt_at = coalesce(first_attempt_at, now()),
                 updated_at = now()
           WHERE id = ANY($1) AND status = 'pending' AND next_attempt_at <= now()
-          RETURNING id, endpoint_id, body, attempts, first_attempt_at",
+          RETURNING id, endpoint_id, body, attempts, first_attempt_at, event_type, traceparent",
     )
     .bind(ids)
     .bind(lease.as_secs_f64())

@@ -143,6 +143,7 @@ async fn deliveries_for(
                             notice_no: n as i32,
                             event_type: event_type.to_owned(),
                             body: body.clone(),
+                            traceparent: stored.metadata.traceparent.clone(),
                         });
                     }
                 }

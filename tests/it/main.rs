@@ -43,5 +43,6 @@ mod tenant_errors;
 mod tenants;
 mod timer_clock;
 mod traceparent;
+mod traces;
 mod verify;
 mod webhooks;

@@ -13,6 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// What one fetch did, for the host's bookkeeping.
 pub(crate) struct FetchOutcome {
@@ -261,6 +262,23 @@ pub(crate) async fn fetch(
         Ok(client) => client,
         Err(err) => return FetchOutcome::refused(format!("could not build the request: {err}")),
     };
+    // A client span inside the provider call's span when that one is traced (see the saga);
+    // the path but never the query, which may carry credentials.
+    let span = if tracing::Span::current().is_none() {
+        tracing::Span::none()
+    } else {
+        tracing::info_span!(
+            "fetch",
+            otel.name = %method,
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = %method,
+            server.address = %bare_host,
+            server.port = port,
+            url.path = url.path(),
+            http.response.status_code = tracing::field::Empty,
+        )
+    };
     let call = client
         .request(method, url)
         .headers(headers)
@@ -299,7 +317,19 @@ pub(crate) async fn fetch(
             body,
         }))
     };
-    match tokio::time::timeout(timeout, exchange).await {
+    let answered = tokio::time::timeout(timeout, exchange.instrument(span.clone())).await;
+    match &answered {
+        Ok(Ok(Ok(response))) => {
+            span.record("http.response.status_code", response.status);
+            if response.status >= 500 {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        _ => {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
+    match answered {
         Ok(Ok(result)) => FetchOutcome { result, left: true },
         Ok(Err(err)) if err.is_connect() => FetchOutcome {
             result: Err(FetchError::Connect(err.to_string())),

@@ -15,6 +15,7 @@ use hermes_domain::validation;
 use hermes_domain::{Channel, MessageId, TenantId};
 use hermes_infra::event_store::{Cause, EventMetadata};
 use hermes_infra::http::{Problem, Tenant};
+use hermes_infra::trace_context;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::time::Instant;
@@ -32,11 +33,15 @@ pub struct MessageAccepted {
 
 pub(super) fn trace_metadata(headers: &HeaderMap, tenant: &Tenant) -> EventMetadata {
     EventMetadata {
-        traceparent: headers
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .and_then(super::traceparent::parse)
-            .map(str::to_owned),
+        // The request's span when traces are exported (a child of the client's), else the
+        // client's own context as it came.
+        traceparent: trace_context::carried(
+            &tracing::Span::current(),
+            headers
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .and_then(super::traceparent::parse),
+        ),
         actor: Some(format!("tenant:{}", tenant.0)),
         cause: headers
             .get(REQUEST_ID_HEADER)

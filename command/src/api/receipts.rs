@@ -16,7 +16,9 @@ use hermes_domain::message::{DomainError, MessageCommand};
 use hermes_domain::{AttemptId, MessageId};
 use hermes_infra::event_store::{Cause, EventMetadata};
 use hermes_infra::http::Problem;
+use hermes_infra::{event_store, trace_context};
 use serde::Serialize;
+use tracing::Instrument;
 use utoipa::ToSchema;
 
 /// Largest callback accepted: providers' receipts are a few KB; an SNS notification is at most
@@ -201,7 +203,9 @@ async fn intake(
         error,
     } in outcome.receipts
     {
+        let span = receipt_span(state, message_id, attempt_id, provider_name, status).await;
         let metadata = EventMetadata {
+            traceparent: trace_context::carried(&span, None),
             actor: Some(actor.clone()),
             cause: Some(Cause::Receipt {
                 provider: provider_name.to_owned(),
@@ -223,6 +227,7 @@ async fn intake(
                 m.check_receipt_binding(attempt_id, &account, provider_message_id.as_deref())?;
                 Ok(Some(command.clone()))
             })
+            .instrument(span)
             .await;
         match executed {
             Ok(done) => {
@@ -313,4 +318,43 @@ fn refused_for_binding(e: &ApiError, refused: impl Fn(&'static str)) {
         }
         _ => {}
     }
+}
+
+/// A receipt's span, in its message's trace (under the message's latest traced event, usually
+/// the dispatch that sent the attempt) and linked to the provider's request, which is a trace of
+/// its own. [`tracing::Span::none`] while traces are not exported.
+async fn receipt_span(
+    state: &CommandState,
+    message_id: MessageId,
+    attempt_id: AttemptId,
+    provider: &str,
+    status: hermes_domain::message::ReceiptStatus,
+) -> tracing::Span {
+    if !trace_context::exporting() {
+        return tracing::Span::none();
+    }
+    // Without it (a database error, a message traced before), the receipt starts a trace.
+    let parent = event_store::latest_traceparent(
+        state.handler.pool(),
+        crate::handler::STREAM_TYPE,
+        message_id.0,
+    )
+    .await
+    .ok()
+    .flatten();
+    let span = trace_context::span_under(parent.as_deref(), || {
+        tracing::info_span!(
+            "receipt",
+            otel.name = "receipt.record",
+            hermes.message_id = %message_id,
+            hermes.attempt_id = %attempt_id,
+            hermes.provider = provider,
+            hermes.receipt_status = status.as_str(),
+        )
+    });
+    trace_context::link(
+        &span,
+        trace_context::carried(&tracing::Span::current(), None).as_deref(),
+    );
+    span
 }

@@ -16,6 +16,7 @@
 use super::WebhookConfig;
 use super::signature;
 use hermes_adapters::plugin::is_public_address;
+use hermes_infra::trace_context;
 use hermes_infra::webhooks::{self, AttemptRecord, Claimed, Outcome};
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore};
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// Deliveries in flight in one sender.
@@ -164,9 +166,35 @@ impl Sender {
         let Some(to) = self.endpoint(delivery.endpoint_id).await? else {
             return Ok(()); // deleted, and its deliveries with it
         };
+        // In the message's trace, under the event the notice is about.
+        let span = trace_context::span_under(delivery.traceparent.as_deref(), || {
+            tracing::info_span!(
+                "webhook",
+                otel.name = "webhook.deliver",
+                otel.kind = "client",
+                otel.status_code = tracing::field::Empty,
+                http.request.method = "POST",
+                http.response.status_code = tracing::field::Empty,
+                hermes.webhook.endpoint_id = %delivery.endpoint_id,
+                hermes.webhook.delivery_id = %delivery.id,
+                hermes.webhook.event_type = %delivery.event_type,
+                hermes.webhook.attempt = delivery.attempts,
+            )
+        });
         let attempted_at = chrono::Utc::now();
         let started = Instant::now();
-        let result = self.post(delivery, &to).await;
+        let result = self.post(delivery, &to).instrument(span.clone()).await;
+        match &result {
+            Ok((status, _)) => {
+                span.record("http.response.status_code", status);
+                if !(200..300).contains(status) {
+                    span.record("otel.status_code", "ERROR");
+                }
+            }
+            Err(_) => {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
         let latency_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
         metrics::histogram!("hermes_webhook_delivery_seconds")
             .record(started.elapsed().as_secs_f64());
