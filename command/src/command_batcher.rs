@@ -12,10 +12,11 @@ use crate::handler::{
     to_new_events,
 };
 use chrono::Utc;
+use hermes_domain::message::observe::{Observation, observe};
 use hermes_domain::message::{Message, MessageCommand, MessageEvent};
 use hermes_domain::{MessageId, TenantId};
 use hermes_infra::event_store::{self, AppendError, EventMetadata, NewEvent, StreamAppend};
-use hermes_infra::timers;
+use hermes_infra::{event_chain, timers};
 use sqlx::{Acquire, PgPool};
 use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot};
@@ -127,12 +128,18 @@ async fn try_batch(pool: &PgPool, jobs: &[Job]) -> Result<Vec<Answer>, BatchErro
     let mut ids: Vec<Uuid> = jobs.iter().map(|j| j.message_id.0).collect();
     ids.sort_unstable();
     ids.dedup();
-    let (mut states, traces) = load_states(&mut conn, &ids).await?;
+    let Loaded {
+        mut states,
+        traces,
+        heads,
+    } = load_states(&mut conn, &ids).await?;
     let now = Utc::now();
 
     let mut answers = Vec::with_capacity(jobs.len());
     let mut pending: Vec<(Uuid, Pending)> = Vec::new();
     let mut delete_timers = Vec::new();
+    // Counted once the batch is committed.
+    let mut observed = Vec::new();
     for job in jobs {
         delete_timers.extend(job.delete_timer);
         let id = job.message_id.0;
@@ -195,6 +202,7 @@ async fn try_batch(pool: &PgPool, jobs: &[Job]) -> Result<Vec<Answer>, BatchErro
                     pending.len() - 1
                 }
             };
+            observed.extend(observe(state, &events));
             pending[slot].1.events.extend(events.iter().cloned());
             pending[slot].1.stored.extend(stored);
             states.insert(id, next);
@@ -217,6 +225,8 @@ async fn try_batch(pool: &PgPool, jobs: &[Job]) -> Result<Vec<Answer>, BatchErro
             stream_id: *id,
             expected_version: p.base_version,
             events: &p.stored,
+            // Read with the state this batch decided on (the same version).
+            head: heads.get(id).copied(),
         })
         .collect();
     match event_store::append_many(&mut tx, &appends).await {
@@ -239,6 +249,7 @@ async fn try_batch(pool: &PgPool, jobs: &[Job]) -> Result<Vec<Answer>, BatchErro
     if !pending.is_empty() {
         event_store::announce_appended();
     }
+    observed.iter().for_each(record_observation);
     for (id, p) in &pending {
         count_events(&p.events);
         if p.events.iter().any(MessageEvent::is_terminal)
@@ -249,6 +260,34 @@ async fn try_batch(pool: &PgPool, jobs: &[Job]) -> Result<Vec<Answer>, BatchErro
         }
     }
     Ok(answers)
+}
+
+/// `hermes_cascade_fallbacks_total{channel,reason}` (the channel fallen back to),
+/// `hermes_dispatch_wait_seconds{channel}` (step start, or accept, to dispatch) and
+/// `hermes_receipt_seconds{provider,status}` (send to receipt).
+fn record_observation(o: &Observation) {
+    match o {
+        Observation::Fallback { to, reason } => metrics::counter!(
+            "hermes_cascade_fallbacks_total",
+            "channel" => to.as_str(),
+            "reason" => reason.as_str()
+        )
+        .increment(1),
+        Observation::Dispatched {
+            channel, waited, ..
+        } => metrics::histogram!("hermes_dispatch_wait_seconds", "channel" => channel.as_str())
+            .record(waited.as_secs_f64()),
+        Observation::Receipt {
+            provider,
+            status,
+            after,
+        } => metrics::histogram!(
+            "hermes_receipt_seconds",
+            "provider" => provider.clone(),
+            "status" => status.as_str()
+        )
+        .record(after.as_secs_f64()),
+    }
 }
 
 /// `hermes_message_end_to_end_seconds{channel,status}`: from accept to the message's end, by the
@@ -276,14 +315,19 @@ fn record_end_to_end(message: &Message) {
     .record(seconds);
 }
 
-/// The messages' states, and the trace context of each one's latest event that has one.
-async fn load_states(
-    conn: &mut sqlx::PgConnection,
-    ids: &[Uuid],
-) -> Result<(HashMap<Uuid, Message>, HashMap<Uuid, String>), CommandError> {
+/// What a batch reads of its messages: their states, the trace context of each one's latest
+/// event that has one, and each stream's head hash (for the append's chain link).
+struct Loaded {
+    states: HashMap<Uuid, Message>,
+    traces: HashMap<Uuid, String>,
+    heads: HashMap<Uuid, event_chain::Hash>,
+}
+
+async fn load_states(conn: &mut sqlx::PgConnection, ids: &[Uuid]) -> Result<Loaded, CommandError> {
     let mut states: HashMap<Uuid, Option<Message>> = HashMap::with_capacity(ids.len());
     let mut traces = HashMap::new();
-    for e in event_store::load_streams(conn, STREAM_TYPE, ids).await? {
+    let (events, heads) = event_store::load_streams_with_heads(conn, STREAM_TYPE, ids).await?;
+    for e in events {
         let event = MessageEvent::from_stored(&e.event_type, e.schema_version, e.payload)?;
         let slot = states.entry(e.stream_id).or_default();
         *slot = Message::apply(slot.take(), MessageId(e.stream_id), &event);
@@ -295,5 +339,9 @@ async fn load_states(
         .into_iter()
         .filter_map(|(id, m)| Some((id, m?)))
         .collect();
-    Ok((states, traces))
+    Ok(Loaded {
+        states,
+        traces,
+        heads,
+    })
 }

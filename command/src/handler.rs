@@ -290,6 +290,7 @@ impl CommandHandler {
                 stream_id: requests[*i].0.0,
                 expected_version: 0,
                 events,
+                head: None,
             })
             .collect();
         event_store::append_many(&mut tx, &appends).await?;

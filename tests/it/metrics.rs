@@ -21,8 +21,32 @@ async fn metrics_show_events_provider_sends_and_subscriber_lag() {
         .await;
     app.wait_for_status(&id, "delivered", crate::harness::WITHIN)
         .await;
-    // The lag gauge is refreshed every second by each active subscriber.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // An SMS the handset never gets, then email: the cascade falls back.
+    let fell_back = app
+        .send(&message(
+            json!({"phone": "+14155550009", "email": "ada@example.com"}),
+            &[("sms", 30), ("email", 30)],
+        ))
+        .await;
+    app.wait_for_status(&fell_back, "delivered", crate::harness::WITHIN)
+        .await;
+    // The lag gauge is set by each active subscriber about once a second: wait for both.
+    let lag = |s: &str| format!("hermes_subscriber_lag_events{{subscriber=\"{s}\"}}");
+    let deadline = std::time::Instant::now() + crate::harness::WITHIN;
+    loop {
+        let text = app.metrics_text().await;
+        if ["cascade-saga", "message-views"]
+            .iter()
+            .all(|s| sample(&text, &lag(s)).is_some())
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no lag gauge in:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let r = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -51,15 +75,17 @@ async fn metrics_show_events_provider_sends_and_subscriber_lag() {
         // Histograms have buckets, so quantiles add up across processes.
         "hermes_message_end_to_end_seconds_bucket{channel=\"sms\",status=\"delivered\",le=\"+Inf\"}",
         "hermes_dependency_up{dependency=\"postgres\"}",
+        // The cascade's inner timings, and the fallback with its reason.
+        "hermes_dispatch_wait_seconds_count{channel=\"sms\"}",
+        "hermes_receipt_seconds_count{provider=\"mock\",status=\"delivered\"}",
+        "hermes_receipt_seconds_count{provider=\"mock\",status=\"failed\"}",
+        "hermes_event_store_append_seconds_count",
+        "hermes_cascade_fallbacks_total{channel=\"email\",reason=\"undelivered\"}",
     ] {
         assert!(
             sample(&text, series).is_some_and(|v| v >= 1.0),
             "{series} missing in:\n{text}"
         );
-    }
-    for subscriber in ["cascade-saga", "message-views"] {
-        let series = format!("hermes_subscriber_lag_events{{subscriber=\"{subscriber}\"}}");
-        assert!(sample(&text, &series).is_some(), "{series} missing");
     }
     assert!(text.contains("hermes_accept_batch_size"));
     // This tenant's messages, accepted and delivered.

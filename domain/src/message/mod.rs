@@ -5,10 +5,12 @@
 //! - [`stored`]: the stored JSON of those facts, versioned, converted explicitly.
 //! - [`state`]: the state folded from those facts (`apply`).
 //! - [`decide`]: commands and the decisions the aggregate takes on them.
+//! - [`observe`]: what decisions show the operator (fallbacks, dispatch waits, receipt times).
 //! - [`reconcile`]: which attempt a step's timeout asks its provider about first.
 
 pub mod decide;
 pub mod events;
+pub mod observe;
 pub mod reconcile;
 pub mod spec;
 pub mod state;

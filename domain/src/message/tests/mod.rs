@@ -6,7 +6,9 @@
 //! - [`wire`]: timer effects and the stored (JSON) form of every event.
 //! - [`properties`]: property tests over random cascades and random command sequences.
 //! - [`webhook_notices`]: which notices a tenant's webhook gets from each event.
+//! - [`observations`]: what the operator's metrics read from decisions.
 
+mod observations;
 mod properties;
 mod transitions;
 mod webhook_notices;
