@@ -181,7 +181,7 @@ async fn trace_request(
 ) -> axum::response::Response {
     use tracing::Instrument;
     let route = path.as_str();
-    if !trace_context::exporting() || matches!(route, "/healthz" | "/readyz" | "/metrics") {
+    if !trace_context::active() || matches!(route, "/healthz" | "/readyz" | "/metrics") {
         return next.run(request).await;
     }
     let method = request.method().clone();
@@ -207,6 +207,7 @@ async fn trace_request(
                 "request",
                 otel.name = %format_args!("{method} {route}"),
                 otel.kind = "server",
+                trace_id = tracing::field::Empty,
                 otel.status_code = tracing::field::Empty,
                 http.request.method = %method,
                 http.route = route,

@@ -1,4 +1,6 @@
-//! Logs and traces: the process's `tracing` subscriber. Logs go to stderr, filtered by `RUST_LOG`.
+//! Logs and traces: the process's `tracing` subscriber. Logs go to stderr, filtered by `RUST_LOG`,
+//! as text or (`HERMES_LOG_FORMAT=json`) one JSON object per line, with the spans the line was
+//! written in: a line about a message names its message, tenant and trace.
 //! Spans go out as OpenTelemetry traces over OTLP (HTTP, protobuf) when
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set; the SDK reads
 //! the other standard variables itself (`OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER`,
@@ -9,7 +11,7 @@ use opentelemetry_otlp::WithHttpConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::{Level, Subscriber};
-use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -30,28 +32,66 @@ impl Drop for Traces {
     }
 }
 
+/// How log lines are written (`HERMES_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    /// `HERMES_LOG_FORMAT`: `text` (the default) or `json`.
+    pub fn from_env() -> anyhow::Result<Self> {
+        match std::env::var("HERMES_LOG_FORMAT").as_deref() {
+            Err(_) | Ok("" | "text") => Ok(LogFormat::Text),
+            Ok("json") => Ok(LogFormat::Json),
+            Ok(other) => anyhow::bail!("HERMES_LOG_FORMAT is {other:?}: use text or json"),
+        }
+    }
+}
+
 /// Installs the process's subscriber: logs, and traces when an OTLP endpoint is configured.
 pub fn init() -> anyhow::Result<Traces> {
-    let logs = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
-        );
-    let provider = otlp_from_env()?;
+    let format = LogFormat::from_env()?;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let logs = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed(),
+        // Each line with the list of spans it was written in, and their fields: the message, the
+        // tenant and the trace id of the work it belongs to.
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .with_writer(std::io::stderr)
+            .boxed(),
+    }
+    .with_filter(filter);
+    let exported = otlp_from_env()?;
+    let exporting = exported.is_some();
+    // JSON logs name each line's trace: spans are made for them even with nothing to export (a
+    // provider without an exporter gives them their ids).
+    let provider = exported
+        .or_else(|| (format == LogFormat::Json).then(|| SdkTracerProvider::builder().build()));
     let registry = tracing_subscriber::registry().with(logs);
     match &provider {
         Some(provider) => {
             registry.with(layer(provider)).try_init()?;
-            hermes_infra::trace_context::set_exporting();
-            tracing::info!("exporting traces over OTLP");
+            hermes_infra::trace_context::set_active();
+            if exporting {
+                tracing::info!("exporting traces over OTLP");
+            }
         }
         None => registry.try_init()?,
     }
     Ok(Traces { provider })
 }
 
-/// The OpenTelemetry layer for `provider`: Hermes's own spans (info and up), with its warnings
-/// and errors as span events. Other crates' spans (sqlx, hyper) are left out: a request's trace
+/// The OpenTelemetry layer for `provider`: Hermes's own spans and events, info and up (events
+/// become span events). Other crates' spans (sqlx, hyper) are left out: a request's trace
 /// shows what Hermes did, not every poll of a connection.
 pub fn layer<S>(provider: &SdkTracerProvider) -> impl Layer<S> + use<S>
 where
@@ -60,14 +100,10 @@ where
     tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("hermes"))
         .with_level(true)
-        .with_filter(filter_fn(|meta| {
-            meta.target().starts_with("hermes")
-                && if meta.is_span() {
-                    *meta.level() <= Level::INFO
-                } else {
-                    *meta.level() <= Level::WARN
-                }
-        }))
+        // A static filter (by target and level), so that every other crate's callsites stay
+        // disabled once and for all: a closure here would be asked at every trace! of hyper,
+        // h2 and sqlx, on every request.
+        .with_filter(Targets::new().with_target("hermes", Level::INFO))
 }
 
 /// The OTLP exporter the environment asks for, batching spans on its own thread.

@@ -79,7 +79,7 @@ async fn fire(
 /// A timer's span, in its message's trace (under the message's latest traced event).
 /// [`tracing::Span::none`] while traces are not exported.
 async fn timer_span(handler: &CommandHandler, t: &DueTimer) -> tracing::Span {
-    if !trace_context::exporting() {
+    if !trace_context::active() {
         return tracing::Span::none();
     }
     let parent =
@@ -91,6 +91,7 @@ async fn timer_span(handler: &CommandHandler, t: &DueTimer) -> tracing::Span {
         tracing::info_span!(
             "timer",
             otel.name = "timer.fire",
+            trace_id = tracing::field::Empty,
             hermes.message_id = %t.stream_id,
             hermes.timer = %t.kind,
         )

@@ -4,37 +4,45 @@
 //! appends carry that span's context in turn. The OpenTelemetry export itself is set up by the
 //! binary (`hermes::traces`); this module is what the crates that act on messages need.
 //!
-//! Spans are only made while traces are exported ([`exporting`]): with no exporter, tracing a
-//! request would cost the accept path for nothing, and the metadata keeps the client's own
-//! `traceparent` (or the message's, see `command_batcher`) as it is.
+//! Spans are only made while tracing is [`active`]: traces are exported, or JSON logs name each
+//! line's trace. Otherwise a span would cost the accept path for nothing, and the metadata keeps
+//! the client's own `traceparent` (or the message's, see `command_batcher`) as it is.
+//!
+//! Each span declares a `trace_id` field, which [`span_under`] fills in, so that a log line
+//! written within it (JSON logs) names its trace.
 
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use std::sync::atomic::{AtomicBool, Ordering};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-static EXPORTING: AtomicBool = AtomicBool::new(false);
+static ACTIVE: AtomicBool = AtomicBool::new(false);
 
-/// Called once the process's subscriber exports spans (OpenTelemetry layer installed).
-pub fn set_exporting() {
-    EXPORTING.store(true, Ordering::Relaxed);
+/// Called once the process's subscriber has the OpenTelemetry layer (`hermes::traces`).
+pub fn set_active() {
+    ACTIVE.store(true, Ordering::Relaxed);
 }
 
-/// Whether spans are exported, so worth making.
-pub fn exporting() -> bool {
-    EXPORTING.load(Ordering::Relaxed)
+/// Whether spans are worth making: exported, or named in JSON logs.
+pub fn active() -> bool {
+    ACTIVE.load(Ordering::Relaxed)
 }
 
-/// The span `make` builds, under the trace context `traceparent` names (a new trace without one);
-/// [`Span::none`] while nothing is exported.
+/// The span `make` builds, under the trace context `traceparent` names (a new trace without one),
+/// with its `trace_id` field filled in; [`Span::none`] while tracing is not [`active`].
 pub fn span_under(traceparent: Option<&str>, make: impl FnOnce() -> Span) -> Span {
-    if !exporting() {
+    if !active() {
         return Span::none();
     }
     let span = make();
     if let Some(parent) = traceparent.and_then(parse) {
         // Fails only if the span was started already, or is disabled: it then keeps its place.
         let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent));
+    }
+    let context = span.context();
+    let trace_id = context.span().span_context().trace_id();
+    if trace_id != TraceId::INVALID {
+        span.record("trace_id", tracing::field::display(trace_id));
     }
     span
 }
@@ -121,7 +129,7 @@ mod tests {
     }
 
     #[test]
-    fn with_nothing_exported_no_span_is_made_and_the_context_passes_through() {
+    fn while_inactive_no_span_is_made_and_the_context_passes_through() {
         let span = span_under(Some(EXAMPLE), || tracing::info_span!("unused"));
         assert!(span.is_none());
         assert_eq!(carried(&span, Some(EXAMPLE)).as_deref(), Some(EXAMPLE));

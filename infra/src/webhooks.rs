@@ -334,6 +334,8 @@ pub struct Claimed {
     /// This attempt's number (from 1).
     pub attempts: i32,
     pub first_attempt_at: DateTime<Utc>,
+    pub message_id: Uuid,
+    pub tenant_id: Uuid,
     /// The notice's type (`message.delivered`).
     pub event_type: String,
     /// The trace context of the event the notice is about.
@@ -353,7 +355,8 @@ pub async fn claim(
                 first_attempt_at = coalesce(first_attempt_at, now()),
                 updated_at = now()
           WHERE id = ANY($1) AND status = 'pending' AND next_attempt_at <= now()
-          RETURNING id, endpoint_id, body, attempts, first_attempt_at, event_type, traceparent",
+          RETURNING id, endpoint_id, body, attempts, first_attempt_at, message_id, tenant_id,
+                    event_type, traceparent",
     )
     .bind(ids)
     .bind(lease.as_secs_f64())

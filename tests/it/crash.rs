@@ -100,7 +100,14 @@ impl Hermes {
             .env_remove("HERMES_ROLES")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
+            // What it prints (`hermes dev`'s banner) apart from what it logs.
+            .stdout(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.join("hermes.out"))
+                    .expect("stdout file"),
+            )
             .stderr(log)
             .spawn()
             .expect("start hermes");
@@ -131,6 +138,11 @@ impl Hermes {
             assert!(Instant::now() < deadline, "hermes did not become healthy");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Everything it logged to stderr (every start), with `==== start N ====` lines between starts.
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
     /// The lines of its log (every start) that contain one of `needles`, for a panic message.

@@ -21,6 +21,7 @@ mod event_store;
 mod kafka;
 mod kafka_backlog;
 mod kafka_crash;
+mod logs;
 mod metrics;
 mod parked;
 mod provider_blip;

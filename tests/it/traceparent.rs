@@ -42,7 +42,7 @@ async fn a_valid_traceparent_is_carried_by_every_event_of_the_message() {
         "accepted, dispatched, sent, delivered: {stored:?}"
     );
     for traceparent in &stored {
-        if trace_context::exporting() {
+        if trace_context::active() {
             let context = traceparent
                 .as_str()
                 .and_then(trace_context::parse)
@@ -67,8 +67,8 @@ async fn anything_else_in_the_header_is_never_stored() {
     ] {
         for stored in traceparent_stored(&app, invalid).await {
             // Exported, the request starts a trace of its own.
-            let own = trace_context::exporting()
-                && stored.as_str().and_then(trace_context::parse).is_some();
+            let own =
+                trace_context::active() && stored.as_str().and_then(trace_context::parse).is_some();
             assert!(stored.is_null() || own, "{invalid:?} stored as {stored}");
         }
     }

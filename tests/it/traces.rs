@@ -55,7 +55,7 @@ fn recorder() -> &'static Recorder {
                 tracing_subscriber::registry().with(hermes::traces::layer(&provider)),
             )
             .expect("no other test installs a global subscriber");
-            hermes_infra::trace_context::set_exporting();
+            hermes_infra::trace_context::set_active();
             (recorder, provider)
         })
         .0

@@ -6,6 +6,7 @@
 #
 #   tools/bench/tracing-overhead.sh               # the accept path, 64 clients, 10 s
 #   MODE=e2e CLIENTS=32 tools/bench/tracing-overhead.sh   # end to end; HERMES_BIN, PG as elsewhere
+#   ON_ENV="OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1" ...  # sampled
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 bin="${HERMES_BIN:-$here/../../target/release/hermes}"
@@ -24,7 +25,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# run LABEL [VAR=value ...]: one server, one bench run; prints {label, msgs_per_s, p50_ms, p99_ms}.
+# run LABEL [VAR=value ...]: one server, one bench run; prints {run, msgs_per_s, p50_ms, p99_ms}.
 run() {
   local label=$1
   shift
@@ -40,8 +41,8 @@ run() {
   for _ in $(seq 100); do curl -sf http://127.0.0.1:8097/healthz >/dev/null && break; sleep 0.1; done
   "$bin" bench --url http://127.0.0.1:8097 --api-key "$key" --mode "$mode" \
     --clients "${CLIENTS:-64}" --duration "${DURATION:-10s}" --json 2>/dev/null |
-    jq -c --arg label "$label" --arg mode "$mode" \
-      '.[$mode] | {label: $label, msgs_per_s, p50_ms: .latency_ms.p50, p99_ms: .latency_ms.p99}'
+    jq -c --arg run "$label" --arg mode "$mode" \
+      '.[$mode] | {run: $run, msgs_per_s, p50_ms: .latency_ms.p50, p99_ms: .latency_ms.p99}'
   kill "$pid"
   wait "$pid" 2>/dev/null || true
   pid=
@@ -50,7 +51,8 @@ run() {
 }
 
 off=$(run off)
-on=$(run on OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink_port" OTEL_SERVICE_NAME=hermes-bench)
+# shellcheck disable=SC2086
+on=$(run on OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink_port" OTEL_SERVICE_NAME=hermes-bench ${ON_ENV:-})
 kill -TERM "$sink"
 wait "$sink" 2>/dev/null || true
 echo "$off"

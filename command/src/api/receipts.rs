@@ -330,7 +330,7 @@ async fn receipt_span(
     provider: &str,
     status: hermes_domain::message::ReceiptStatus,
 ) -> tracing::Span {
-    if !trace_context::exporting() {
+    if !trace_context::active() {
         return tracing::Span::none();
     }
     // Without it (a database error, a message traced before), the receipt starts a trace.
@@ -346,6 +346,7 @@ async fn receipt_span(
         tracing::info_span!(
             "receipt",
             otel.name = "receipt.record",
+            trace_id = tracing::field::Empty,
             hermes.message_id = %message_id,
             hermes.attempt_id = %attempt_id,
             hermes.provider = provider,

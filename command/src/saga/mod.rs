@@ -256,7 +256,9 @@ impl Dispatcher {
             tracing::info_span!(
                 "dispatch",
                 otel.name = "cascade.dispatch",
+                trace_id = tracing::field::Empty,
                 hermes.message_id = %message_id,
+                hermes.tenant_id = %tenant,
                 hermes.trigger = trigger.name(),
             )
         });
@@ -465,7 +467,7 @@ impl Dispatcher {
                 error, retryable, ..
             }) => {
                 tracing::info!(provider = %attempt.provider, %attempt_id, code = %error.code,
-                    message = %error.message, retryable, "provider rejected the attempt");
+                    reason = %error.message, retryable, "provider rejected the attempt");
                 let error = tenant_error::for_tenant(&error, retryable);
                 // `m` already holds this attempt, so its provider counts as tried.
                 let tried = m.providers_tried(attempt.step_index);

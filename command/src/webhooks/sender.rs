@@ -171,10 +171,13 @@ impl Sender {
             tracing::info_span!(
                 "webhook",
                 otel.name = "webhook.deliver",
+                trace_id = tracing::field::Empty,
                 otel.kind = "client",
                 otel.status_code = tracing::field::Empty,
                 http.request.method = "POST",
                 http.response.status_code = tracing::field::Empty,
+                hermes.message_id = %delivery.message_id,
+                hermes.tenant_id = %delivery.tenant_id,
                 hermes.webhook.endpoint_id = %delivery.endpoint_id,
                 hermes.webhook.delivery_id = %delivery.id,
                 hermes.webhook.event_type = %delivery.event_type,
