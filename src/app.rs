@@ -185,13 +185,7 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
     tracing::info!(accounts = ?providers.names(), "providers ready");
     let handler = CommandHandler::new(pool.clone());
     // Tenants' rate limits at accept, and provider accounts' send rates at dispatch.
-    let rate_limiter = RateLimiter::connect(
-        args.redis_url
-            .clone()
-            .map(hermes_infra::Secret::new)
-            .as_ref(),
-    )
-    .await?;
+    let rate_limiter = RateLimiter::connect(args.redis_url().as_ref()).await?;
 
     let webhooks = args.webhook_config(key.clone());
     let mut tasks = vec![tokio::spawn(source.run(providers.clone()))];

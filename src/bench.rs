@@ -184,6 +184,7 @@ async fn spawn(args: &BenchArgs) -> anyhow::Result<RunningApp> {
     let server = ServerArgs {
         database: DatabaseArgs {
             database_url,
+            database_url_file: None,
             db_pool_size: args.db_pool_size,
         },
         kafka: crate::config::KafkaArgs::off(),
@@ -204,6 +205,7 @@ async fn spawn(args: &BenchArgs) -> anyhow::Result<RunningApp> {
         max_backlog_age_ms: None,
         log_checkpoint_every_ms: 60_000,
         redis_url: None,
+        redis_url_file: None,
         webhooks: crate::config::WebhookArgs::default(),
     };
     let app = app::start(&server, Roles::all()).await?;

@@ -14,6 +14,9 @@ pub struct DatabaseArgs {
     /// Postgres URL. The default is a local socket and a database named `hermes`.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
+    /// A file holding the Postgres URL (its password), instead of `DATABASE_URL`.
+    #[arg(long, env = "DATABASE_URL_FILE", value_parser = secret_in_file, conflicts_with = "database_url")]
+    pub database_url_file: Option<String>,
     /// Most connections Hermes opens.
     #[arg(long, env = "HERMES_DB_POOL_SIZE", default_value_t = 32)]
     pub db_pool_size: u32,
@@ -21,7 +24,11 @@ pub struct DatabaseArgs {
 
 impl DatabaseArgs {
     pub fn url(&self) -> Secret<String> {
-        Secret::new(self.database_url.clone())
+        Secret::new(
+            self.database_url_file
+                .clone()
+                .unwrap_or_else(|| self.database_url.clone()),
+        )
     }
 }
 
@@ -148,6 +155,9 @@ pub struct ServerArgs {
     /// (`redis://127.0.0.1:6379`). Without it each process counts on its own.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// A file holding the Redis URL, instead of `REDIS_URL`.
+    #[arg(long, env = "REDIS_URL_FILE", value_parser = secret_in_file, conflicts_with = "redis_url")]
+    pub redis_url_file: Option<String>,
     /// How long a provider account's circuit stays open the first time it opens (failures in a
     /// row or a high error rate); each failed probe doubles it, up to an hour.
     #[arg(long, env = "HERMES_CIRCUIT_OPEN_MS", default_value_t = 30_000)]
@@ -276,6 +286,22 @@ pub fn secret_key(
         (Some(key), None) => Ok(Some(key.to_owned())),
         (None, Some(path)) => Ok(Some(read_secret_file(path)?)),
         (None, None) => Ok(None),
+    }
+}
+
+/// A `*_FILE` setting's value: the secret in the file it names (read as the flags are parsed, so
+/// an unreadable file stops Hermes at once, naming the setting).
+fn secret_in_file(path: &str) -> Result<String, String> {
+    read_secret_file(std::path::Path::new(path)).map_err(|e| format!("{e:#}"))
+}
+
+impl ServerArgs {
+    /// `REDIS_URL`, or the one in `REDIS_URL_FILE`.
+    pub fn redis_url(&self) -> Option<Secret<String>> {
+        self.redis_url
+            .clone()
+            .or_else(|| self.redis_url_file.clone())
+            .map(Secret::new)
     }
 }
 

@@ -84,6 +84,7 @@ pub fn server_args(database_url: &str) -> ServerArgs {
     ServerArgs {
         database: DatabaseArgs {
             database_url: database_url.to_owned(),
+            database_url_file: None,
             db_pool_size: 20,
         },
         kafka: KafkaArgs::off(),
@@ -104,6 +105,7 @@ pub fn server_args(database_url: &str) -> ServerArgs {
         max_backlog_age_ms: None,
         log_checkpoint_every_ms: 60_000,
         redis_url: None,
+        redis_url_file: None,
         webhooks: WebhookArgs {
             // The tests' receivers listen on 127.0.0.1.
             allow_private: true,

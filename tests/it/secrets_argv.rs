@@ -151,3 +151,53 @@ async fn provider_secrets_come_from_files_stdin_and_the_environment() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `hermes migrate` with its environment exactly as given (no `DATABASE_URL` of the test's).
+async fn migrate_with(env: &[(&str, &str)]) -> Result<(), String> {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hermes"))
+        .arg("migrate")
+        .env_remove("DATABASE_URL")
+        .env_remove("DATABASE_URL_FILE")
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .expect("hermes runs");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8(out.stderr).unwrap())
+    }
+}
+
+#[tokio::test]
+async fn the_database_url_can_come_from_a_file() {
+    let database_url = fresh_database().await;
+    let dir = std::env::temp_dir().join(format!("hermes-secrets-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("database-url");
+    std::fs::write(&file, format!("{database_url}\n")).unwrap();
+    let path = file.to_str().unwrap();
+
+    migrate_with(&[("DATABASE_URL_FILE", path)]).await.unwrap();
+    let pool = db::connect(&Secret::new(database_url.clone()), 1)
+        .await
+        .unwrap();
+    let migrations: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(migrations > 0, "the database in the file was migrated");
+
+    // Refused: both ways (which one would win is a guess), and a file that is not there.
+    let err = migrate_with(&[("DATABASE_URL_FILE", path), ("DATABASE_URL", &database_url)])
+        .await
+        .unwrap_err();
+    assert!(err.contains("cannot be used with"), "{err}");
+    let err = migrate_with(&[("DATABASE_URL_FILE", "/nonexistent/hermes-database-url")])
+        .await
+        .unwrap_err();
+    assert!(err.contains("/nonexistent/hermes-database-url"), "{err}");
+    assert!(!err.contains(&database_url), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
