@@ -75,9 +75,19 @@ pub struct LoadArgs {
     /// e2e: how long to wait, after the load, for the measured messages to finish.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
-    /// Recipient phone. The mock provider delivers any number not ending in 0001, 0006, 0008 or 0009.
+    /// The channel every message goes over (one step): sms, email, push or whatsapp.
+    #[arg(long, value_enum, default_value_t = BenchChannel::Sms)]
+    pub channel: BenchChannel,
+    /// Recipient phone (sms, whatsapp). The mock provider delivers any number not ending in 0001,
+    /// 0006, 0008 or 0009.
     #[arg(long, default_value = "+14155550100")]
     pub phone: String,
+    /// Recipient address (email).
+    #[arg(long, default_value = "bench@example.com")]
+    pub email: String,
+    /// Recipient device token (push).
+    #[arg(long, default_value = "bench-device-token-0123456789")]
+    pub push_token: String,
     /// Print one JSON object with every number instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -147,7 +157,7 @@ pub async fn measure(server: &Server, args: &LoadArgs) -> anyhow::Result<Report>
 
     // Messages created before this are not ours (the tenant may have older ones).
     let not_before = Utc::now() - chrono::TimeDelta::seconds(1);
-    preflight(&target, &message_body(&args.phone)).await?;
+    preflight(&target, &message_body(args)).await?;
 
     progress(&format!(
         "hermes bench: {} mode, {} clients, {}; warming up for {}",
@@ -173,6 +183,7 @@ pub async fn measure(server: &Server, args: &LoadArgs) -> anyhow::Result<Report>
         url: server.base_url.clone(),
         spawned: server.spawned,
         cores,
+        channel: args.channel,
         clients: args.clients,
         warmup: args.warmup,
         duration: args.messages.is_none().then_some(args.duration),
@@ -233,11 +244,52 @@ fn fmt_duration(d: Duration) -> String {
     }
 }
 
-fn message_body(phone: &str) -> String {
+/// A channel `hermes bench` can drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BenchChannel {
+    Sms,
+    Email,
+    Push,
+    Whatsapp,
+}
+
+impl BenchChannel {
+    fn name(self) -> &'static str {
+        match self {
+            BenchChannel::Sms => "sms",
+            BenchChannel::Email => "email",
+            BenchChannel::Push => "push",
+            BenchChannel::Whatsapp => "whatsapp",
+        }
+    }
+}
+
+/// One message over the bench's channel, a single step: what each channel needs, and no more.
+pub fn message_body(args: &LoadArgs) -> String {
+    let text = "Your hermes bench code is 123456";
+    let (channel, to, content) = match args.channel {
+        BenchChannel::Sms => ("sms", json!({"phone": args.phone}), json!({"text": text})),
+        BenchChannel::Whatsapp => (
+            "whatsapp",
+            json!({"whatsapp": args.phone}),
+            json!({"text": text}),
+        ),
+        BenchChannel::Email => (
+            "email",
+            json!({"email": args.email}),
+            json!({"text": text, "email": {"subject": "Your hermes bench code"}}),
+        ),
+        BenchChannel::Push => (
+            "push",
+            json!({"push_token": args.push_token}),
+            json!({"text": text, "push": {"title": "Hermes bench"}}),
+        ),
+    };
     json!({
-        "to": {"phone": phone},
-        "content": {"text": "Your hermes bench code is 123456"},
-        "cascade": [{"channel": "sms", "timeout_seconds": 30}],
+        "to": to,
+        "content": content,
+        "cascade": [{"channel": channel, "timeout_seconds": 30}],
     })
     .to_string()
 }
@@ -445,7 +497,7 @@ async fn run_load(target: &Arc<Target>, args: &LoadArgs) -> LoadResult {
         None => Stop::At(measure_from + args.duration),
     };
     let plan = Arc::new(Plan {
-        body: message_body(&args.phone),
+        body: message_body(args),
         measure_from,
         stop,
         schedule: args.rate.map(|r| (start, r)),
@@ -762,6 +814,7 @@ pub struct Report {
     url: String,
     spawned: bool,
     cores: usize,
+    channel: BenchChannel,
     clients: usize,
     warmup: Duration,
     duration: Option<Duration>,
@@ -854,6 +907,7 @@ impl Report {
             "url": self.url,
             "spawned": self.spawned,
             "cores": self.cores,
+            "channel": self.channel,
             "clients": self.clients,
             "warmup_s": self.warmup.as_secs_f64(),
             "duration_s": self.duration.map(|d| d.as_secs_f64()),
@@ -903,9 +957,10 @@ impl Report {
             .map_or_else(|| "unpaced".to_owned(), |r| format!("paced at {r} msg/s"));
         let _ = writeln!(
             s,
-            "\nhermes bench: {} mode against {}\n  {} clients, {} after {} warmup, {}",
+            "\nhermes bench: {} mode against {}\n  {} messages, {} clients, {} after {} warmup, {}",
             self.mode.name(),
             self.url,
+            self.channel.name(),
             self.clients,
             amount,
             fmt_duration(self.warmup),

@@ -9,6 +9,7 @@ mod ack;
 mod admin;
 mod api;
 mod api_keys;
+mod bench_bodies;
 mod cascade;
 mod causation;
 mod characters;
