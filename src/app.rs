@@ -9,7 +9,7 @@ use hermes_adapters::plugin::{AccountConfig, PluginEngine, PluginLimits, Secret}
 use hermes_command::CommandHandler;
 use hermes_command::accept_batcher::AcceptBatcher;
 use hermes_command::admin::{self, AdminState};
-use hermes_command::api::CommandState;
+use hermes_command::api::{CommandServices, CommandState};
 use hermes_command::backlog::{self, Backlog};
 use hermes_command::provider_source::ProviderSource;
 use hermes_command::saga::{self, CascadeSaga, KafkaSaga};
@@ -292,7 +292,7 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
     )));
     // The API is started whatever the roles, for health checks; its routes need the api role.
     let state = AppState {
-        command: CommandState {
+        command: CommandState::new(CommandServices {
             accepts: AcceptBatcher::start(handler.clone(), ACCEPT_WRITERS, ACCEPT_BATCH),
             handler,
             providers,
@@ -301,7 +301,7 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
             rate_limiter,
             suppressions: SuppressionLookups::start(&pool, 2),
             webhooks,
-        },
+        }),
         query: QueryState { pool: pool.clone() },
         auth: Authenticator::new(pool.clone()),
         pool: pool.clone(),

@@ -1,5 +1,12 @@
 //! Durable timers: rows armed in the same transaction as the event that wants them, claimed by
 //! pollers with `FOR UPDATE SKIP LOCKED` and a lease, deleted in the transaction that handles them.
+//!
+//! The table is a queue: thousands of rows armed and deleted a second, often empty when
+//! autovacuum looks at it. A plan made then is a sequential scan, and a prepared statement keeps
+//! its generic plan for the connection's life, scanning every live and dead row of the grown
+//! table on each delete (measured: 190 sequential scans a second at 600 msg/s). So the queries
+//! that look rows up are not kept prepared (`persistent(false)`): each is planned for the table
+//! as it is, and the indexes are used.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -54,6 +61,7 @@ pub async fn disarm_streams(
         return Ok(());
     }
     sqlx::query("DELETE FROM timers WHERE stream_id = ANY($1)")
+        .persistent(false)
         .bind(stream_ids)
         .execute(conn)
         .await?;
@@ -65,6 +73,7 @@ pub async fn delete_many(conn: &mut PgConnection, ids: &[i64]) -> Result<(), sql
         return Ok(());
     }
     sqlx::query("DELETE FROM timers WHERE id = ANY($1)")
+        .persistent(false)
         .bind(ids)
         .execute(conn)
         .await?;
@@ -93,6 +102,7 @@ pub async fn claim_due(
              FOR UPDATE SKIP LOCKED)
          RETURNING id, tenant_id, stream_id, kind, due_at",
     )
+    .persistent(false)
     .bind(now)
     .bind(limit)
     .bind(lease.as_secs_f64())
@@ -107,6 +117,7 @@ pub async fn overdue_seconds(pool: &sqlx::PgPool) -> Result<f64, sqlx::Error> {
         "SELECT coalesce(extract(epoch FROM now() - min(due_at))::float8, 0)
            FROM timers WHERE due_at <= now()",
     )
+    .persistent(false)
     .fetch_one(pool)
     .await
 }

@@ -28,9 +28,26 @@ use hermes_infra::rate_limit::RateLimiter;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// What the command API's handlers need.
+/// What the command API's handlers need: shared, since axum clones a handler's state for each
+/// request it extracts it for (a clone of every service here cost an allocation each).
 #[derive(Clone)]
-pub struct CommandState {
+pub struct CommandState(std::sync::Arc<CommandServices>);
+
+impl CommandState {
+    pub fn new(services: CommandServices) -> Self {
+        Self(std::sync::Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for CommandState {
+    type Target = CommandServices;
+    fn deref(&self) -> &CommandServices {
+        &self.0
+    }
+}
+
+/// The services behind [`CommandState`].
+pub struct CommandServices {
     pub handler: CommandHandler,
     /// Group commit for new messages.
     pub accepts: AcceptBatcher,
