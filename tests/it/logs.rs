@@ -2,8 +2,8 @@
 //! written about a message names the message, its tenant and its trace; no secret and no
 //! message content ever reaches the log.
 
-use crate::crash::Hermes;
-use crate::harness::{self, WITHIN, message};
+use crate::crash::{Hermes, migrated_database_with_tenant};
+use crate::harness::{WITHIN, message};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -12,14 +12,7 @@ const CONTENT: &str = "the launch code is 4-8-15-16-23-42";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_name_the_message_and_its_trace_and_never_a_secret_or_the_content() {
-    let database_url = harness::fresh_database().await;
-    let pool = hermes_infra::db::connect(&hermes_infra::Secret::new(database_url.clone()), 2)
-        .await
-        .unwrap();
-    hermes_infra::db::migrate(&pool).await.unwrap();
-    let tenant = hermes_infra::tenants::create_tenant(&pool, "logs")
-        .await
-        .unwrap();
+    let (database_url, _pool, tenant) = migrated_database_with_tenant("logs").await;
     let mut hermes = Hermes::new(
         "dev",
         vec![

@@ -4,8 +4,8 @@
 //! in this process; a second test runs `hermes dev` with `OTEL_EXPORTER_OTLP_ENDPOINT` set and
 //! reads what reaches a collector over OTLP.
 
-use crate::crash::Hermes;
-use crate::harness::{self, TestApp, WITHIN, message};
+use crate::crash::{Hermes, migrated_database_with_tenant};
+use crate::harness::{TestApp, WITHIN, message};
 use axum::body::Bytes;
 use axum::extract::State;
 use opentelemetry::trace::{SpanId, SpanKind, TraceId};
@@ -68,6 +68,24 @@ fn client_traceparent() -> (TraceId, SpanId, String) {
     (trace_id, span_id, format!("00-{trace_id}-{span_id}-01"))
 }
 
+/// Sends `body` as the app's tenant with a `traceparent`; answers the message's id.
+async fn send_traced(app: &TestApp, traceparent: &str, body: &Value) -> String {
+    let r = app
+        .client
+        .post(app.url("/v1/messages"))
+        .bearer_auth(&app.api_key)
+        .header("traceparent", traceparent)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 fn attribute(span: &SpanData, key: &str) -> Option<String> {
     span.attributes
         .iter()
@@ -113,20 +131,12 @@ async fn a_message_is_one_trace_from_its_request_to_the_tenants_webhook() {
     assert_eq!(status, 201, "{body}");
 
     let (trace_id, client_span, traceparent) = client_traceparent();
-    let r = app
-        .client
-        .post(app.url("/v1/messages"))
-        .bearer_auth(&app.api_key)
-        .header("traceparent", &traceparent)
-        .json(&message(json!({"phone": "+15005550100"}), &[("sms", 30)]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = send_traced(
+        &app,
+        &traceparent,
+        &message(json!({"phone": "+15005550100"}), &[("sms", 30)]),
+    )
+    .await;
     app.wait_for_status(&id, "delivered", WITHIN).await;
 
     // The webhook's span ends once its POST was answered: wait for it.
@@ -256,23 +266,15 @@ async fn a_step_timeout_continues_the_message_trace() {
     let app = TestApp::spawn().await;
     let (trace_id, _, traceparent) = client_traceparent();
     // No receipt ever comes for this number: the SMS step times out, then email delivers.
-    let r = app
-        .client
-        .post(app.url("/v1/messages"))
-        .bearer_auth(&app.api_key)
-        .header("traceparent", &traceparent)
-        .json(&message(
+    let id = send_traced(
+        &app,
+        &traceparent,
+        &message(
             json!({"phone": "+15005550008", "email": "ada@example.com"}),
             &[("sms", 1), ("email", 30)],
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        ),
+    )
+    .await;
     app.wait_for_status(&id, "delivered", WITHIN).await;
 
     let deadline = Instant::now() + WITHIN;
@@ -353,14 +355,7 @@ async fn collector() -> (Collected, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_go_out_over_otlp_when_an_endpoint_is_set() {
     let (collected, endpoint) = collector().await;
-    let database_url = harness::fresh_database().await;
-    let pool = hermes_infra::db::connect(&hermes_infra::Secret::new(database_url.clone()), 2)
-        .await
-        .unwrap();
-    hermes_infra::db::migrate(&pool).await.unwrap();
-    let tenant = hermes_infra::tenants::create_tenant(&pool, "otlp")
-        .await
-        .unwrap();
+    let (database_url, _pool, tenant) = migrated_database_with_tenant("otlp").await;
     let mut hermes = Hermes::new(
         "dev",
         vec![
