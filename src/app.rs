@@ -18,7 +18,7 @@ use hermes_infra::http::{Authenticator, ServerLimits};
 use hermes_infra::kafka::KafkaStream;
 use hermes_infra::kafka::admin::BrokerProbe;
 use hermes_infra::kafka::relay::{self, Relay};
-use hermes_infra::provider_accounts::{self, SealingKey};
+use hermes_infra::provider_accounts;
 use hermes_infra::rate_limit::RateLimiter;
 use hermes_infra::{db, subscription};
 use hermes_projections::message_views::{self, MessageViews};
@@ -164,11 +164,7 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
     } else {
         (None, None)
     };
-    let key = args
-        .secret_key()?
-        .as_deref()
-        .map(SealingKey::from_hex)
-        .transpose()?;
+    let key = args.sealing_key()?;
     let mut source = ProviderSource::new(
         pool.clone(),
         key.clone(),

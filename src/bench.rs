@@ -196,6 +196,8 @@ async fn spawn(args: &BenchArgs) -> anyhow::Result<RunningApp> {
         circuit_open_ms: 30_000,
         secret_key: None,
         secret_key_file: None,
+        previous_secret_key: None,
+        previous_secret_key_file: None,
         plugins_dir: None,
         admin_token: None,
         admin_token_file: None,

@@ -4,6 +4,7 @@ use clap::Args;
 use hermes_command::admin::{AdminToken, AdminTokenTooShort};
 use hermes_infra::Secret;
 use hermes_infra::kafka::KafkaConfig;
+use hermes_infra::provider_accounts::SealingKey;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -119,6 +120,14 @@ pub struct ServerArgs {
     /// A file holding the secret key, instead of `HERMES_SECRET_KEY`.
     #[arg(long, env = "HERMES_SECRET_KEY_FILE")]
     pub secret_key_file: Option<std::path::PathBuf>,
+    /// During a key rotation, the key being rotated away from: what it sealed still opens, and
+    /// everything new is sealed with `HERMES_SECRET_KEY` (`hermes provider rekey` re-seals the
+    /// rest). Environment only (`HERMES_SECRET_KEY_PREVIOUS`), never a flag.
+    #[arg(skip = previous_secret_key_from_env())]
+    pub previous_secret_key: Option<String>,
+    /// A file holding the previous key, instead of `HERMES_SECRET_KEY_PREVIOUS`.
+    #[arg(long, env = "HERMES_SECRET_KEY_PREVIOUS_FILE")]
+    pub previous_secret_key_file: Option<std::path::PathBuf>,
     /// A directory of provider plugins (`<plugin>.wasm`) that override the built-in ones; changes
     /// are validated and swapped in while Hermes runs.
     #[arg(long, env = "HERMES_PLUGINS_DIR")]
@@ -260,15 +269,59 @@ impl ServerArgs {
         }
     }
 
-    /// The sealing key, from `HERMES_SECRET_KEY` or the file `--secret-key-file` names.
-    pub fn secret_key(&self) -> anyhow::Result<Option<String>> {
-        secret_key(self.secret_key.as_deref(), self.secret_key_file.as_deref())
+    /// The sealing key, from `HERMES_SECRET_KEY` or the file `--secret-key-file` names, with the
+    /// previous key during a rotation.
+    pub fn sealing_key(&self) -> anyhow::Result<Option<SealingKey>> {
+        sealing_key(
+            (self.secret_key.as_deref(), self.secret_key_file.as_deref()),
+            (
+                self.previous_secret_key.as_deref(),
+                self.previous_secret_key_file.as_deref(),
+            ),
+        )
     }
 }
 
 /// `HERMES_SECRET_KEY`, if set.
 pub fn secret_key_from_env() -> Option<String> {
     std::env::var("HERMES_SECRET_KEY").ok()
+}
+
+/// `HERMES_SECRET_KEY_PREVIOUS`, if set.
+pub fn previous_secret_key_from_env() -> Option<String> {
+    std::env::var("HERMES_SECRET_KEY_PREVIOUS").ok()
+}
+
+/// The sealing key from its settings: the current key (`HERMES_SECRET_KEY` or its file) and,
+/// during a rotation, the previous one (`HERMES_SECRET_KEY_PREVIOUS` or its file).
+pub fn sealing_key(
+    current: (Option<&str>, Option<&std::path::Path>),
+    previous: (Option<&str>, Option<&std::path::Path>),
+) -> anyhow::Result<Option<SealingKey>> {
+    let previous = match previous {
+        (Some(_), Some(_)) => anyhow::bail!(
+            "set HERMES_SECRET_KEY_PREVIOUS or --previous-secret-key-file (HERMES_SECRET_KEY_PREVIOUS_FILE), not both"
+        ),
+        (Some(key), None) => Some(key.to_owned()),
+        (None, Some(path)) => Some(read_secret_file(path)?),
+        (None, None) => None,
+    };
+    let Some(hex) = secret_key(current.0, current.1)? else {
+        if previous.is_some() {
+            anyhow::bail!(
+                "HERMES_SECRET_KEY_PREVIOUS is set without HERMES_SECRET_KEY, the new key"
+            );
+        }
+        return Ok(None);
+    };
+    let key = SealingKey::from_hex(&hex)?;
+    Ok(Some(match previous {
+        Some(previous) => key.with_previous(
+            &SealingKey::from_hex(&previous)
+                .map_err(|e| anyhow::anyhow!("HERMES_SECRET_KEY_PREVIOUS: {e}"))?,
+        ),
+        None => key,
+    }))
 }
 
 /// The secret key given in the environment or in a file (not both: which one would win is a

@@ -184,10 +184,20 @@ enum ProviderCommand {
     },
     /// Print a new random secret key for HERMES_SECRET_KEY.
     GenerateKey,
+    /// A key rotation's second step: with the new key in HERMES_SECRET_KEY and the old one in
+    /// HERMES_SECRET_KEY_PREVIOUS, seal every provider account and webhook secret again and sign
+    /// every uploaded plugin again under the new key, while Hermes runs (every process holding
+    /// both keys). Afterwards the old key opens nothing and can be dropped.
+    Rekey {
+        #[command(flatten)]
+        secret_key: SecretKeyArgs,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 /// The sealing key: `HERMES_SECRET_KEY` or a file, never a flag's value (a command line is visible
-/// to every user of the machine).
+/// to every user of the machine); during a rotation, the previous key too.
 #[derive(clap::Args)]
 struct SecretKeyArgs {
     /// A file holding the secret key, instead of the `HERMES_SECRET_KEY` environment variable.
@@ -195,16 +205,23 @@ struct SecretKeyArgs {
     secret_key_file: Option<std::path::PathBuf>,
     #[arg(skip = hermes::config::secret_key_from_env())]
     from_env: Option<String>,
+    /// A file holding the key being rotated away from, instead of `HERMES_SECRET_KEY_PREVIOUS`.
+    #[arg(long, env = "HERMES_SECRET_KEY_PREVIOUS_FILE")]
+    previous_secret_key_file: Option<std::path::PathBuf>,
+    #[arg(skip = hermes::config::previous_secret_key_from_env())]
+    previous_from_env: Option<String>,
 }
 
 impl SecretKeyArgs {
     fn sealing_key(&self) -> anyhow::Result<hermes_infra::provider_accounts::SealingKey> {
-        let hex =
-            hermes::config::secret_key(self.from_env.as_deref(), self.secret_key_file.as_deref())?
-                .context(
-                    "set HERMES_SECRET_KEY, or give --secret-key-file (HERMES_SECRET_KEY_FILE)",
-                )?;
-        Ok(hermes_infra::provider_accounts::SealingKey::from_hex(&hex)?)
+        hermes::config::sealing_key(
+            (self.from_env.as_deref(), self.secret_key_file.as_deref()),
+            (
+                self.previous_from_env.as_deref(),
+                self.previous_secret_key_file.as_deref(),
+            ),
+        )?
+        .context("set HERMES_SECRET_KEY, or give --secret-key-file (HERMES_SECRET_KEY_FILE)")
     }
 }
 
@@ -310,6 +327,20 @@ async fn provider_command(command: ProviderCommand) -> anyhow::Result<()> {
             eprintln!("account {name} removed");
         }
         ProviderCommand::GenerateKey => println!("{}", SealingKey::generate_hex()),
+        ProviderCommand::Rekey {
+            secret_key,
+            database,
+        } => {
+            let key = secret_key.sealing_key()?;
+            let pool = db::connect(&database.url(), 2).await?;
+            db::migrate(&pool).await?;
+            let accounts = provider_accounts::rekey(&pool, &key).await?;
+            let secrets = hermes_command::webhooks::rekey(&pool, &key).await?;
+            let plugins = hermes_infra::plugin_uploads::rekey(&pool, &key).await?;
+            println!(
+                "sealed again under the new key: {accounts} provider accounts, {secrets} webhook secrets; signed again: {plugins} plugin uploads"
+            );
+        }
     }
     Ok(())
 }

@@ -65,6 +65,34 @@ pub async fn insert(
     .await
 }
 
+/// A rotation's second step: signs again, under the current key, every upload the previous key
+/// signed; answers how many. An upload neither key verifies stays as it is (refused when served).
+pub async fn rekey(pool: &PgPool, key: &SealingKey) -> Result<usize, sqlx::Error> {
+    /// id, name, version, digest, MAC.
+    type Row = (i64, String, String, String, Option<Vec<u8>>);
+    let rows: Vec<Row> =
+        sqlx::query_as("SELECT id, name, version, sha256, mac FROM plugin_uploads ORDER BY id")
+            .fetch_all(pool)
+            .await?;
+    let mut resigned = 0;
+    for (id, name, version, sha256, mac) in rows {
+        let message = mac_message(&name, &version, &sha256);
+        let Some(tag) = mac else { continue };
+        if key.verify_mac_current(MAC_PURPOSE, &message, &tag)
+            || !key.verify_mac(MAC_PURPOSE, &message, &tag)
+        {
+            continue;
+        }
+        sqlx::query("UPDATE plugin_uploads SET mac = $2 WHERE id = $1")
+            .bind(id)
+            .bind(key.mac(MAC_PURPOSE, &message))
+            .execute(pool)
+            .await?;
+        resigned += 1;
+    }
+    Ok(resigned)
+}
+
 /// The serving (newest) upload of every name.
 pub async fn current(pool: &PgPool) -> Result<Vec<Upload>, sqlx::Error> {
     sqlx::query_as(

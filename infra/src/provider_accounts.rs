@@ -14,8 +14,16 @@ use uuid::Uuid;
 
 /// The key provider configurations are sealed with: 32 bytes, given as 64 hex characters
 /// (`HERMES_SECRET_KEY`). Never printed.
+///
+/// During a rotation it also holds the key being rotated away from (`HERMES_SECRET_KEY_PREVIOUS`,
+/// [`Self::with_previous`]): what that key sealed or signed still opens and verifies, and
+/// everything new is sealed and signed with the current key. `hermes provider rekey` re-seals
+/// what the previous key sealed ([`rekey`]).
 #[derive(Clone)]
-pub struct SealingKey(Secret<[u8; 32]>);
+pub struct SealingKey {
+    current: Secret<[u8; 32]>,
+    previous: Option<Secret<[u8; 32]>>,
+}
 
 impl std::fmt::Debug for SealingKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -51,7 +59,24 @@ impl SealingKey {
     pub fn from_hex(hex_key: &str) -> Result<Self, AccountError> {
         let bytes = hex::decode(hex_key.trim()).map_err(|_| AccountError::BadKey)?;
         let key: [u8; 32] = bytes.try_into().map_err(|_| AccountError::BadKey)?;
-        Ok(Self(Secret::new(key)))
+        Ok(Self {
+            current: Secret::new(key),
+            previous: None,
+        })
+    }
+
+    /// This key, also opening and verifying what `previous` (its current key) sealed and signed.
+    pub fn with_previous(self, previous: &SealingKey) -> Self {
+        Self {
+            previous: Some(previous.current.clone()),
+            ..self
+        }
+    }
+
+    /// Opens what the current key sealed, and only that (a rotation's [`rekey`] tells the two
+    /// apart).
+    pub fn open_current(&self, sealed: &[u8], aad: &str) -> Option<Vec<u8>> {
+        open_with(&self.current, sealed, aad)
     }
 
     /// A fresh random key, as hex (for `hermes dev` and first setup).
@@ -63,12 +88,6 @@ impl SealingKey {
         hex::encode(key)
     }
 
-    fn aead(&self) -> LessSafeKey {
-        LessSafeKey::new(
-            UnboundKey::new(&CHACHA20_POLY1305, self.0.expose()).expect("32 bytes is the key size"),
-        )
-    }
-
     /// `nonce || ciphertext || tag`; `aad` binds the blob to its account.
     pub fn seal(&self, plaintext: &[u8], aad: &str) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
@@ -76,7 +95,7 @@ impl SealingKey {
             .fill(&mut nonce)
             .expect("the system random source works");
         let mut in_out = plaintext.to_vec();
-        self.aead()
+        aead(&self.current)
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(aad.as_bytes()),
@@ -91,35 +110,56 @@ impl SealingKey {
     /// An HMAC-SHA256 tag over `message`, under a key derived from this one for `purpose`, so a
     /// tag made for one use of the deployment's key is never valid for another.
     pub fn mac(&self, purpose: &str, message: &[u8]) -> Vec<u8> {
-        hmac::sign(&self.mac_key(purpose), message)
+        hmac::sign(&mac_key(&self.current, purpose), message)
             .as_ref()
             .to_vec()
     }
 
-    /// Whether `tag` is [`Self::mac`] of `message`, compared in constant time.
+    /// Whether `tag` is [`Self::mac`] of `message` under the current key (or the previous one,
+    /// during a rotation), compared in constant time.
     pub fn verify_mac(&self, purpose: &str, message: &[u8], tag: &[u8]) -> bool {
-        hmac::verify(&self.mac_key(purpose), message, tag).is_ok()
+        self.verify_mac_current(purpose, message, tag)
+            || self
+                .previous
+                .as_ref()
+                .is_some_and(|k| hmac::verify(&mac_key(k, purpose), message, tag).is_ok())
     }
 
-    fn mac_key(&self, purpose: &str) -> hmac::Key {
-        let master = hmac::Key::new(hmac::HMAC_SHA256, self.0.expose());
-        let derived = hmac::sign(&master, purpose.as_bytes());
-        hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
+    /// Whether `tag` is [`Self::mac`] of `message` under the current key only.
+    pub fn verify_mac_current(&self, purpose: &str, message: &[u8], tag: &[u8]) -> bool {
+        hmac::verify(&mac_key(&self.current, purpose), message, tag).is_ok()
     }
 
+    /// Opens what the current key sealed, or (during a rotation) the previous one.
     pub fn open(&self, sealed: &[u8], aad: &str) -> Option<Vec<u8>> {
-        if sealed.len() < NONCE_LEN {
-            return None;
-        }
-        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-        let mut in_out = ciphertext.to_vec();
-        let plain = self
-            .aead()
-            .open_in_place(nonce, Aad::from(aad.as_bytes()), &mut in_out)
-            .ok()?;
-        Some(plain.to_vec())
+        open_with(&self.current, sealed, aad)
+            .or_else(|| open_with(self.previous.as_ref()?, sealed, aad))
     }
+}
+
+fn aead(key: &Secret<[u8; 32]>) -> LessSafeKey {
+    LessSafeKey::new(
+        UnboundKey::new(&CHACHA20_POLY1305, key.expose()).expect("32 bytes is the key size"),
+    )
+}
+
+fn mac_key(key: &Secret<[u8; 32]>, purpose: &str) -> hmac::Key {
+    let master = hmac::Key::new(hmac::HMAC_SHA256, key.expose());
+    let derived = hmac::sign(&master, purpose.as_bytes());
+    hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
+}
+
+fn open_with(key: &Secret<[u8; 32]>, sealed: &[u8], aad: &str) -> Option<Vec<u8>> {
+    if sealed.len() < NONCE_LEN {
+        return None;
+    }
+    let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let mut in_out = ciphertext.to_vec();
+    let plain = aead(key)
+        .open_in_place(nonce, Aad::from(aad.as_bytes()), &mut in_out)
+        .ok()?;
+    Some(plain.to_vec())
 }
 
 /// The associated data a configuration is sealed with: everything that decides where its
@@ -324,6 +364,43 @@ pub async fn list(pool: &PgPool, key: &SealingKey) -> Result<Vec<ProviderAccount
     Ok(accounts)
 }
 
+/// A rotation's second step (`hermes provider rekey`): seals again, under the current key,
+/// every account configuration it does not open (sealed by the previous key, or the old way);
+/// answers how many. A row that changed meanwhile is left to the writer that changed it, which
+/// sealed with the current key. An account neither key opens stops it, named.
+pub async fn rekey(pool: &PgPool, key: &SealingKey) -> Result<usize, AccountError> {
+    /// name, plugin, allowed hosts, allow private, sealed configuration, tenant.
+    type Row = (String, String, Vec<String>, bool, Vec<u8>, Option<Uuid>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT name, plugin, allowed_hosts, allow_private, sealed_config, tenant_id
+         FROM provider_accounts ORDER BY name",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut resealed = 0;
+    for (name, plugin, allowed_hosts, allow_private, sealed, tenant_id) in rows {
+        let bound = binding(&name, &plugin, &allowed_hosts, allow_private, tenant_id);
+        if key.open_current(&sealed, &bound).is_some() {
+            continue;
+        }
+        let plain = key
+            .open(&sealed, &bound)
+            .or_else(|| key.open(&sealed, &name))
+            .ok_or_else(|| AccountError::Unsealable(name.clone()))?;
+        sqlx::query(
+            "UPDATE provider_accounts SET sealed_config = $3, updated_at = now()
+              WHERE name = $1 AND sealed_config = $2",
+        )
+        .bind(&name)
+        .bind(&sealed)
+        .bind(key.seal(&plain, &bound))
+        .execute(pool)
+        .await?;
+        resealed += 1;
+    }
+    Ok(resealed)
+}
+
 /// Replaces a row's old-style blob with `resealed`, unless the row changed meanwhile.
 async fn reseal(
     pool: &PgPool,
@@ -360,6 +437,30 @@ pub async fn version(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn during_a_rotation_both_keys_open_and_verify_and_only_the_new_one_seals() {
+        let old = SealingKey::from_hex(&SealingKey::generate_hex()).unwrap();
+        let new = SealingKey::from_hex(&SealingKey::generate_hex()).unwrap();
+        let both = new.clone().with_previous(&old);
+        let by_old = old.seal(b"credentials", "sms");
+        assert_eq!(
+            both.open(&by_old, "sms").as_deref(),
+            Some(&b"credentials"[..])
+        );
+        assert_eq!(both.open_current(&by_old, "sms"), None);
+        assert_eq!(
+            both.open(&by_old, "email"),
+            None,
+            "still bound to its account"
+        );
+        let by_both = both.seal(b"credentials", "sms");
+        assert!(new.open(&by_both, "sms").is_some() && old.open(&by_both, "sms").is_none());
+        let tag = old.mac("plugin", b"twilio@1");
+        assert!(both.verify_mac("plugin", b"twilio@1", &tag));
+        assert!(!both.verify_mac_current("plugin", b"twilio@1", &tag));
+        assert!(new.verify_mac("plugin", b"twilio@1", &both.mac("plugin", b"twilio@1")));
+    }
 
     #[test]
     fn sealed_configs_open_only_with_the_same_key_and_account() {

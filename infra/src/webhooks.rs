@@ -134,6 +134,43 @@ pub async fn delete(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<bool, sq
     Ok(done.rows_affected() == 1)
 }
 
+/// Every endpoint's sealed secrets, for a key rotation: its id, its secret and its previous one
+/// (each only when sealed).
+pub async fn sealed_secrets(
+    pool: &PgPool,
+) -> Result<Vec<(Uuid, Option<Vec<u8>>, Option<Vec<u8>>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, CASE WHEN sealed THEN secret END,
+                CASE WHEN previous_sealed THEN previous_secret END
+           FROM webhook_endpoints WHERE sealed OR coalesce(previous_sealed, false) ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Replaces an endpoint's sealed secret (its previous one when `previous`) with `resealed`,
+/// unless it is no longer `old` (rotated meanwhile, sealed with the current key).
+pub async fn reseal_secret(
+    pool: &PgPool,
+    id: Uuid,
+    previous: bool,
+    old: &[u8],
+    resealed: &[u8],
+) -> Result<(), sqlx::Error> {
+    let sql = if previous {
+        "UPDATE webhook_endpoints SET previous_secret = $3 WHERE id = $1 AND previous_secret = $2"
+    } else {
+        "UPDATE webhook_endpoints SET secret = $3 WHERE id = $1 AND secret = $2"
+    };
+    sqlx::query(sql)
+        .bind(id)
+        .bind(old)
+        .bind(resealed)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// Replaces the signing secret; the old one keeps signing (a second signature) until `until`.
 pub async fn rotate_secret(
     pool: &PgPool,

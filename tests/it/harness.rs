@@ -96,6 +96,8 @@ pub fn server_args(database_url: &str) -> ServerArgs {
         circuit_open_ms: 30_000,
         secret_key: None,
         secret_key_file: None,
+        previous_secret_key: None,
+        previous_secret_key_file: None,
         plugins_dir: None,
         admin_token: None,
         admin_token_file: None,

@@ -31,6 +31,7 @@ mod providers;
 mod rate_limits;
 mod read_model;
 mod receipt_binding;
+mod rekey;
 mod saga_backlog;
 mod saga_independence;
 mod sealed_accounts;

@@ -68,6 +68,32 @@ impl WebhookConfig {
     }
 }
 
+/// A rotation's second step for the signing secrets: seals again, under the current key, every
+/// endpoint secret the previous key sealed; answers how many. A current secret neither key opens
+/// is an error (that endpoint could not be signed for); a previous one is skipped (it only signs
+/// until its overlap ends).
+pub async fn rekey(pool: &sqlx::PgPool, key: &SealingKey) -> anyhow::Result<usize> {
+    let mut resealed = 0;
+    for (id, secret, previous) in hermes_infra::webhooks::sealed_secrets(pool).await? {
+        for (is_previous, sealed) in [(false, secret), (true, previous)] {
+            let Some(sealed) = sealed else { continue };
+            if key.open_current(&sealed, &aad(id)).is_some() {
+                continue;
+            }
+            let Some(plain) = key.open(&sealed, &aad(id)) else {
+                if is_previous {
+                    continue;
+                }
+                anyhow::bail!("webhook endpoint {id}'s signing secret opens with neither key");
+            };
+            let again = key.seal(&plain, &aad(id));
+            hermes_infra::webhooks::reseal_secret(pool, id, is_previous, &sealed, &again).await?;
+            resealed += 1;
+        }
+    }
+    Ok(resealed)
+}
+
 /// A sealed secret opens only for its own endpoint.
 fn aad(endpoint_id: Uuid) -> String {
     format!("webhook-endpoint:{endpoint_id}")
