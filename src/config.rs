@@ -390,3 +390,65 @@ pub fn config_value(raw: &str, stdin_used: &mut bool) -> anyhow::Result<String> 
     }
     Ok(raw.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        server: ServerArgs,
+    }
+
+    fn key_file(hex: &str) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!("hermes-key-{}", uuid::Uuid::now_v7()));
+        std::fs::write(&path, format!("{hex}\n")).unwrap();
+        path
+    }
+
+    #[test]
+    fn the_previous_key_needs_the_new_one_and_comes_one_way() {
+        let (new, old) = (SealingKey::generate_hex(), SealingKey::generate_hex());
+        let old_file = key_file(&old);
+        assert!(
+            sealing_key((Some(&new), None), (None, Some(&old_file)))
+                .unwrap()
+                .is_some()
+        );
+        let err = sealing_key((Some(&new), None), (Some(&old), Some(&old_file))).unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
+        let err = sealing_key((None, None), (Some(&old), None)).unwrap_err();
+        assert!(
+            err.to_string().contains("without HERMES_SECRET_KEY"),
+            "{err}"
+        );
+        assert!(sealing_key((None, None), (None, None)).unwrap().is_none());
+        std::fs::remove_file(old_file).unwrap();
+    }
+
+    #[test]
+    fn a_url_comes_from_its_variable_or_its_file_not_both() {
+        let file = key_file("redis://127.0.0.1:6379");
+        let path = file.to_str().unwrap();
+        let serve = Serve::try_parse_from(["serve", "--redis-url-file", path]).unwrap();
+        assert_eq!(
+            serve
+                .server
+                .redis_url()
+                .map(|u| u.expose().clone())
+                .as_deref(),
+            Some("redis://127.0.0.1:6379")
+        );
+        let both = Serve::try_parse_from([
+            "serve",
+            "--redis-url",
+            "redis://x",
+            "--redis-url-file",
+            path,
+        ]);
+        assert!(both.is_err_and(|e| e.to_string().contains("cannot be used with")));
+        std::fs::remove_file(file).unwrap();
+    }
+}

@@ -198,11 +198,8 @@ async fn trace_request(
             header(hermes_command::api::messages::REQUEST_ID_HEADER).unwrap_or_default(),
         )
     };
-    let span = trace_context::span_under(
-        incoming
-            .as_deref()
-            .and_then(hermes_command::api::traceparent::parse),
-        || {
+    let span =
+        trace_context::span_under(incoming.as_deref().and_then(trace_context::valid), || {
             tracing::info_span!(
                 "request",
                 otel.name = %format_args!("{method} {route}"),
@@ -214,8 +211,7 @@ async fn trace_request(
                 http.response.status_code = tracing::field::Empty,
                 hermes.request_id = %request_id,
             )
-        },
-    );
+        });
     let response = next.run(request).instrument(span.clone()).await;
     let status = response.status();
     span.record("http.response.status_code", status.as_u16());

@@ -42,10 +42,14 @@ pub enum LogFormat {
 impl LogFormat {
     /// `HERMES_LOG_FORMAT`: `text` (the default) or `json`.
     pub fn from_env() -> anyhow::Result<Self> {
-        match std::env::var("HERMES_LOG_FORMAT").as_deref() {
-            Err(_) | Ok("" | "text") => Ok(LogFormat::Text),
-            Ok("json") => Ok(LogFormat::Json),
-            Ok(other) => anyhow::bail!("HERMES_LOG_FORMAT is {other:?}: use text or json"),
+        Self::parse(std::env::var("HERMES_LOG_FORMAT").ok().as_deref())
+    }
+
+    fn parse(value: Option<&str>) -> anyhow::Result<Self> {
+        match value {
+            None | Some("" | "text") => Ok(LogFormat::Text),
+            Some("json") => Ok(LogFormat::Json),
+            Some(other) => anyhow::bail!("HERMES_LOG_FORMAT is {other:?}: use text or json"),
         }
     }
 }
@@ -146,4 +150,18 @@ fn service_name() -> String {
         .ok()
         .filter(|name| !name.trim().is_empty())
         .unwrap_or_else(|| "hermes".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogFormat;
+
+    #[test]
+    fn the_log_format_is_text_json_or_refused() {
+        assert_eq!(LogFormat::parse(None).unwrap(), LogFormat::Text);
+        assert_eq!(LogFormat::parse(Some("text")).unwrap(), LogFormat::Text);
+        assert_eq!(LogFormat::parse(Some("json")).unwrap(), LogFormat::Json);
+        let err = LogFormat::parse(Some("JSON")).unwrap_err().to_string();
+        assert_eq!(err, "HERMES_LOG_FORMAT is \"JSON\": use text or json");
+    }
 }

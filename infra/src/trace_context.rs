@@ -68,15 +68,36 @@ pub fn carried(span: &Span, fallback: Option<&str>) -> Option<String> {
     fallback.map(str::to_owned)
 }
 
-/// A stored or received `traceparent` (`00-<trace id>-<parent id>-<flags>`), as a remote span
-/// context; `None` if it is not one.
-pub fn parse(traceparent: &str) -> Option<SpanContext> {
-    let mut parts = traceparent.split('-');
-    let (_version, trace_id, span_id, flags) =
+/// `traceparent` as stored, if `value` is a valid one: `00-<32 hex>-<16 hex>-<2 hex>`, lowercase,
+/// the trace and parent ids not all zeros. A later version (not `ff`) is read as the spec says,
+/// by its first 55 characters followed by nothing or `-`; only those 55 are kept.
+pub fn valid(value: &str) -> Option<&str> {
+    let head = value.get(..55)?;
+    let rest = &value[55..];
+    let mut parts = head.split('-');
+    let (version, trace_id, parent_id, flags) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    if trace_id.len() != 32 || span_id.len() != 16 || flags.len() != 2 {
-        return None;
-    }
+    let hex = |s: &str, len: usize| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let valid = parts.next().is_none()
+        && hex(version, 2)
+        && version != "ff"
+        && (rest.is_empty() || (version != "00" && rest.starts_with('-')))
+        && hex(trace_id, 32)
+        && trace_id.bytes().any(|b| b != b'0')
+        && hex(parent_id, 16)
+        && parent_id.bytes().any(|b| b != b'0')
+        && hex(flags, 2);
+    valid.then_some(head)
+}
+
+/// A stored or received `traceparent`, as a remote span context; `None` if it is not [`valid`].
+pub fn parse(traceparent: &str) -> Option<SpanContext> {
+    let head = valid(traceparent)?;
+    let (trace_id, span_id, flags) = (&head[3..35], &head[36..52], &head[53..55]);
     let context = SpanContext::new(
         TraceId::from_hex(trace_id).ok()?,
         SpanId::from_hex(span_id).ok()?,
@@ -100,6 +121,39 @@ pub fn format(context: &SpanContext) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // The header as received (W3C Trace Context): what is kept, and what is dropped.
+    const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn the_specs_example_is_kept() {
+        assert_eq!(valid(VALID), Some(VALID));
+        assert_eq!(
+            valid("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future"),
+            Some("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        );
+    }
+
+    #[test]
+    fn anything_else_is_dropped() {
+        for bad in [
+            "",
+            "hello",
+            "<script>alert(1)</script>",
+            &VALID.to_uppercase(),
+            &format!("{VALID}-"),
+            &format!("{VALID}x"),
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7-01",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
+            "0-04bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(valid(bad), None, "{bad:?}");
+        }
+    }
 
     const EXAMPLE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 

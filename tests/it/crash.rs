@@ -326,6 +326,15 @@ impl Rig {
     }
 }
 
+/// A client for a child Hermes: no proxy, 5 s for each request.
+pub(crate) fn child_client() -> reqwest::Client {
+    hermes_adapters::http::client_builder()
+        .timeout(Duration::from_secs(5))
+        .no_proxy()
+        .build()
+        .expect("a client builds")
+}
+
 /// A fresh database, migrated (no Hermes has run on it yet), with one tenant: its URL, a pool,
 /// and the tenant.
 pub(crate) async fn migrated_database_with_tenant(

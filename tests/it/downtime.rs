@@ -5,7 +5,7 @@
 //! The kill test runs the real `hermes dev` binary (its embedded mock provider dies with it, like
 //! the black-box run that found the loss) and kills it with SIGKILL while receipts are due.
 
-use crate::crash::Hermes;
+use crate::crash::{Hermes, child_client};
 use crate::harness::{self, TestApp, WITHIN};
 use hermes_adapters::mock::{SIGNATURE_HEADER, sign};
 use hermes_infra::{Secret, db, tenants};
@@ -258,11 +258,7 @@ async fn killing_hermes_dev_while_receipts_are_due_loses_no_delivery() {
             ("HERMES_MOCK_RECEIPT_DELAY_MS", RECEIPT_DELAY_MS.to_string()),
         ],
     );
-    let client = hermes_adapters::http::client_builder()
-        .timeout(Duration::from_secs(5))
-        .no_proxy()
-        .build()
-        .unwrap();
+    let client = child_client();
     hermes.spawn();
     hermes.wait_ready(&client).await;
 

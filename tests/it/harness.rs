@@ -312,10 +312,20 @@ impl TestApp {
 
     /// Runs the `hermes` binary with `args` against this app's database.
     pub async fn hermes_cli(&self, args: &[&str]) -> std::process::Output {
+        self.hermes_cli_with(args, &[]).await
+    }
+
+    /// [`Self::hermes_cli`] with `env` added to its environment.
+    pub async fn hermes_cli_with(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> std::process::Output {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_hermes"))
             .args(args)
             .env("DATABASE_URL", &self.database_url)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .output()
             .await
             .expect("hermes runs")

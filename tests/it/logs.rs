@@ -2,7 +2,7 @@
 //! written about a message names the message, its tenant and its trace; no secret and no
 //! message content ever reaches the log.
 
-use crate::crash::{Hermes, migrated_database_with_tenant};
+use crate::crash::{Hermes, child_client, migrated_database_with_tenant};
 use crate::harness::{WITHIN, message};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -22,11 +22,7 @@ async fn json_logs_name_the_message_and_its_trace_and_never_a_secret_or_the_cont
             ("HERMES_MOCK_PROVIDER_SECRET", MOCK_SECRET.into()),
         ],
     );
-    let client = hermes_adapters::http::client_builder()
-        .timeout(Duration::from_secs(5))
-        .no_proxy()
-        .build()
-        .unwrap();
+    let client = child_client();
     hermes.spawn();
     hermes.wait_ready(&client).await;
 

@@ -5,10 +5,10 @@
 use crate::crash::{SECRET, mock_provider};
 use crate::harness::{TestApp, WITHIN, message, server_args};
 use crate::providers::{account, install_accounts};
+use crate::webhooks::{Receiver, receiver};
 use hermes::app::{self, Roles};
 use hermes_infra::provider_accounts::{self, AccountError, SealingKey};
 use serde_json::json;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Stops `running` and starts a Hermes on its database (same tenant and API key) with these
@@ -42,54 +42,24 @@ async fn restart(running: TestApp, current: &str, previous: Option<&str>) -> Tes
     }
 }
 
-/// A webhook receiver that keeps the `webhook-id`s of the notices it gets.
-async fn receiver() -> (Arc<Mutex<Vec<String>>>, String) {
-    let got: Arc<Mutex<Vec<String>>> = Arc::default();
-    let app = axum::Router::new()
-        .route(
-            "/hook",
-            axum::routing::post(
-                |axum::extract::State(got): axum::extract::State<Arc<Mutex<Vec<String>>>>,
-                 headers: axum::http::HeaderMap| async move {
-                    let id = headers["webhook-id"].to_str().unwrap().to_owned();
-                    got.lock().unwrap().push(id);
-                    axum::http::StatusCode::NO_CONTENT
-                },
-            ),
-        )
-        .with_state(got.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (got, url)
-}
-
 /// Sends one SMS, sees it delivered by the account `sms`, and its notice reach the receiver.
-async fn delivered_with_notice(app: &TestApp, notices: &Mutex<Vec<String>>) {
-    let before = notices.lock().unwrap().len();
+async fn delivered_with_notice(app: &TestApp, notices: &Receiver) {
+    let before = notices.got("ok").len();
     let id = app
         .send(&message(json!({"phone": "+15005550100"}), &[("sms", 30)]))
         .await;
     let m = app.wait_for_status(&id, "delivered", WITHIN).await;
     assert_eq!(m["attempts"][0]["provider"], "sms", "{m}");
     let deadline = Instant::now() + WITHIN;
-    while notices.lock().unwrap().len() == before {
+    while notices.got("ok").len() == before {
         assert!(Instant::now() < deadline, "no webhook notice for {id}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-async fn rekey_cli(database_url: &str, env: &[(&str, &str)]) -> Result<String, String> {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hermes"))
-        .args(["provider", "rekey"])
-        .env("DATABASE_URL", database_url)
-        .env("RUST_LOG", "warn")
-        .env_remove("HERMES_SECRET_KEY")
-        .env_remove("HERMES_SECRET_KEY_PREVIOUS")
-        .envs(env.iter().copied())
-        .output()
-        .await
-        .expect("hermes runs");
+/// `hermes provider rekey` against the app's database with `env`: its stdout, or its stderr.
+async fn rekey_cli(app: &TestApp, env: &[(&str, &str)]) -> Result<String, String> {
+    let out = app.hermes_cli_with(&["provider", "rekey"], env).await;
     if out.status.success() {
         Ok(String::from_utf8(out.stdout).unwrap())
     } else {
@@ -103,6 +73,7 @@ async fn a_rotated_key_keeps_every_account_and_webhook_secret_working() {
     let old = SealingKey::from_hex(&old_hex).unwrap();
     let mock = mock_provider().await;
     let (notices, hook) = receiver().await;
+    let hook = format!("{hook}/ok");
 
     // Before: the old key sealed an account and a webhook endpoint's secret.
     let first = TestApp::spawn_with(|args| args.secret_key = Some(old_hex.clone())).await;
@@ -127,7 +98,7 @@ async fn a_rotated_key_keeps_every_account_and_webhook_secret_working() {
     // During: a process holding both keys serves them; the rekey seals them again under the new.
     let during = restart(first, &new_hex, Some(&old_hex)).await;
     delivered_with_notice(&during, &notices).await;
-    let err = rekey_cli(&during.database_url, &[("HERMES_SECRET_KEY", &new_hex)])
+    let err = rekey_cli(&during, &[("HERMES_SECRET_KEY", &new_hex)])
         .await
         .unwrap_err();
     assert!(
@@ -135,7 +106,7 @@ async fn a_rotated_key_keeps_every_account_and_webhook_secret_working() {
         "without the old key: {err}"
     );
     let out = rekey_cli(
-        &during.database_url,
+        &during,
         &[
             ("HERMES_SECRET_KEY", &new_hex),
             ("HERMES_SECRET_KEY_PREVIOUS", &old_hex),
@@ -156,7 +127,7 @@ async fn a_rotated_key_keeps_every_account_and_webhook_secret_working() {
         provider_accounts::list(&after.app.pool, &old).await,
         Err(AccountError::Unsealable(name)) if name == "sms"
     ));
-    let again = rekey_cli(&after.database_url, &[("HERMES_SECRET_KEY", &new_hex)])
+    let again = rekey_cli(&after, &[("HERMES_SECRET_KEY", &new_hex)])
         .await
         .unwrap();
     assert!(
@@ -165,15 +136,12 @@ async fn a_rotated_key_keeps_every_account_and_webhook_secret_working() {
     );
 
     // Refused: the previous key without the new one, and a previous key that is not a key.
-    let err = rekey_cli(
-        &after.database_url,
-        &[("HERMES_SECRET_KEY_PREVIOUS", &old_hex)],
-    )
-    .await
-    .unwrap_err();
+    let err = rekey_cli(&after, &[("HERMES_SECRET_KEY_PREVIOUS", &old_hex)])
+        .await
+        .unwrap_err();
     assert!(err.contains("without HERMES_SECRET_KEY"), "{err}");
     let err = rekey_cli(
-        &after.database_url,
+        &after,
         &[
             ("HERMES_SECRET_KEY", &new_hex),
             ("HERMES_SECRET_KEY_PREVIOUS", "not-a-key"),
@@ -183,6 +151,24 @@ async fn a_rotated_key_keeps_every_account_and_webhook_secret_working() {
     .unwrap_err();
     assert!(
         err.contains("HERMES_SECRET_KEY_PREVIOUS: the secret key must be 64 hex characters"),
+        "{err}"
+    );
+    // A signing secret neither key opens stops the rekey, named.
+    sqlx::query("UPDATE webhook_endpoints SET secret = '\\x00'")
+        .execute(&after.app.pool)
+        .await
+        .unwrap();
+    let err = rekey_cli(
+        &after,
+        &[
+            ("HERMES_SECRET_KEY", &new_hex),
+            ("HERMES_SECRET_KEY_PREVIOUS", &old_hex),
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.contains("signing secret opens with neither key"),
         "{err}"
     );
 }

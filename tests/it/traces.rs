@@ -4,7 +4,7 @@
 //! in this process; a second test runs `hermes dev` with `OTEL_EXPORTER_OTLP_ENDPOINT` set and
 //! reads what reaches a collector over OTLP.
 
-use crate::crash::{Hermes, migrated_database_with_tenant};
+use crate::crash::{Hermes, child_client, migrated_database_with_tenant};
 use crate::harness::{TestApp, WITHIN, message};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -93,33 +93,12 @@ fn attribute(span: &SpanData, key: &str) -> Option<String> {
         .map(|kv| kv.value.as_str().into_owned())
 }
 
-/// A tenant's webhook receiver that answers 204 and keeps the bodies.
-async fn receiver() -> (Arc<Mutex<Vec<Value>>>, String) {
-    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let app = axum::Router::new()
-        .route(
-            "/hook",
-            axum::routing::post(
-                |State(got): State<Arc<Mutex<Vec<Value>>>>, body: Bytes| async move {
-                    got.lock()
-                        .unwrap()
-                        .push(serde_json::from_slice(&body).unwrap());
-                    axum::http::StatusCode::NO_CONTENT
-                },
-            ),
-        )
-        .with_state(got.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (got, url)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_is_one_trace_from_its_request_to_the_tenants_webhook() {
     let recorder = recorder();
     let app = TestApp::spawn().await;
-    let (notices, hook) = receiver().await;
+    let (notices, hook) = crate::webhooks::receiver().await;
+    let hook = format!("{hook}/ok");
     let (status, body) = app
         .call(
             &app.api_key,
@@ -149,7 +128,7 @@ async fn a_message_is_one_trace_from_its_request_to_the_tenants_webhook() {
         assert!(
             Instant::now() < deadline,
             "no webhook span in the trace; notices {:?}, spans {:?}",
-            notices.lock().unwrap(),
+            notices.got("ok"),
             spans.iter().map(|s| &s.name).collect::<Vec<_>>()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -366,11 +345,7 @@ async fn spans_go_out_over_otlp_when_an_endpoint_is_set() {
             ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
         ],
     );
-    let client = hermes_adapters::http::client_builder()
-        .timeout(Duration::from_secs(5))
-        .no_proxy()
-        .build()
-        .unwrap();
+    let client = child_client();
     hermes.spawn();
     hermes.wait_ready(&client).await;
 

@@ -13,15 +13,15 @@ use std::time::{Duration, Instant};
 
 /// One request a receiver got.
 #[derive(Debug, Clone)]
-struct Received {
+pub(crate) struct Received {
     path: String,
-    headers: HashMap<String, String>,
+    pub(crate) headers: HashMap<String, String>,
     body: String,
     at: Instant,
 }
 
 impl Received {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body).expect("a JSON body")
     }
 }
@@ -30,7 +30,7 @@ impl Received {
 /// `flaky_failures` requests, then 204; `/dead` answers 500 while `dead` is set, then 204;
 /// `/slow` waits 3 s, then 204.
 #[derive(Default)]
-struct Receiver {
+pub(crate) struct Receiver {
     got: Mutex<Vec<Received>>,
     flaky_failures: Mutex<usize>,
     dead: Mutex<bool>,
@@ -70,7 +70,7 @@ async fn receive(
 }
 
 /// Starts a receiver; answers it and its base URL.
-async fn receiver() -> (Arc<Receiver>, String) {
+pub(crate) async fn receiver() -> (Arc<Receiver>, String) {
     let r = Arc::new(Receiver::default());
     let app = axum::Router::new()
         .route("/{path}", axum::routing::post(receive))
@@ -82,7 +82,7 @@ async fn receiver() -> (Arc<Receiver>, String) {
 }
 
 impl Receiver {
-    fn got(&self, path: &str) -> Vec<Received> {
+    pub(crate) fn got(&self, path: &str) -> Vec<Received> {
         self.got
             .lock()
             .unwrap()

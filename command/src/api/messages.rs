@@ -40,7 +40,7 @@ pub(super) fn trace_metadata(headers: &HeaderMap, tenant: &Tenant) -> EventMetad
             headers
                 .get("traceparent")
                 .and_then(|v| v.to_str().ok())
-                .and_then(super::traceparent::parse),
+                .and_then(trace_context::valid),
         ),
         actor: Some(format!("tenant:{}", tenant.0)),
         cause: headers

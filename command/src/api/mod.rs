@@ -13,7 +13,6 @@ pub mod rate_limits;
 pub mod receipts;
 pub mod send_request;
 pub mod suppressions;
-pub mod traceparent;
 pub mod webhooks;
 
 use crate::accept_batcher::AcceptBatcher;

@@ -263,124 +263,135 @@ impl Dispatcher {
             )
         });
         metadata.traceparent = trace_context::carried(&span, cause.metadata.traceparent.as_deref());
-        async {
-            // The account's place, taken while the dispatch is decided (the pick is made there), held
-            // through the call; `None` in it after the decision means the account was full.
-            let place: Arc<Mutex<Option<(String, OwnedSemaphorePermit)>>> = Arc::default();
-            let deferred = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let (place_in, deferred_in) = (place.clone(), deferred.clone());
-            // The half-open account whose probe this dispatch claimed, if any.
-            let probing: Arc<Mutex<Option<String>>> = Arc::default();
-            let probing_in = probing.clone();
-            let bulkheads = self.bulkheads.clone();
-            let registry = self.providers.clone();
-            // One version of each account for this dispatch: the one recorded is the one that sends.
-            let snapshot = self.providers.snapshot();
-            let providers = snapshot.clone();
-            let attempt_id = AttemptId::new();
-            let executed = self
-                .handler
-                .execute_with(message_id, None, &metadata, None, move |m| {
-                    deferred_in.store(false, std::sync::atomic::Ordering::Relaxed);
-                    let (step_index, attempt_seq) = match trigger {
-                        Trigger::StepStarted { step_index, .. } => (step_index, 0),
-                        Trigger::Failover { after } | Trigger::Retry { after } => {
-                            let Some(a) = m.attempt(after) else { return Ok(None) };
-                            let seq = m.step_attempts(a.step_index).position(|x| x.id == after).unwrap_or(0);
-                            (a.step_index, seq + 1)
-                        }
-                    };
-                    // A failover goes to an account not tried yet; a retry may go back to one (the
-                    // router prefers usable accounts, and an open one only when nothing else is left).
-                    let tried = match trigger {
-                        Trigger::Retry { .. } => Vec::new(),
-                        _ => m.providers_tried(step_index),
-                    };
-                    let Some(step) = m.step(step_index) else { return Ok(None) };
-                    // Read again after a restart: this dispatch was made already. The aggregate
-                    // decides (an attempt left unanswered goes in doubt); no provider is picked.
-                    if let Some(made) = m.step_attempts(step_index).nth(attempt_seq) {
-                        return Ok(Some(MessageCommand::DispatchAttempt {
-                            step_index,
-                            attempt_seq,
-                            attempt_id,
-                            provider: made.provider.clone(),
-                            served_by: None,
-                            route: None,
-                        }));
+        self.decide_and_send(message_id, trigger, &metadata, rules, candidates)
+            .instrument(span)
+            .await
+    }
+
+    /// The dispatch itself, once the trigger is known to need one: decide the attempt (the
+    /// route, the account's place), record it, call the provider, record the outcome.
+    async fn decide_and_send(
+        &self,
+        message_id: MessageId,
+        trigger: Trigger,
+        metadata: &EventMetadata,
+        rules: tenant_rules::Rules,
+        candidates: Vec<hermes_domain::routing::ProviderCandidate>,
+    ) -> Result<Handled, CommandError> {
+        // The account's place, taken while the dispatch is decided (the pick is made there), held
+        // through the call; `None` in it after the decision means the account was full.
+        let place: Arc<Mutex<Option<(String, OwnedSemaphorePermit)>>> = Arc::default();
+        let deferred = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (place_in, deferred_in) = (place.clone(), deferred.clone());
+        // The half-open account whose probe this dispatch claimed, if any.
+        let probing: Arc<Mutex<Option<String>>> = Arc::default();
+        let probing_in = probing.clone();
+        let bulkheads = self.bulkheads.clone();
+        let registry = self.providers.clone();
+        // One version of each account for this dispatch: the one recorded is the one that sends.
+        let snapshot = self.providers.snapshot();
+        let providers = snapshot.clone();
+        let attempt_id = AttemptId::new();
+        let executed = self
+            .handler
+            .execute_with(message_id, None, metadata, None, move |m| {
+                deferred_in.store(false, std::sync::atomic::Ordering::Relaxed);
+                let (step_index, attempt_seq) = match trigger {
+                    Trigger::StepStarted { step_index, .. } => (step_index, 0),
+                    Trigger::Failover { after } | Trigger::Retry { after } => {
+                        let Some(a) = m.attempt(after) else { return Ok(None) };
+                        let seq = m.step_attempts(a.step_index).position(|x| x.id == after).unwrap_or(0);
+                        (a.step_index, seq + 1)
                     }
-                    let rule = rules.get(&step.channel);
-                    let country = rule.and_then(|_| destination_country(m, step.channel));
-                    let ask = RouteRequest {
-                        tenant: Some(m.tenant_id),
-                        channel: step.channel,
-                        country: country.as_deref(),
-                        tried: &tried,
-                        rule,
-                        seed: route_seed(message_id, step_index, attempt_seq),
-                    };
-                    let Some(decision) = decide_route(&ask, &candidates, &registry, &probing_in) else {
-                        // Nothing can serve the step now. Its clock starts (unless an attempt started
-                        // it already), so its timeout moves the cascade on.
-                        tracing::warn!(%message_id, channel = %step.channel, "no provider left for the step");
-                        return Ok(Some(MessageCommand::NoProvider { step_index }));
-                    };
-                    let provider = decision.account.as_str();
-                    let mut held = place_in.lock().expect("place lock poisoned");
-                    if held.as_ref().is_none_or(|(account, _)| account != provider) {
-                        match bulkheads.try_enter(provider) {
-                            Some(permit) => *held = Some((provider.to_owned(), permit)),
-                            None => {
-                                *held = None;
-                                deferred_in.store(true, std::sync::atomic::Ordering::Relaxed);
-                                return Ok(None);
-                            }
-                        }
-                    }
-                    Ok(Some(MessageCommand::DispatchAttempt {
+                };
+                // A failover goes to an account not tried yet; a retry may go back to one (the
+                // router prefers usable accounts, and an open one only when nothing else is left).
+                let tried = match trigger {
+                    Trigger::Retry { .. } => Vec::new(),
+                    _ => m.providers_tried(step_index),
+                };
+                let Some(step) = m.step(step_index) else { return Ok(None) };
+                // Read again after a restart: this dispatch was made already. The aggregate
+                // decides (an attempt left unanswered goes in doubt); no provider is picked.
+                if let Some(made) = m.step_attempts(step_index).nth(attempt_seq) {
+                    return Ok(Some(MessageCommand::DispatchAttempt {
                         step_index,
                         attempt_seq,
                         attempt_id,
-                        provider: provider.to_owned(),
-                        served_by: providers.iter().find(|p| p.name() == provider).map(|p| p.served_by()),
-                        route: Some(decision.record),
-                    }))
-                })
-                .await?;
-            let Some(Executed { events, state }) = executed else {
-                if deferred.load(std::sync::atomic::Ordering::Relaxed) {
-                    return Ok(Handled::Deferred);
+                        provider: made.provider.clone(),
+                        served_by: None,
+                        route: None,
+                    }));
                 }
-                return Ok(Handled::Done);
-            };
-            if !events
-                .iter()
-                .any(|e| matches!(e, MessageEvent::AttemptDispatched { attempt_id: id, .. } if *id == attempt_id))
-            {
-                return Ok(Handled::Done); // already dispatched earlier (now in doubt) or no longer needed
+                let rule = rules.get(&step.channel);
+                let country = rule.and_then(|_| destination_country(m, step.channel));
+                let ask = RouteRequest {
+                    tenant: Some(m.tenant_id),
+                    channel: step.channel,
+                    country: country.as_deref(),
+                    tried: &tried,
+                    rule,
+                    seed: route_seed(message_id, step_index, attempt_seq),
+                };
+                let Some(decision) = decide_route(&ask, &candidates, &registry, &probing_in) else {
+                    // Nothing can serve the step now. Its clock starts (unless an attempt started
+                    // it already), so its timeout moves the cascade on.
+                    tracing::warn!(%message_id, channel = %step.channel, "no provider left for the step");
+                    return Ok(Some(MessageCommand::NoProvider { step_index }));
+                };
+                let provider = decision.account.as_str();
+                let mut held = place_in.lock().expect("place lock poisoned");
+                if held.as_ref().is_none_or(|(account, _)| account != provider) {
+                    match bulkheads.try_enter(provider) {
+                        Some(permit) => *held = Some((provider.to_owned(), permit)),
+                        None => {
+                            *held = None;
+                            deferred_in.store(true, std::sync::atomic::Ordering::Relaxed);
+                            return Ok(None);
+                        }
+                    }
+                }
+                Ok(Some(MessageCommand::DispatchAttempt {
+                    step_index,
+                    attempt_seq,
+                    attempt_id,
+                    provider: provider.to_owned(),
+                    served_by: providers.iter().find(|p| p.name() == provider).map(|p| p.served_by()),
+                    route: Some(decision.record),
+                }))
+            })
+            .await?;
+        let Some(Executed { events, state }) = executed else {
+            if deferred.load(std::sync::atomic::Ordering::Relaxed) {
+                return Ok(Handled::Deferred);
             }
-            // Held until the provider answered.
-            let _place = place.lock().expect("place lock poisoned").take();
-            if let Some(attempt) = state.attempt(attempt_id) {
-                self.wait_for_send_slot(&attempt.provider).await;
-            }
-            let outcome = self.call_provider(&state, attempt_id, &snapshot).await;
-            self.handler
-                .execute(
-                    message_id,
-                    None,
-                    &MessageCommand::RecordSendOutcome {
-                        attempt_id,
-                        outcome,
-                    },
-                    &metadata,
-                    None,
-                )
-                .await?;
-            Ok(Handled::Done)
+            return Ok(Handled::Done);
+        };
+        if !events
+            .iter()
+            .any(|e| matches!(e, MessageEvent::AttemptDispatched { attempt_id: id, .. } if *id == attempt_id))
+        {
+            return Ok(Handled::Done); // already dispatched earlier (now in doubt) or no longer needed
         }
-        .instrument(span)
-        .await
+        // Held until the provider answered.
+        let _place = place.lock().expect("place lock poisoned").take();
+        if let Some(attempt) = state.attempt(attempt_id) {
+            self.wait_for_send_slot(&attempt.provider).await;
+        }
+        let outcome = self.call_provider(&state, attempt_id, &snapshot).await;
+        self.handler
+            .execute(
+                message_id,
+                None,
+                &MessageCommand::RecordSendOutcome {
+                    attempt_id,
+                    outcome,
+                },
+                metadata,
+                None,
+            )
+            .await?;
+        Ok(Handled::Done)
     }
 
     /// Sends the attempt through `providers`, the snapshot its dispatch recorded `served_by` from,
