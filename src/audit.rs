@@ -163,6 +163,22 @@ fn describe(event: &MessageEvent, state: Option<&Message>) -> String {
             step_index + 1,
             times_out(Some(timeout_at))
         ),
+        MessageEvent::StepDeferred {
+            step_index,
+            until,
+            reason,
+            ..
+        } => format!(
+            "step {} deferred until {} ({})",
+            step_index + 1,
+            until.format("%Y-%m-%d %H:%M:%S UTC"),
+            reason.replace('_', " ")
+        ),
+        MessageEvent::StepResumed {
+            step_index,
+            channel,
+            ..
+        } => format!("step {} ({channel}) resumed", step_index + 1),
         MessageEvent::AttemptInDoubt {
             attempt_id, reason, ..
         } => {

@@ -10,6 +10,7 @@ pub mod circuit;
 pub mod ids;
 pub mod message;
 pub mod phone;
+pub mod quiet_hours;
 pub mod rate_limit;
 pub mod routing;
 pub mod sms_segments;

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::channel::Channel;
 use crate::phone::is_country_code;
+use crate::quiet_hours::QuietHours;
 use crate::rate_limit::{MAX_PER_SECOND, RateLimit};
 use crate::routing::RoutingRule;
 use crate::validation::characters::first_unreadable;
@@ -93,6 +94,10 @@ pub struct TenantSettings {
     /// (`hermes_domain::routing`). Absent: every account of the channel, in priority order.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub routing: BTreeMap<Channel, RoutingRule>,
+    /// A daily window, in the recipient's local time, in which phone steps wait instead of
+    /// starting (`crate::quiet_hours`). None when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet_hours: Option<QuietHours>,
 }
 
 /// A named cascade: the steps, as a message's `cascade` list, and the version they have.
@@ -145,6 +150,7 @@ impl TenantSettings {
             && self
                 .dedup_window_seconds
                 .is_none_or(|s| (1..=MAX_DEDUP_WINDOW_SECONDS).contains(&s))
+            && self.quiet_hours.as_ref().is_none_or(QuietHours::is_valid)
     }
 }
 
@@ -271,7 +277,8 @@ pub enum TenantError {
         "settings are an object of known settings: max_sms_segments (1 to {MAX_SMS_SEGMENTS_LIMIT}), \
          rate_limit and channel_rate_limits.<channel> ({{\"per_second\": 1 to {MAX_PER_SECOND}, \
          \"burst\"?: 1 to {MAX_PER_SECOND}}}), allowed_countries ([\"US\", ...]: ISO 3166-1 \
-         alpha-2 capitals); null removes a setting"
+         alpha-2 capitals), quiet_hours ({{\"start\": \"21:00\", \"end\": \"08:00\", \
+         \"channels\"?: [\"sms\", \"whatsapp\"]}}, HH:MM or HH:MM:SS); null removes a setting"
     )]
     InvalidSetting,
 }

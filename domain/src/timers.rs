@@ -53,6 +53,14 @@ pub fn timer_effect(event: &MessageEvent) -> Option<TimerEffect> {
             kind: TimerKind::Retry { after: *attempt_id },
             due_at: *due_at,
         }),
+        MessageEvent::StepDeferred {
+            step_index, until, ..
+        } => Some(TimerEffect::Arm {
+            kind: TimerKind::StepResume {
+                step_index: *step_index,
+            },
+            due_at: *until,
+        }),
         e if e.is_terminal() => Some(TimerEffect::DisarmAll),
         _ => None,
     }

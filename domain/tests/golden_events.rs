@@ -204,6 +204,17 @@ fn expected(fixture: &str) -> MessageEvent {
             timeout_at: at("2026-01-01T00:05:12Z"),
             at: at("2026-01-01T00:00:12Z"),
         },
+        "StepDeferred" => MessageEvent::StepDeferred {
+            step_index: 1,
+            until: at("2026-01-01T08:00:00Z"),
+            reason: "quiet_hours".into(),
+            at: at("2026-01-01T00:00:12Z"),
+        },
+        "StepResumed" => MessageEvent::StepResumed {
+            step_index: 1,
+            channel: Channel::Sms,
+            at: at("2026-01-01T08:00:01Z"),
+        },
         "AttemptInDoubt" => MessageEvent::AttemptInDoubt {
             attempt_id: attempt_a(),
             reason: "the provider did not answer within 15 s".into(),
@@ -286,6 +297,8 @@ fn variant_name(e: &MessageEvent) -> &'static str {
         MessageEvent::StepStarted { .. } => "StepStarted",
         MessageEvent::AttemptDispatched { .. } => "AttemptDispatched",
         MessageEvent::StepUnserved { .. } => "StepUnserved",
+        MessageEvent::StepDeferred { .. } => "StepDeferred",
+        MessageEvent::StepResumed { .. } => "StepResumed",
         MessageEvent::AttemptInDoubt { .. } => "AttemptInDoubt",
         MessageEvent::AttemptSent { .. } => "AttemptSent",
         MessageEvent::AttemptRejected { .. } => "AttemptRejected",
@@ -299,11 +312,13 @@ fn variant_name(e: &MessageEvent) -> &'static str {
     }
 }
 
-const EVERY_VARIANT: [&str; 14] = [
+const EVERY_VARIANT: [&str; 16] = [
     "MessageAccepted",
     "StepStarted",
     "AttemptDispatched",
     "StepUnserved",
+    "StepDeferred",
+    "StepResumed",
     "AttemptInDoubt",
     "AttemptSent",
     "AttemptRejected",

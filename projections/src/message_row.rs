@@ -39,6 +39,8 @@ pub struct CurrentStepRow {
     pub started_at: DateTime<Utc>,
     #[serde(default)]
     pub timeout_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferred_until: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +79,7 @@ impl From<&Message> for MessageRow {
                 index: s.index,
                 started_at: s.started_at,
                 timeout_at: s.timeout_at,
+                deferred_until: s.deferred_until,
             }),
             attempts: m.attempts.iter().cloned().map(AttemptRow::from).collect(),
             completed_by: m.completed_by,
@@ -100,6 +103,7 @@ impl From<MessageRow> for Message {
                 index: s.index,
                 started_at: s.started_at,
                 timeout_at: s.timeout_at,
+                deferred_until: s.deferred_until,
             }),
             attempts: r.attempts.into_iter().map(Attempt::from).collect(),
             completed_by: r.completed_by,

@@ -50,6 +50,9 @@ pub struct CurrentStepView {
     /// When the step times out: `null` until its first attempt is dispatched, since a step's
     /// timeout counts from its dispatch (time spent waiting for a worker never consumes it).
     pub timeout_at: Option<DateTime<Utc>>,
+    /// When the step waits for the recipient's quiet hours (the tenant's `quiet_hours`) to end:
+    /// nothing is sent before then. `null` when it does not wait.
+    pub deferred_until: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -109,6 +112,7 @@ impl From<Message> for MessageView {
             channel: m.spec.cascade[s.index].channel,
             started_at: s.started_at,
             timeout_at: s.timeout_at,
+            deferred_until: s.deferred_until,
         });
         MessageView {
             id: m.id.0,

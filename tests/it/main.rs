@@ -28,6 +28,7 @@ mod parked;
 mod provider_blip;
 mod provider_cascade;
 mod providers;
+mod quiet_hours;
 mod rate_limits;
 mod read_model;
 mod receipt_binding;

@@ -123,6 +123,11 @@ enum Trigger {
         step_index: usize,
         channel: Channel,
     },
+    /// A step deferred for the recipient's quiet hours, whose wait is over: as if it started.
+    StepResumed {
+        step_index: usize,
+        channel: Channel,
+    },
     /// Another account of the channel, after a retryable refusal.
     Failover {
         after: AttemptId,
@@ -137,6 +142,7 @@ impl Trigger {
     fn name(self) -> &'static str {
         match self {
             Trigger::StepStarted { .. } => "step_started",
+            Trigger::StepResumed { .. } => "step_resumed",
             Trigger::Failover { .. } => "failover",
             Trigger::Retry { .. } => "retry",
         }
@@ -205,6 +211,14 @@ impl Dispatcher {
                 step_index,
                 channel,
             },
+            MessageEvent::StepResumed {
+                step_index,
+                channel,
+                ..
+            } => Trigger::StepResumed {
+                step_index,
+                channel,
+            },
             MessageEvent::AttemptRejected {
                 attempt_id,
                 failover: true,
@@ -243,8 +257,9 @@ impl Dispatcher {
         // A step's first attempt usually goes to the channel's first usable account: when that
         // one's bulkhead is full, wait without loading the message. (A tenant's rule may route
         // elsewhere, by country or price: those steps go on to decide.)
-        if let Trigger::StepStarted { channel, .. } = trigger
-            && !rules.contains_key(&channel)
+        if let Trigger::StepStarted { channel, .. } | Trigger::StepResumed { channel, .. } = trigger
+            && !rules.routing.contains_key(&channel)
+            && rules.quiet_hours.is_none()
             && route(&RouteRequest::any(channel), &candidates)
                 .is_some_and(|d| self.bulkheads.is_full(&d.account))
         {
@@ -297,7 +312,8 @@ impl Dispatcher {
             .execute_with(message_id, None, metadata, None, move |m| {
                 deferred_in.store(false, std::sync::atomic::Ordering::Relaxed);
                 let (step_index, attempt_seq) = match trigger {
-                    Trigger::StepStarted { step_index, .. } => (step_index, 0),
+                    Trigger::StepStarted { step_index, .. }
+                    | Trigger::StepResumed { step_index, .. } => (step_index, 0),
                     Trigger::Failover { after } | Trigger::Retry { after } => {
                         let Some(a) = m.attempt(after) else { return Ok(None) };
                         let seq = m.step_attempts(a.step_index).position(|x| x.id == after).unwrap_or(0);
@@ -323,7 +339,18 @@ impl Dispatcher {
                         route: None,
                     }));
                 }
-                let rule = rules.get(&step.channel);
+                // A deferred step is dispatched by its resume, not by an event read before it.
+                if m.step_deferred() {
+                    return Ok(None);
+                }
+                // The step's first attempt waits out the recipient's quiet hours, if the tenant
+                // has them (the rule is the domain's; the saga only asks).
+                if let Some(quiet) = &rules.quiet_hours
+                    && let Some(until) = m.quiet_hours_end(step_index, quiet, chrono::Utc::now())
+                {
+                    return Ok(Some(MessageCommand::DeferStep { step_index, until }));
+                }
+                let rule = rules.routing.get(&step.channel);
                 let country = rule.and_then(|_| destination_country(m, step.channel));
                 let ask = RouteRequest {
                     tenant: Some(m.tenant_id),
@@ -536,7 +563,7 @@ impl Dispatcher {
             // `NoProvider` if none is left.
             Err(_) => return true,
         };
-        let rule = rules.get(&channel);
+        let rule = rules.routing.get(&channel);
         let country = rule.and_then(|_| destination_country(m, channel));
         let ask = RouteRequest {
             tenant: Some(m.tenant_id),
@@ -817,13 +844,13 @@ async fn park(
     parked::park(&mut conn, NAME, e, &reason).await
 }
 
-/// Whether the saga may dispatch on this event: a message's step started, a retry came due, or an
-/// attempt was rejected (its payload says whether to fail over). Told from the type alone.
+/// Whether the saga may dispatch on this event: a message's step started (or resumed after its
+/// quiet hours), a retry came due, or an attempt was rejected (its payload says whether to fail over). Told from the type alone.
 fn may_dispatch(event: &StoredEvent) -> bool {
     event.stream_type == crate::handler::STREAM_TYPE
         && matches!(
             event.event_type.as_str(),
-            "StepStarted" | "AttemptRejected" | "RetryDue"
+            "StepStarted" | "StepResumed" | "AttemptRejected" | "RetryDue"
         )
 }
 
@@ -882,6 +909,11 @@ mod tests {
                 after: attempt_id,
                 at,
             },
+            MessageEvent::StepResumed {
+                step_index: 0,
+                channel: Channel::Sms,
+                at,
+            },
         ];
         let stored = |event_type: &str| StoredEvent {
             position: 1,
@@ -904,6 +936,7 @@ mod tests {
             "MessageAccepted",
             "AttemptDispatched",
             "StepUnserved",
+            "StepDeferred",
             "AttemptInDoubt",
             "AttemptSent",
             "ReceiptRecorded",

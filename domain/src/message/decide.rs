@@ -43,6 +43,10 @@ pub enum TimerKind {
     Retry {
         after: AttemptId,
     },
+    /// The end of a deferred step's wait (the recipient's quiet hours).
+    StepResume {
+        step_index: usize,
+    },
 }
 
 /// The first retry of a step comes this long after its refusal (before jitter), each next one
@@ -85,6 +89,12 @@ pub enum MessageCommand {
     /// its timeout moves the cascade on.
     NoProvider {
         step_index: usize,
+    },
+    /// The step's turn came in the recipient's quiet hours ([`Message::quiet_hours_end`]): it
+    /// waits until `until`.
+    DeferStep {
+        step_index: usize,
+        until: DateTime<Utc>,
     },
     FireTimer(TimerKind),
     Cancel,
@@ -182,6 +192,9 @@ impl Message {
                 self.decide_receipt(attempt.id, *status, &None, &None, now)
             }
             MessageCommand::NoProvider { step_index } => Ok(self.decide_unserved(*step_index, now)),
+            MessageCommand::DeferStep { step_index, until } => {
+                Ok(self.decide_defer(*step_index, *until, now))
+            }
             MessageCommand::FireTimer(kind) => Ok(self.decide_timer(*kind, now)),
             MessageCommand::Cancel => self.decide_cancel(now),
         }
@@ -197,6 +210,11 @@ impl Message {
         now: DateTime<Utc>,
     ) -> Vec<MessageEvent> {
         if self.is_terminal() || self.current_step_index() != Some(step_index) {
+            return vec![];
+        }
+        // A deferred step waits for its resume: a dispatch decided before the deferral (read
+        // again after a restart) must not send in the recipient's quiet hours.
+        if self.step_deferred() {
             return vec![];
         }
         // The TTL passed but its timer has not fired yet: never send a message past its TTL.
@@ -307,6 +325,34 @@ impl Message {
         vec![MessageEvent::StepUnserved {
             step_index,
             timeout_at: step_timeout(self.spec.cascade[step_index], now),
+            at: now,
+        }]
+    }
+
+    fn decide_defer(
+        &self,
+        step_index: usize,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Vec<MessageEvent> {
+        // Only a step that has sent nothing yet waits: once its clock runs, its retries and
+        // failovers go on (they are part of one send), and a step deferred already keeps its wait.
+        if self.is_terminal()
+            || self.current_step_index() != Some(step_index)
+            || self.step_clock_started()
+            || self.step_deferred()
+            || self.step_attempts(step_index).next().is_some()
+            || until <= now
+        {
+            return vec![];
+        }
+        if self.expires_at.is_some_and(|e| e <= now) {
+            return vec![MessageEvent::MessageExpired { at: now }];
+        }
+        vec![MessageEvent::StepDeferred {
+            step_index,
+            until,
+            reason: "quiet_hours".into(),
             at: now,
         }]
     }
@@ -484,6 +530,16 @@ impl Message {
         match kind {
             TimerKind::Ttl => vec![MessageEvent::MessageExpired { at: now }],
             TimerKind::Retry { after } => self.decide_retry(after, now),
+            TimerKind::StepResume { step_index } => {
+                if self.current_step_index() != Some(step_index) || !self.step_deferred() {
+                    return vec![];
+                }
+                vec![MessageEvent::StepResumed {
+                    step_index,
+                    channel: self.spec.cascade[step_index].channel,
+                    at: now,
+                }]
+            }
             TimerKind::StepTimeout { step_index } => {
                 // A step times out only once its clock runs (see `decide_dispatch`).
                 if self.current_step_index() != Some(step_index) || !self.step_clock_started() {

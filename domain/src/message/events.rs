@@ -101,6 +101,21 @@ pub enum MessageEvent {
         timeout_at: DateTime<Utc>,
         at: DateTime<Utc>,
     },
+    /// The step's turn came in the recipient's quiet hours (the tenant's `quiet_hours`): nothing
+    /// is sent, and the step's clock does not run, until `until`, when it resumes.
+    StepDeferred {
+        step_index: usize,
+        until: DateTime<Utc>,
+        /// Why: `quiet_hours`.
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    /// A deferred step's wait is over: the saga dispatches it as if it had just started.
+    StepResumed {
+        step_index: usize,
+        channel: Channel,
+        at: DateTime<Utc>,
+    },
     /// We cannot know whether the provider got the request (crash or timeout after it left).
     /// Never re-sent; resolved by a receipt or by the step timeout.
     AttemptInDoubt {
@@ -172,6 +187,8 @@ impl MessageEvent {
             MessageEvent::StepStarted { .. } => "StepStarted",
             MessageEvent::AttemptDispatched { .. } => "AttemptDispatched",
             MessageEvent::StepUnserved { .. } => "StepUnserved",
+            MessageEvent::StepDeferred { .. } => "StepDeferred",
+            MessageEvent::StepResumed { .. } => "StepResumed",
             MessageEvent::AttemptInDoubt { .. } => "AttemptInDoubt",
             MessageEvent::AttemptSent { .. } => "AttemptSent",
             MessageEvent::AttemptRejected { .. } => "AttemptRejected",
@@ -191,6 +208,8 @@ impl MessageEvent {
             | MessageEvent::StepStarted { at, .. }
             | MessageEvent::AttemptDispatched { at, .. }
             | MessageEvent::StepUnserved { at, .. }
+            | MessageEvent::StepDeferred { at, .. }
+            | MessageEvent::StepResumed { at, .. }
             | MessageEvent::AttemptInDoubt { at, .. }
             | MessageEvent::AttemptSent { at, .. }
             | MessageEvent::AttemptRejected { at, .. }

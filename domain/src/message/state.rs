@@ -5,6 +5,8 @@ use crate::channel::{Channel, Until};
 use crate::ids::{AttemptId, MessageId, TenantId};
 use crate::message::events::{AttemptError, Completion, MessageEvent, ReceiptStatus};
 use crate::message::spec::{CascadeStep, MessageSpec};
+use crate::phone::country_of;
+use crate::quiet_hours::QuietHours;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -165,6 +167,8 @@ pub struct CurrentStep {
     /// When the step times out: unknown until its first attempt is dispatched (or no provider
     /// could serve it), since the step's clock starts then.
     pub timeout_at: Option<DateTime<Utc>>,
+    /// The step waits for the recipient's quiet hours to end, until then (`StepDeferred`).
+    pub deferred_until: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -248,7 +252,28 @@ impl Message {
                     index: *step_index,
                     started_at: *at,
                     timeout_at: *timeout_at,
+                    deferred_until: None,
                 });
+            }
+            MessageEvent::StepDeferred {
+                step_index, until, ..
+            } => {
+                if let Some(step) = self
+                    .current_step
+                    .as_mut()
+                    .filter(|s| s.index == *step_index)
+                {
+                    step.deferred_until = Some(*until);
+                }
+            }
+            MessageEvent::StepResumed { step_index, .. } => {
+                if let Some(step) = self
+                    .current_step
+                    .as_mut()
+                    .filter(|s| s.index == *step_index)
+                {
+                    step.deferred_until = None;
+                }
             }
             MessageEvent::AttemptDispatched {
                 attempt_id,
@@ -433,6 +458,33 @@ impl Message {
         self.current_step
             .as_ref()
             .is_some_and(|s| s.timeout_at.is_some())
+    }
+
+    /// Whether the current step waits for the recipient's quiet hours to end.
+    pub fn step_deferred(&self) -> bool {
+        self.current_step
+            .as_ref()
+            .is_some_and(|s| s.deferred_until.is_some())
+    }
+
+    /// When the step `step_index`, about to send its first attempt at `now`, may start instead,
+    /// because its recipient is in the tenant's quiet hours; `None` when it may go now (a step
+    /// already sending, a channel the window does not hold back, a number of no known country).
+    pub fn quiet_hours_end(
+        &self,
+        step_index: usize,
+        quiet: &QuietHours,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        if self.current_step_index() != Some(step_index)
+            || self.step_clock_started()
+            || self.step_attempts(step_index).next().is_some()
+        {
+            return None;
+        }
+        let channel = self.step(step_index)?.channel;
+        let country = country_of(self.spec.to.address_for(channel)?)?;
+        quiet.ends_at(channel, &country, now)
     }
 
     pub fn attempt(&self, id: AttemptId) -> Option<&Attempt> {

@@ -66,6 +66,17 @@ pub enum EventPayload {
         timeout_at: DateTime<Utc>,
         at: DateTime<Utc>,
     },
+    StepDeferred {
+        step_index: usize,
+        until: DateTime<Utc>,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    StepResumed {
+        step_index: usize,
+        channel: Channel,
+        at: DateTime<Utc>,
+    },
     AttemptInDoubt {
         attempt_id: AttemptId,
         reason: String,
@@ -297,6 +308,26 @@ impl From<&MessageEvent> for EventPayload {
                 timeout_at,
                 at,
             },
+            MessageEvent::StepDeferred {
+                step_index,
+                until,
+                reason,
+                at,
+            } => EventPayload::StepDeferred {
+                step_index,
+                until,
+                reason,
+                at,
+            },
+            MessageEvent::StepResumed {
+                step_index,
+                channel,
+                at,
+            } => EventPayload::StepResumed {
+                step_index,
+                channel,
+                at,
+            },
             MessageEvent::AttemptInDoubt {
                 attempt_id,
                 reason,
@@ -507,6 +538,26 @@ impl From<EventPayload> for MessageEvent {
             } => MessageEvent::StepUnserved {
                 step_index,
                 timeout_at,
+                at,
+            },
+            EventPayload::StepDeferred {
+                step_index,
+                until,
+                reason,
+                at,
+            } => MessageEvent::StepDeferred {
+                step_index,
+                until,
+                reason,
+                at,
+            },
+            EventPayload::StepResumed {
+                step_index,
+                channel,
+                at,
+            } => MessageEvent::StepResumed {
+                step_index,
+                channel,
                 at,
             },
             EventPayload::AttemptInDoubt {

@@ -15,6 +15,7 @@ pub use keys::{
 use crate::event_store::{self, AppendError, EventMetadata, NewEvent};
 use chrono::{DateTime, SubsecRound, Utc};
 use hermes_domain::Channel;
+use hermes_domain::quiet_hours::QuietHours;
 use hermes_domain::routing::RoutingRule;
 use hermes_domain::tenant::{self as domain, Tenant, TenantError, TenantEvent, TenantSettings};
 use sqlx::PgPool;
@@ -339,18 +340,34 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<TenantInfo>, sqlx::Er
     .await
 }
 
-/// The tenant's routing rules per channel (its `routing` setting); none for an unknown tenant.
-pub async fn routing_rules(
-    pool: &PgPool,
-    id: Uuid,
-) -> Result<BTreeMap<Channel, RoutingRule>, sqlx::Error> {
-    let row: Option<(sqlx::types::Json<BTreeMap<Channel, RoutingRule>>,)> = sqlx::query_as(
-        "SELECT COALESCE(settings->'routing', '{}'::jsonb) FROM tenants WHERE id = $1",
+/// The tenant's dispatch rules (its `routing` and `quiet_hours` settings); none for an unknown
+/// tenant.
+pub async fn dispatch_rules(pool: &PgPool, id: Uuid) -> Result<DispatchRules, sqlx::Error> {
+    type Row = (
+        sqlx::types::Json<BTreeMap<Channel, RoutingRule>>,
+        Option<sqlx::types::Json<QuietHours>>,
+    );
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT COALESCE(settings->'routing', '{}'::jsonb), settings->'quiet_hours'
+           FROM tenants WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|(rules,)| rules.0).unwrap_or_default())
+    Ok(row
+        .map(|(routing, quiet)| DispatchRules {
+            routing: routing.0,
+            quiet_hours: quiet.map(|q| q.0),
+        })
+        .unwrap_or_default())
+}
+
+/// What the saga needs of a tenant's settings to dispatch its messages.
+#[derive(Debug, Clone, Default)]
+pub struct DispatchRules {
+    /// Per channel: which accounts serve it and how one is picked.
+    pub routing: BTreeMap<Channel, RoutingRule>,
+    pub quiet_hours: Option<QuietHours>,
 }
 
 /// Every tenant, oldest first; only those of `status` when given.

@@ -10,6 +10,7 @@
 
 mod observations;
 mod properties;
+mod quiet_hours;
 mod transitions;
 mod webhook_notices;
 mod wire;

@@ -92,6 +92,7 @@ fn terminal_events_disarm_every_timer() {
             MessageEvent::MessageAccepted { .. }
                 | MessageEvent::AttemptDispatched { .. }
                 | MessageEvent::StepUnserved { .. }
+                | MessageEvent::StepDeferred { .. }
                 | MessageEvent::AttemptRejected { .. }
         ) {
             assert_eq!(effect, None, "{} arms nothing", e.event_type());
@@ -160,6 +161,17 @@ fn every_event() -> Vec<MessageEvent> {
         exhausted(t(8)),
         MessageEvent::MessageExpired { at: t(9) },
         MessageEvent::MessageCancelled { at: t(10) },
+        MessageEvent::StepDeferred {
+            step_index: 0,
+            until: t(11),
+            reason: "quiet_hours".into(),
+            at: t(10),
+        },
+        MessageEvent::StepResumed {
+            step_index: 0,
+            channel: Channel::Email,
+            at: t(11),
+        },
     ]
 }
 
@@ -181,6 +193,8 @@ fn variant(e: &MessageEvent) -> usize {
         MessageEvent::MessageCancelled { .. } => 11,
         MessageEvent::StepUnserved { .. } => 12,
         MessageEvent::RetryDue { .. } => 13,
+        MessageEvent::StepDeferred { .. } => 14,
+        MessageEvent::StepResumed { .. } => 15,
     }
 }
 
@@ -188,7 +202,7 @@ fn variant(e: &MessageEvent) -> usize {
 fn every_event_survives_a_round_trip_through_its_stored_form() {
     let events = every_event();
     let variants: BTreeSet<usize> = events.iter().map(variant).collect();
-    assert_eq!(variants, (0..14).collect(), "one event of every variant");
+    assert_eq!(variants, (0..16).collect(), "one event of every variant");
 
     for e in events {
         let payload = e.to_payload();
@@ -206,7 +220,7 @@ fn every_event_survives_a_round_trip_through_its_stored_form() {
 #[test]
 fn event_types_are_distinct() {
     let names: BTreeSet<&str> = every_event().iter().map(|e| e.event_type()).collect();
-    assert_eq!(names.len(), 14);
+    assert_eq!(names.len(), 16);
 }
 
 #[test]
