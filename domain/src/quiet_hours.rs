@@ -13,7 +13,7 @@
 mod country_zones;
 
 use crate::channel::Channel;
-use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Duration, NaiveTime, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeSet;
@@ -39,11 +39,7 @@ fn phone_channels() -> BTreeSet<Channel> {
 }
 
 fn write_time<S: Serializer>(t: &NaiveTime, s: S) -> Result<S::Ok, S::Error> {
-    let format = if t.format("%S").to_string() == "00" {
-        "%H:%M"
-    } else {
-        "%H:%M:%S"
-    };
+    let format = if t.second() == 0 { "%H:%M" } else { "%H:%M:%S" };
     s.serialize_str(&t.format(format).to_string())
 }
 

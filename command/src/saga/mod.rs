@@ -259,7 +259,6 @@ impl Dispatcher {
         // elsewhere, by country or price: those steps go on to decide.)
         if let Trigger::StepStarted { channel, .. } | Trigger::StepResumed { channel, .. } = trigger
             && !rules.routing.contains_key(&channel)
-            && rules.quiet_hours.is_none()
             && route(&RouteRequest::any(channel), &candidates)
                 .is_some_and(|d| self.bulkheads.is_full(&d.account))
         {

@@ -335,13 +335,10 @@ impl Message {
         until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Vec<MessageEvent> {
-        // Only a step that has sent nothing yet waits: once its clock runs, its retries and
-        // failovers go on (they are part of one send), and a step deferred already keeps its wait.
+        // Only a step that has sent nothing yet waits, and a step deferred already keeps its wait.
         if self.is_terminal()
-            || self.current_step_index() != Some(step_index)
-            || self.step_clock_started()
+            || !self.step_yet_to_send(step_index)
             || self.step_deferred()
-            || self.step_attempts(step_index).next().is_some()
             || until <= now
         {
             return vec![];

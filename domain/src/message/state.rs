@@ -467,6 +467,14 @@ impl Message {
             .is_some_and(|s| s.deferred_until.is_some())
     }
 
+    /// Whether `step_index` is the current step and has sent nothing yet: no attempt, no clock
+    /// (only such a step waits out quiet hours; once sending, its retries and failovers go on).
+    pub fn step_yet_to_send(&self, step_index: usize) -> bool {
+        self.current_step_index() == Some(step_index)
+            && !self.step_clock_started()
+            && self.step_attempts(step_index).next().is_none()
+    }
+
     /// When the step `step_index`, about to send its first attempt at `now`, may start instead,
     /// because its recipient is in the tenant's quiet hours; `None` when it may go now (a step
     /// already sending, a channel the window does not hold back, a number of no known country).
@@ -476,10 +484,7 @@ impl Message {
         quiet: &QuietHours,
         now: DateTime<Utc>,
     ) -> Option<DateTime<Utc>> {
-        if self.current_step_index() != Some(step_index)
-            || self.step_clock_started()
-            || self.step_attempts(step_index).next().is_some()
-        {
+        if !self.step_yet_to_send(step_index) {
             return None;
         }
         let channel = self.step(step_index)?.channel;
