@@ -143,14 +143,18 @@ fn describe(event: &MessageEvent, state: Option<&Message>) -> String {
             channel,
             provider,
             served_by,
+            cost,
             step_timeout_at,
             ..
         } => format!(
-            "attempt {} dispatched: {channel} via {provider}{}{}",
+            "attempt {} dispatched: {channel} via {provider}{}{}{}",
             short(attempt_id),
             served_by
                 .as_ref()
                 .map(|s| format!(" ({s})"))
+                .unwrap_or_default(),
+            cost.as_ref()
+                .map(|c| format!(", {} × {} = {}", c.units, c.unit_price, c.price))
                 .unwrap_or_default(),
             times_out(step_timeout_at.as_ref()).replacen(",", "; the step", 1)
         ),

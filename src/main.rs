@@ -100,6 +100,34 @@ enum Command {
     },
     /// Load generator against a running Hermes.
     Bench(hermes::bench::BenchArgs),
+    /// What the attempts cost: exports for reconciling the providers' invoices.
+    Billing {
+        #[command(subcommand)]
+        command: BillingCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BillingCommand {
+    /// Every attempt dispatched in [--from, --to) as CSV, with its provider message id, segments,
+    /// price and late flag: one file per tenant in --out, or all tenants on standard output.
+    /// Each tenant's totals go to standard error.
+    Export {
+        /// Start, included: an RFC 3339 time or a date (`2026-12-01`, midnight UTC).
+        #[arg(long)]
+        from: String,
+        /// End, excluded: an RFC 3339 time or a date.
+        #[arg(long)]
+        to: String,
+        /// Only this tenant's attempts.
+        #[arg(long)]
+        tenant: Option<uuid::Uuid>,
+        /// A directory: one `<tenant id>.csv` per tenant.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -412,6 +440,38 @@ async fn main() -> anyhow::Result<()> {
                 }
                 None => anyhow::bail!("no message {id}"),
             }
+        }
+        Command::Billing {
+            command:
+                BillingCommand::Export {
+                    from,
+                    to,
+                    tenant,
+                    out,
+                    database,
+                },
+        } => {
+            use hermes_query::billing::{self, Output, Window};
+            let window = Window {
+                from: billing::parse_instant(&from).context("--from")?,
+                to: billing::parse_instant(&to).context("--to")?,
+                tenant: tenant.map(hermes_domain::TenantId),
+            };
+            anyhow::ensure!(window.from < window.to, "--from must come before --to");
+            let pool = db::connect(&database.url(), 2).await?;
+            let mut stdout = std::io::stdout().lock();
+            let output = match &out {
+                Some(dir) => Output::PerTenant(dir),
+                None => Output::One(&mut stdout),
+            };
+            let totals = billing::export_csv(&pool, &window, output).await?;
+            for (tenant, t) in &totals {
+                eprintln!("{}", t.summary(*tenant));
+            }
+            if totals.is_empty() {
+                eprintln!("no attempts dispatched in the window");
+            }
+            Ok(())
         }
         Command::Parked {
             command: ParkedCommand::List { database },

@@ -5,6 +5,7 @@
 //! `decide` a command, and appends the events it returns; the read side folds the same events
 //! with the same `apply`, so both sides agree on what a message's state is.
 
+pub mod billing;
 pub mod channel;
 pub mod circuit;
 pub mod ids;

@@ -6,6 +6,7 @@
 //! edited: a change of shape adds a new fixture next to the old ones.
 
 use chrono::{DateTime, Utc};
+use hermes_domain::billing::AttemptCost;
 use hermes_domain::circuit::CircuitState;
 use hermes_domain::message::events::{Completion, SCHEMA_VERSION};
 use hermes_domain::message::spec::{
@@ -148,6 +149,7 @@ fn expected(fixture: &str) -> MessageEvent {
             provider: "twilio-us".into(),
             served_by: Some("twilio@0.2.0".into()),
             route: None,
+            cost: None,
             step_timeout_at: Some(at("2026-01-01T00:01:11Z")),
             at: at("2026-01-01T00:00:11Z"),
         },
@@ -186,6 +188,7 @@ fn expected(fixture: &str) -> MessageEvent {
                     },
                 ],
             }),
+            cost: None,
             step_timeout_at: Some(at("2026-01-01T00:01:11Z")),
             at: at("2026-01-01T00:00:11Z"),
         },
@@ -196,7 +199,23 @@ fn expected(fixture: &str) -> MessageEvent {
             provider: "twilio-us".into(),
             served_by: None,
             route: None,
+            cost: None,
             step_timeout_at: None,
+            at: at("2026-01-01T00:00:11Z"),
+        },
+        "AttemptDispatched.priced" => MessageEvent::AttemptDispatched {
+            attempt_id: attempt_a(),
+            step_index: 0,
+            channel: Channel::Sms,
+            provider: "twilio-us".into(),
+            served_by: Some("twilio@0.2.0".into()),
+            route: None,
+            cost: Some(AttemptCost {
+                units: 3,
+                unit_price: 0.0079,
+                price: 0.0237,
+            }),
+            step_timeout_at: Some(at("2026-01-01T00:01:11Z")),
             at: at("2026-01-01T00:00:11Z"),
         },
         "StepUnserved" => MessageEvent::StepUnserved {

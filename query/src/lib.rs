@@ -1,6 +1,7 @@
 //! The read side: `GET /v1/messages`, `GET /v1/messages/{id}` and `GET /v1/messages/{id}/events`.
 //! Reads read models (and the log itself for the audit trail), always scoped to the tenant.
 
+pub mod billing;
 pub mod cursor;
 pub mod error;
 pub mod messages;

@@ -10,6 +10,7 @@ mod admin;
 mod api;
 mod api_keys;
 mod bench_bodies;
+mod billing;
 mod cascade;
 mod causation;
 mod characters;

@@ -336,6 +336,7 @@ impl Dispatcher {
                         provider: made.provider.clone(),
                         served_by: None,
                         route: None,
+                        cost: None,
                     }));
                 }
                 // A deferred step is dispatched by its resume, not by an event read before it.
@@ -384,6 +385,11 @@ impl Dispatcher {
                     provider: provider.to_owned(),
                     served_by: providers.iter().find(|p| p.name() == provider).map(|p| p.served_by()),
                     route: Some(decision.record),
+                    // Priced by the account the dispatch goes to, as its table reads now.
+                    cost: candidates
+                        .iter()
+                        .find(|c| c.name == provider)
+                        .and_then(|c| hermes_domain::billing::attempt_cost(&m.spec, step.channel, &c.prices)),
                 }))
             })
             .await?;

@@ -4,6 +4,7 @@
 //! duplicate receipt, a dispatch already made). That is how commands stay idempotent under
 //! redelivery: the saga and the timer poller may deliver the same command twice after a crash.
 
+use crate::billing::AttemptCost;
 use crate::channel::{Channel, Until};
 use crate::ids::{AttemptId, TenantId};
 use crate::message::events::{AttemptError, Completion, MessageEvent, ReceiptStatus};
@@ -69,6 +70,8 @@ pub enum MessageCommand {
         served_by: Option<String>,
         /// Why the router chose the account, recorded on the event.
         route: Option<RouteRecord>,
+        /// What the send costs by the chosen account's prices ([`crate::billing::attempt_cost`]).
+        cost: Option<AttemptCost>,
     },
     RecordSendOutcome {
         attempt_id: AttemptId,
@@ -162,12 +165,13 @@ impl Message {
                 provider,
                 served_by,
                 route,
+                cost,
             } => Ok(self.decide_dispatch(
                 *step_index,
                 *attempt_seq,
                 *attempt_id,
                 provider,
-                (served_by.clone(), route.clone()),
+                (served_by.clone(), route.clone(), cost.clone()),
                 now,
             )),
             MessageCommand::RecordSendOutcome {
@@ -206,7 +210,7 @@ impl Message {
         attempt_seq: usize,
         attempt_id: AttemptId,
         provider: &str,
-        (served_by, route): (Option<String>, Option<RouteRecord>),
+        (served_by, route, cost): (Option<String>, Option<RouteRecord>, Option<AttemptCost>),
         now: DateTime<Utc>,
     ) -> Vec<MessageEvent> {
         if self.is_terminal() || self.current_step_index() != Some(step_index) {
@@ -254,6 +258,7 @@ impl Message {
             provider: provider.to_owned(),
             served_by,
             route,
+            cost,
             // The step's first dispatch starts its clock: waiting for a worker took none of it.
             step_timeout_at: (!self.step_clock_started()).then(|| step_timeout(step, now)),
             at: now,

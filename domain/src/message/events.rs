@@ -2,6 +2,7 @@
 //! [`super::stored::EventPayload`], converted explicitly from and to these; a new stored shape gets
 //! a new `schema_version` and an upcaster in [`upcast`].
 
+use crate::billing::AttemptCost;
 use crate::channel::{Channel, Until};
 use crate::ids::{AttemptId, TenantId};
 use crate::message::spec::MessageSpec;
@@ -89,6 +90,9 @@ pub enum MessageEvent {
         /// price), the strategy and the rule. Absent in events written before the smart router,
         /// and on a dispatch made again after a restart (no choice was made).
         route: Option<RouteRecord>,
+        /// What the attempt costs by the account's price table (units × price for the
+        /// destination); absent when the account has no price for it, and in older events.
+        cost: Option<AttemptCost>,
         /// The step's first dispatch starts its clock: when the step times out. Absent on later
         /// attempts of the step (failovers share the step's time) and in older events.
         step_timeout_at: Option<DateTime<Utc>>,

@@ -70,6 +70,20 @@ pub enum AttemptStatus {
 }
 
 impl AttemptStatus {
+    /// As the API and the billing export spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptStatus::Dispatching => "dispatching",
+            AttemptStatus::Sent => "sent",
+            AttemptStatus::Delivered => "delivered",
+            AttemptStatus::Read => "read",
+            AttemptStatus::Failed => "failed",
+            AttemptStatus::Rejected => "rejected",
+            AttemptStatus::TimedOut => "timed_out",
+            AttemptStatus::InDoubt => "in_doubt",
+        }
+    }
+
     /// Still waiting on the provider: the step can end by this attempt's receipt.
     pub fn is_pending(self) -> bool {
         matches!(

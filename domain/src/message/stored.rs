@@ -13,6 +13,7 @@
 //! Vocabulary enums (channel, until, receipt status, completion) and ids keep their own serde
 //! forms: they are strings and UUIDs whose spelling is the contract everywhere.
 
+use crate::billing::AttemptCost;
 use crate::channel::{Channel, Until};
 use crate::ids::{AttemptId, TenantId};
 use crate::message::events::{AttemptError, Completion, MessageEvent, ReceiptStatus};
@@ -56,6 +57,10 @@ pub enum EventPayload {
         /// Absent in events stored before the smart router.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         route: Option<RouteRecord>,
+        /// Absent when the account has no price for the destination, and in events stored
+        /// before attempts were priced.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cost: Option<AttemptCost>,
         /// Absent on a step's later attempts and in events stored before the step clock moved.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         step_timeout_at: Option<DateTime<Utc>>,
@@ -287,6 +292,7 @@ impl From<&MessageEvent> for EventPayload {
                 provider,
                 served_by,
                 route,
+                cost,
                 step_timeout_at,
                 at,
             } => EventPayload::AttemptDispatched {
@@ -296,6 +302,7 @@ impl From<&MessageEvent> for EventPayload {
                 provider,
                 served_by,
                 route,
+                cost,
                 step_timeout_at,
                 at,
             },
@@ -519,6 +526,7 @@ impl From<EventPayload> for MessageEvent {
                 provider,
                 served_by,
                 route,
+                cost,
                 step_timeout_at,
                 at,
             } => MessageEvent::AttemptDispatched {
@@ -528,6 +536,7 @@ impl From<EventPayload> for MessageEvent {
                 provider,
                 served_by,
                 route,
+                cost,
                 step_timeout_at,
                 at,
             },

@@ -277,6 +277,7 @@ impl Fx {
             provider: PROVIDER.into(),
             served_by: Some(SERVED_BY.into()),
             route: Some(route()),
+            cost: None,
             step_timeout_at: Some(at + Duration::seconds(i64::from(timeout))),
             at,
         }
@@ -306,6 +307,7 @@ impl Fx {
                 provider,
                 served_by,
                 route,
+                cost: None,
                 step_timeout_at: None,
                 at,
             },
@@ -440,6 +442,7 @@ pub(super) fn dispatch(step_index: usize, attempt_seq: usize, a: AttemptId) -> M
         provider: PROVIDER.into(),
         served_by: Some(SERVED_BY.into()),
         route: Some(route()),
+        cost: None,
     }
 }
 

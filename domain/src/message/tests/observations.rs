@@ -101,6 +101,7 @@ fn a_dispatch_waited_from_its_steps_start_and_a_delivery_on_the_last_step_is_no_
             provider: PROVIDER.into(),
             served_by: None,
             route: None,
+            cost: None,
         },
         t(3),
     );

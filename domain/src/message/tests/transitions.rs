@@ -74,6 +74,7 @@ fn dispatching_the_first_step_records_the_attempt_and_the_message_is_sending() {
             provider: PROVIDER.into(),
             served_by: Some(SERVED_BY.into()),
             route: Some(route()),
+            cost: None,
             // The step's 60 s count from its dispatch.
             step_timeout_at: Some(t(61)),
             at: t(1),
