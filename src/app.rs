@@ -14,6 +14,7 @@ use hermes_command::backlog::{self, Backlog};
 use hermes_command::provider_source::ProviderSource;
 use hermes_command::saga::{self, CascadeSaga, KafkaSaga};
 use hermes_command::suppression_lookups::SuppressionLookups;
+use hermes_infra::http::tls::ServingCert;
 use hermes_infra::http::{Authenticator, ServerLimits};
 use hermes_infra::kafka::KafkaStream;
 use hermes_infra::kafka::admin::BrokerProbe;
@@ -151,11 +152,12 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
              provider (fake deliveries, for trials and tests)"
         );
     }
+    let tls = args.tls_files()?.map(ServingCert::load).transpose()?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let base_url = format!("http://{addr}");
+    let base_url = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
     let public_url = args.public_url.clone().unwrap_or_else(|| base_url.clone());
 
     let (fallback, mock) = if args.mock_provider {
@@ -322,8 +324,18 @@ pub async fn start(args: &ServerArgs, roles: Roles) -> anyhow::Result<RunningApp
         header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
         request_timeout: Duration::from_millis(args.request_timeout_ms),
     };
+    let acceptor = match tls {
+        Some(cert) => {
+            let acceptor = cert.acceptor()?;
+            tasks.push(tokio::spawn(
+                cert.watch(Duration::from_millis(args.tls_reload_ms.max(1))),
+            ));
+            Some(acceptor)
+        }
+        None => None,
+    };
     tasks.push(tokio::spawn(hermes_infra::http::serve(
-        listener, app, limits,
+        listener, app, limits, acceptor,
     )));
     Ok(RunningApp {
         addr,

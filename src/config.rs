@@ -3,6 +3,7 @@
 use clap::Args;
 use hermes_command::admin::{AdminToken, AdminTokenTooShort};
 use hermes_infra::Secret;
+use hermes_infra::http::tls::TlsFiles;
 use hermes_infra::kafka::KafkaConfig;
 use hermes_infra::provider_accounts::SealingKey;
 use std::net::SocketAddr;
@@ -145,6 +146,17 @@ pub struct ServerArgs {
     /// always uses the mock.
     #[arg(long, env = "HERMES_MOCK_PROVIDER")]
     pub mock_provider: bool,
+    /// Serve the API over TLS with this certificate chain (PEM, leaf first); needs
+    /// `--tls-key-file`. The files are read again every `--tls-reload-ms`, so a renewed
+    /// certificate is served without a restart.
+    #[arg(long, env = "HERMES_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    /// The TLS certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "HERMES_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<std::path::PathBuf>,
+    /// How often the TLS files are checked for a renewal.
+    #[arg(long, env = "HERMES_TLS_RELOAD_MS", default_value_t = 30_000)]
+    pub tls_reload_ms: u64,
     /// Longest a client may take to send its request headers; then the connection is closed.
     #[arg(long, env = "HERMES_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
     pub header_read_timeout_ms: u64,
@@ -230,6 +242,20 @@ impl Default for WebhookArgs {
 }
 
 impl ServerArgs {
+    /// The TLS certificate and key files, when both are given; one without the other is an error.
+    pub fn tls_files(&self) -> anyhow::Result<Option<TlsFiles>> {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            })),
+            (None, None) => Ok(None),
+            _ => anyhow::bail!(
+                "TLS needs both HERMES_TLS_CERT_FILE (--tls-cert-file) and HERMES_TLS_KEY_FILE (--tls-key-file)"
+            ),
+        }
+    }
+
     /// The admin token, checked: set but shorter than 32 characters (empty included) is an error,
     /// unset turns the admin API off.
     pub fn admin_token(&self) -> anyhow::Result<Option<AdminToken>> {

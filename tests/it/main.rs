@@ -47,6 +47,7 @@ mod tenant_api;
 mod tenant_errors;
 mod tenants;
 mod timer_clock;
+mod tls;
 mod traceparent;
 mod traces;
 mod verify;

@@ -6,6 +6,7 @@ pub mod drain;
 pub mod problem;
 pub mod refusals;
 pub mod serve;
+pub mod tls;
 
 pub use auth::{AUTH_CACHE_TTL, Authenticator, Tenant};
 pub use drain::drain_unread_body;

@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 #[derive(Debug, Clone, Copy)]
@@ -26,8 +27,14 @@ pub struct ServerLimits {
     pub request_timeout: Duration,
 }
 
-/// Serves `app` on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, app: Router, limits: ServerLimits) {
+/// Serves `app` on `listener` until the task is dropped; over TLS when `tls` is given (the
+/// handshake shares the header read timeout: a client that stalls it is dropped as well).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ServerLimits,
+    tls: Option<TlsAcceptor>,
+) {
     let app = app.layer(axum::middleware::from_fn_with_state(
         limits.request_timeout,
         request_timeout,
@@ -48,13 +55,38 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ServerLimits) {
             app.clone()
                 .map_request(|req: Request<Incoming>| req.map(Body::new)),
         );
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let served = hyper::server::conn::http1::Builder::new()
+            let http = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout)
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades()
-                .await;
+                .clone();
+            let served = match tls {
+                None => {
+                    http.serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
+                        .await
+                }
+                Some(tls) => {
+                    let stream =
+                        match tokio::time::timeout(limits.header_read_timeout, tls.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(err)) => {
+                                tracing::debug!(error = %err, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!("TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    http.serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
+                        .await
+                }
+            };
             if let Err(err) = served {
                 tracing::debug!(error = %err, "connection ended with an error");
             }
