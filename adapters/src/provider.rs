@@ -114,6 +114,24 @@ pub enum CallbackError {
     Busy,
 }
 
+/// A message a recipient sent to one of the account's numbers (`/v1/inbound/{account}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundMessage {
+    /// The sender, E.164.
+    pub from: String,
+    /// The account's number it was sent to, E.164.
+    pub to: String,
+    pub text: String,
+    pub provider_message_id: Option<String>,
+}
+
+/// What an inbound-message webhook carried, and what to answer the provider.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InboundOutcome {
+    pub messages: Vec<InboundMessage>,
+    pub reply: Option<CallbackReply>,
+}
+
 /// An attempt Hermes asks its provider about (reconciliation, see [`Provider::lookup_status`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LookupRequest {
@@ -158,6 +176,22 @@ pub trait Provider: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<Receipt>, LookupError>> {
         let _ = request;
         Box::pin(std::future::ready(Err(LookupError::Unsupported)))
+    }
+    /// Whether the account takes its provider's inbound-message webhook ([`Self::parse_inbound`]).
+    fn takes_inbound(&self) -> bool {
+        false
+    }
+    /// Verifies an inbound-message webhook's signature (in constant time) and normalizes it.
+    /// Providers without one answer [`CallbackError::Malformed`]; the API asks
+    /// [`Self::takes_inbound`] first.
+    fn parse_inbound<'a>(
+        &'a self,
+        request: &'a CallbackRequest,
+    ) -> BoxFuture<'a, Result<InboundOutcome, CallbackError>> {
+        let _ = request;
+        Box::pin(std::future::ready(Err(CallbackError::Malformed(
+            "this provider account takes no inbound messages".to_owned(),
+        ))))
     }
 }
 

@@ -10,6 +10,7 @@ pub mod channel;
 pub mod circuit;
 pub mod ids;
 pub mod message;
+pub mod opt_out;
 pub mod phone;
 pub mod quiet_hours;
 pub mod rate_limit;

@@ -61,6 +61,53 @@ pub async fn remove(
     Ok(done.rows_affected() > 0)
 }
 
+/// The reason of an entry a recipient's opt-out keyword (STOP) added; their opt-in (START)
+/// removes only such entries, never one the tenant or an outcome added.
+pub const OPT_OUT_REASON: &str = "opt_out";
+
+/// Removes the tenant's opt-out entry for this phone number; whether there was one.
+pub async fn remove_opt_out(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    phone: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM suppressions
+          WHERE tenant_id = $1 AND channel = 'sms' AND address = $2 AND reason = $3",
+    )
+    .bind(tenant_id)
+    .bind(normalized(Channel::Sms, phone))
+    .bind(OPT_OUT_REASON)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// How far back a platform account's inbound message looks for the tenants that texted the
+/// sender: an opt-out answers a recent message.
+pub const TEXTED_WITHIN_DAYS: i32 = 30;
+
+/// The tenants whose SMS went to `phone` through the (platform) account `account` in the last
+/// [`TEXTED_WITHIN_DAYS`] days: the tenants a reply to that account's number may be meant for.
+/// Reads the status read model without an index for it (a rare call: one per keyword reply).
+pub async fn tenants_that_texted(
+    pool: &PgPool,
+    account: &str,
+    phone: &str,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT tenant_id FROM message_views
+          WHERE created_at > now() - make_interval(days => $3)
+            AND state->'spec'->'to'->>'phone' = $2
+            AND state->'attempts' @> jsonb_build_array(jsonb_build_object('provider', $1::text, 'channel', 'sms'))",
+    )
+    .bind(account)
+    .bind(phone)
+    .bind(TEXTED_WITHIN_DAYS)
+    .fetch_all(pool)
+    .await
+}
+
 /// A tenant's list, newest first.
 pub async fn list(pool: &PgPool, tenant_id: Uuid) -> Result<Vec<SuppressionEntry>, sqlx::Error> {
     sqlx::query_as(

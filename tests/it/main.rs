@@ -20,6 +20,7 @@ mod dedup;
 mod downtime;
 mod early_refusal;
 mod event_store;
+mod inbound;
 mod kafka;
 mod kafka_backlog;
 mod kafka_crash;

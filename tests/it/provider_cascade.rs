@@ -4,7 +4,7 @@
 //! documents it; a tampered one is refused and changes nothing.
 
 #[path = "../../adapters/tests/providers/support/mod.rs"]
-mod support;
+pub(crate) mod support;
 
 use crate::harness::{TestApp, statuses};
 use crate::providers::{account, install_accounts};

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 /// Waits until a preview of `body` says which steps are suppressed (each process reads a
 /// tenant's "has a list" flag with its key, trusted for up to 2 s).
-async fn wait_until_preview_suppresses(app: &TestApp, body: &Value, want: &[bool]) {
+pub(crate) async fn wait_until_preview_suppresses(app: &TestApp, body: &Value, want: &[bool]) {
     let deadline = Instant::now() + WITHIN;
     loop {
         let response = app

@@ -4,8 +4,8 @@ use super::fetch::{self, FetchStub};
 use super::limits::{CallLimiter, EPOCH_TICK, PluginLimits};
 use super::{AccountConfig, PluginError};
 use crate::provider::{
-    CallbackError, CallbackOutcome, CallbackReply, CallbackRequest, LookupError, LookupRequest,
-    Provider, Receipt, SendAccepted, SendError, SendRequest,
+    CallbackError, CallbackOutcome, CallbackReply, CallbackRequest, InboundMessage, InboundOutcome,
+    LookupError, LookupRequest, Provider, Receipt, SendAccepted, SendError, SendRequest,
 };
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -25,6 +25,10 @@ use wasmtime::{
 /// plain `provider` world, so plugins without it load as before.
 const LOOKUP_EXPORT: &str = "lookup-status";
 type LookupFunc = TypedFunc<(wit::LookupRequest,), (Result<Option<wit::Receipt>, String>,)>;
+/// The optional export of world `provider-with-inbound`, looked up by name as well.
+const INBOUND_EXPORT: &str = "parse-inbound";
+type InboundFunc =
+    TypedFunc<(wit::CallbackRequest,), (Result<wit::InboundOutcome, wit::CallbackError>,)>;
 
 /// `fetch` is async on the host, so every export is called asynchronously.
 pub(crate) mod bindings {
@@ -64,6 +68,9 @@ pub struct PluginInfo {
     /// The plugin exports `lookup-status` (world `provider-with-lookup`): Hermes can ask the
     /// provider about an attempt whose receipt did not come.
     pub status_lookup: bool,
+    /// The plugin exports `parse-inbound` (world `provider-with-inbound`): Hermes takes the
+    /// provider's inbound-message webhook for this account.
+    pub inbound: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,6 +316,7 @@ impl PluginEngine {
                 channels: Vec::new(),
                 receipt_style: ReceiptStyle::NoReceipts,
                 status_lookup: false,
+                inbound: false,
             },
         };
         let info = provider
@@ -327,6 +335,7 @@ impl PluginEngine {
         }
         provider.info = PluginInfo {
             status_lookup: component.get_export_index(None, LOOKUP_EXPORT).is_some(),
+            inbound: component.get_export_index(None, INBOUND_EXPORT).is_some(),
             ..info
         };
         Ok(provider)
@@ -518,6 +527,7 @@ impl PluginProvider {
                 wit::ReceiptStyle::None => ReceiptStyle::NoReceipts,
             },
             status_lookup: false,
+            inbound: false,
         })
     }
 
@@ -610,27 +620,61 @@ impl PluginProvider {
         }
     }
 
+    async fn parse_inbound_inner(
+        &self,
+        request: &CallbackRequest,
+    ) -> Result<InboundOutcome, CallbackError> {
+        if !self.info.inbound {
+            return Err(CallbackError::Malformed(
+                "this provider account takes no inbound messages".to_owned(),
+            ));
+        }
+        let wit_request = callback_request_to_wit(request);
+        let timeout = self.engine.limits.callback_timeout;
+        let _slot = self
+            .slot(&self.engine.callback_slots, "callbacks")
+            .await
+            .map_err(CallbackError::from)?;
+        let (result, _) = self
+            .call_instance(timeout, async |_, instance, store| {
+                let parse: InboundFunc = instance.get_typed_func(&mut *store, INBOUND_EXPORT)?;
+                let (answer,) = parse.call_async(&mut *store, (wit_request,)).await?;
+                Ok(answer)
+            })
+            .await;
+        let failed = |err: PluginError| {
+            tracing::warn!(provider = %self.account.name, plugin = %self.info.name,
+                error = %err, "plugin parse-inbound failed");
+            CallbackError::from(err)
+        };
+        match result.map_err(failed)? {
+            Ok(outcome) => Ok(InboundOutcome {
+                messages: outcome
+                    .messages
+                    .into_iter()
+                    .map(|m| InboundMessage {
+                        from: m.from,
+                        to: m.to,
+                        text: m.text,
+                        provider_message_id: m.provider_message_id,
+                    })
+                    .collect(),
+                reply: outcome.reply.map(|reply| CallbackReply {
+                    status: reply.status,
+                    content_type: reply.content_type,
+                    body: reply.body.into(),
+                }),
+            }),
+            Err(wit::CallbackError::InvalidSignature) => Err(CallbackError::InvalidSignature),
+            Err(wit::CallbackError::Malformed(reason)) => Err(CallbackError::Malformed(reason)),
+        }
+    }
+
     async fn parse_callback_inner(
         &self,
         request: &CallbackRequest,
     ) -> Result<CallbackOutcome, CallbackError> {
-        let wit_request = wit::CallbackRequest {
-            method: request.method.as_str().to_owned(),
-            url: request.url.clone(),
-            headers: request
-                .headers
-                .iter()
-                .map(|(name, value)| {
-                    (
-                        name.as_str().to_owned(),
-                        String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                    )
-                })
-                .collect(),
-            body: request.body.to_vec(),
-            message_id: request.ids.map(|(m, _)| m.to_string()),
-            attempt_id: request.ids.map(|(_, a)| a.to_string()),
-        };
+        let wit_request = callback_request_to_wit(request);
         let timeout = self.engine.limits.callback_timeout;
         let _slot = self
             .slot(&self.engine.callback_slots, "callbacks")
@@ -663,6 +707,26 @@ impl PluginProvider {
             Err(wit::CallbackError::InvalidSignature) => Err(CallbackError::InvalidSignature),
             Err(wit::CallbackError::Malformed(reason)) => Err(CallbackError::Malformed(reason)),
         }
+    }
+}
+
+fn callback_request_to_wit(request: &CallbackRequest) -> wit::CallbackRequest {
+    wit::CallbackRequest {
+        method: request.method.as_str().to_owned(),
+        url: request.url.clone(),
+        headers: request
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: request.body.to_vec(),
+        message_id: request.ids.map(|(m, _)| m.to_string()),
+        attempt_id: request.ids.map(|(_, a)| a.to_string()),
     }
 }
 
@@ -745,5 +809,16 @@ impl Provider for PluginProvider {
         request: &'a LookupRequest,
     ) -> BoxFuture<'a, Result<Option<Receipt>, LookupError>> {
         self.lookup_status_inner(request).boxed()
+    }
+
+    fn takes_inbound(&self) -> bool {
+        self.info.inbound
+    }
+
+    fn parse_inbound<'a>(
+        &'a self,
+        request: &'a CallbackRequest,
+    ) -> BoxFuture<'a, Result<InboundOutcome, CallbackError>> {
+        self.parse_inbound_inner(request).boxed()
     }
 }

@@ -66,6 +66,8 @@ pub enum ApiError {
     TooManyEndpoints(usize),
     #[error("unknown provider {0}")]
     UnknownProvider(String),
+    #[error("provider account {0} takes no inbound messages: its plugin has no parse-inbound")]
+    InboundNotSupported(String),
     #[error(
         "a receipt in this callback is about another attempt than the URL names; nothing was recorded"
     )]
@@ -158,6 +160,9 @@ impl IntoResponse for ApiError {
             ),
             ApiError::UnknownProvider(_) => {
                 Problem::new(StatusCode::NOT_FOUND, "unknown_provider", detail)
+            }
+            ApiError::InboundNotSupported(_) => {
+                Problem::new(StatusCode::NOT_FOUND, "inbound_not_supported", detail)
             }
             ApiError::ReceiptAttemptMismatch => {
                 Problem::new(StatusCode::FORBIDDEN, "receipt_attempt_mismatch", detail)

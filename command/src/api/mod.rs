@@ -5,6 +5,7 @@ pub mod ack;
 pub mod body;
 pub mod contract;
 pub mod error;
+pub mod inbound;
 pub mod keys;
 pub mod messages;
 pub mod policies;
@@ -100,5 +101,9 @@ where
         .routes(routes!(
             receipts::receive_callback,
             receipts::verify_callback
+        ))
+        .routes(routes!(
+            inbound::receive_inbound,
+            inbound::receive_inbound_get
         ))
 }

@@ -81,17 +81,19 @@
 
 mod callback;
 mod classify;
+mod inbound;
 mod request;
 
 wit_bindgen::generate!({
     path: "../../wit/provider.wit",
-    world: "provider",
+    world: "provider-with-inbound",
 });
 
 use hermes::provider::host::{self, Level};
 use hermes::provider::http_client::{self, FetchError};
 use hermes::provider::types::{
-    Accepted, Channel, Receipt, ReceiptError, ReceiptStatus, ReceiptStyle, Rejection,
+    Accepted, Channel, InboundMessage, Receipt, ReceiptError, ReceiptStatus, ReceiptStyle,
+    Rejection,
 };
 
 use callback::{Incoming, Refusal, SignatureMethod};
@@ -221,6 +223,49 @@ impl Guest for VonagePlugin {
         };
         Ok(CallbackOutcome {
             receipts,
+            reply: None,
+        })
+    }
+
+    fn parse_inbound(request: CallbackRequest) -> Result<InboundOutcome, CallbackError> {
+        let secret = host::config("signature_secret").unwrap_or_default();
+        let method = SignatureMethod::from_config(host::config("signature_method").as_deref());
+        let handled = inbound::handle(
+            &secret,
+            method,
+            Incoming {
+                method: &request.method,
+                url: &request.url,
+                headers: &request.headers,
+                body: &request.body,
+                now_secs: host::now_millis() / 1000,
+            },
+        );
+        let messages = match handled {
+            Ok(None) => Vec::new(),
+            Ok(Some(m)) => vec![InboundMessage {
+                from: m.from,
+                to: m.to,
+                text: m.text,
+                provider_message_id: m.message_id,
+            }],
+            Err(Refusal::InvalidSignature) => {
+                host::metric("inbound_invalid_signature", 1.0);
+                return Err(CallbackError::InvalidSignature);
+            }
+            Err(Refusal::Stale) => {
+                host::log(
+                    Level::Warn,
+                    "signed inbound message refused: its timestamp is missing or outside the \
+                     window (a replay)",
+                );
+                host::metric("inbound_stale", 1.0);
+                return Err(CallbackError::InvalidSignature);
+            }
+            Err(Refusal::Malformed(why)) => return Err(CallbackError::Malformed(why)),
+        };
+        Ok(InboundOutcome {
+            messages,
             reply: None,
         })
     }
