@@ -57,6 +57,24 @@ fn inbound(from: &str, text: &str, secret: &str) -> Value {
     Value::Object(body)
 }
 
+/// A Vonage account sending from [`NUMBER`] through `base_url`, its webhooks signed with
+/// [`SIGNATURE_SECRET`] (the spec's formats: an 8-character key, a 6 to 32-character secret).
+fn vonage_account(name: &str, base_url: &str) -> ProviderAccount {
+    account(
+        name,
+        "vonage",
+        10,
+        &[
+            ("base_url", base_url),
+            ("api_key", "abcd1234"),
+            ("api_secret", "abcdef0123456789"),
+            ("from", NUMBER),
+            ("signature_secret", SIGNATURE_SECRET),
+            ("signature_method", "sha256"),
+        ],
+    )
+}
+
 async fn post_inbound(app: &TestApp, account: &str, body: &Value) -> (u16, Value) {
     let r = app
         .client
@@ -113,19 +131,7 @@ async fn a_signed_stop_blocks_the_tenant_s_next_sms_and_start_lifts_it() {
             // The tenant's own Vonage number: its SMS, and its recipients' replies.
             ProviderAccount {
                 tenant_id: Some(app.tenant_id),
-                ..account(
-                    "acme-vonage",
-                    "vonage",
-                    10,
-                    &[
-                        ("base_url", &vonage_api.base_url),
-                        ("api_key", "abcd1234"),
-                        ("api_secret", "abcdef0123456789"),
-                        ("from", NUMBER),
-                        ("signature_secret", SIGNATURE_SECRET),
-                        ("signature_method", "sha256"),
-                    ],
-                )
+                ..vonage_account("acme-vonage", &vonage_api.base_url)
             },
             // The platform's account for email (the mock plugin takes no inbound messages).
             account(
@@ -281,19 +287,7 @@ async fn a_stop_to_a_platform_number_opts_out_of_the_tenants_that_texted_through
     install_accounts(
         &app,
         &key,
-        &[account(
-            "platform-vonage",
-            "vonage",
-            10,
-            &[
-                ("base_url", &vonage_api.base_url),
-                ("api_key", "abcd1234"),
-                ("api_secret", "abcdef0123456789"),
-                ("from", NUMBER),
-                ("signature_secret", SIGNATURE_SECRET),
-                ("signature_method", "sha256"),
-            ],
-        )],
+        &[vonage_account("platform-vonage", &vonage_api.base_url)],
     )
     .await;
     let sms = json!({"to": {"phone": RECIPIENT}, "content": {"text": "hi"},

@@ -659,14 +659,9 @@ impl PluginProvider {
                         provider_message_id: m.provider_message_id,
                     })
                     .collect(),
-                reply: outcome.reply.map(|reply| CallbackReply {
-                    status: reply.status,
-                    content_type: reply.content_type,
-                    body: reply.body.into(),
-                }),
+                reply: outcome.reply.map(reply_from_wit),
             }),
-            Err(wit::CallbackError::InvalidSignature) => Err(CallbackError::InvalidSignature),
-            Err(wit::CallbackError::Malformed(reason)) => Err(CallbackError::Malformed(reason)),
+            Err(err) => Err(callback_error_from_wit(err)),
         }
     }
 
@@ -698,15 +693,25 @@ impl PluginProvider {
                     .map(receipt_from_wit)
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(failed)?,
-                reply: outcome.reply.map(|reply| CallbackReply {
-                    status: reply.status,
-                    content_type: reply.content_type,
-                    body: reply.body.into(),
-                }),
+                reply: outcome.reply.map(reply_from_wit),
             }),
-            Err(wit::CallbackError::InvalidSignature) => Err(CallbackError::InvalidSignature),
-            Err(wit::CallbackError::Malformed(reason)) => Err(CallbackError::Malformed(reason)),
+            Err(err) => Err(callback_error_from_wit(err)),
         }
+    }
+}
+
+fn reply_from_wit(reply: wit::CallbackReply) -> CallbackReply {
+    CallbackReply {
+        status: reply.status,
+        content_type: reply.content_type,
+        body: reply.body.into(),
+    }
+}
+
+fn callback_error_from_wit(err: wit::CallbackError) -> CallbackError {
+    match err {
+        wit::CallbackError::InvalidSignature => CallbackError::InvalidSignature,
+        wit::CallbackError::Malformed(reason) => CallbackError::Malformed(reason),
     }
 }
 

@@ -282,3 +282,83 @@ async fn the_status_callback_asks_twilio_to_retry_and_its_signature_still_verifi
     );
     assert_eq!(receipt.status, ReceiptStatus::Delivered);
 }
+
+/// An incoming SMS as Twilio's incoming-message webhook sends it (the parameters of "Twilio's
+/// request to your incoming message Webhook URL", with the documented example SIDs), signed with
+/// the account's auth token: the plugin gives its sender, number and text, and answers Twilio
+/// with empty TwiML.
+#[tokio::test]
+async fn a_signed_incoming_sms_from_twilios_webhook_is_read() {
+    let twilio = plugin("http://127.0.0.1:9").await;
+    assert!(twilio.takes_inbound());
+    assert!(
+        twilio.info().status_lookup,
+        "lookup-status is still exported"
+    );
+    let url = "https://hermes.example.com/v1/inbound/twilio";
+    let params = [
+        ("MessageSid", "SMXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"),
+        ("SmsSid", "SMXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"),
+        ("AccountSid", ACCOUNT_SID),
+        ("MessagingServiceSid", "MGXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"),
+        ("From", "+37255512345"),
+        ("To", "+15005550006"),
+        ("Body", "STOP"),
+        ("NumMedia", "0"),
+        ("NumSegments", "1"),
+    ];
+    let inbound = |params: &[(&str, &str)], signature: &str| {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
+        let mut request = callback(
+            "twilio",
+            None,
+            &[
+                ("x-twilio-signature", signature),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            body,
+        );
+        request.url = url.to_owned();
+        request
+    };
+    let signature = twilio_signature(url, &params);
+    let outcome = twilio
+        .parse_inbound(&inbound(&params, &signature))
+        .await
+        .unwrap();
+    assert_eq!(outcome.messages.len(), 1, "{outcome:?}");
+    let m = &outcome.messages[0];
+    assert_eq!(
+        (m.from.as_str(), m.to.as_str(), m.text.as_str()),
+        ("+37255512345", "+15005550006", "STOP")
+    );
+    assert_eq!(
+        m.provider_message_id.as_deref(),
+        Some("SMXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX")
+    );
+    let reply = outcome.reply.expect("Twilio is answered with TwiML");
+    assert_eq!(
+        (reply.status, reply.content_type.as_str()),
+        (200, "text/xml")
+    );
+    assert_eq!(
+        &reply.body[..],
+        br#"<?xml version="1.0" encoding="UTF-8"?><Response></Response>"#
+    );
+
+    // Forged: signed for "STOP", claims "START".
+    let mut forged = params;
+    forged[6] = ("Body", "START");
+    assert_eq!(
+        twilio.parse_inbound(&inbound(&forged, &signature)).await,
+        Err(CallbackError::InvalidSignature)
+    );
+    // Signed with another token.
+    let other = support::twilio_signature("another-token", url, &params);
+    assert_eq!(
+        twilio.parse_inbound(&inbound(&params, &other)).await,
+        Err(CallbackError::InvalidSignature)
+    );
+}

@@ -106,7 +106,8 @@ pub struct Parsed {
     pub error: Option<(String, String)>,
 }
 
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+/// A parameter's value, trimmed; `None` when it is missing or blank.
+pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params
         .iter()
         .find(|(n, _)| n == name)

@@ -10,7 +10,7 @@
 //! | key | meaning |
 //! |---|---|
 //! | `base_url` | API root, default `https://api.twilio.com` |
-//! | `account_sid` | the Account SID (`AC` + 32 hex digits); required |
+//! | `account_sid` | the Account SID (`AC` + 32 hex digits); required (an inbound message must carry it as `AccountSid`) |
 //! | `auth_token` | the Auth Token: API password and callback signing key; required |
 //! | `from` | SMS sender (E.164 number or alphanumeric sender id), or a Messaging Service SID (`MG...`) |
 //! | `messaging_service_sid` | a Messaging Service SID, used when `from` is not set (and for WhatsApp without `whatsapp_from`) |
@@ -55,25 +55,58 @@
 //! `lookup-status` GETs the Message resource by its SID (`lookup`) and reads its `status`,
 //! `error_code` and `error_message` by the table above. An attempt without a SID (in doubt) is
 //! not looked up.
+//!
+//! # Inbound messages
+//! `parse-inbound` (world `provider-with-lookup-and-inbound`) takes Twilio's incoming-message
+//! webhook: set the number's (or Messaging Service's) "A message comes in" URL to Hermes's
+//! `/v1/inbound/{account}`, HTTP POST (GET works too: the fields are then in the signed URL).
+//! Per Twilio's "Twilio's request to your incoming message Webhook URL"
+//! (<https://www.twilio.com/docs/messaging/guides/webhook-request>) the request is form-encoded
+//! with `MessageSid`, `SmsSid`, `AccountSid`, `MessagingServiceSid`, `From`, `To`, `Body`,
+//! `NumMedia`, `NumSegments` and more (`OptOutType` with Advanced Opt-Out), and is signed with
+//! `X-Twilio-Signature` like status callbacks ("Webhooks security",
+//! <https://www.twilio.com/docs/usage/webhooks/webhooks-security>); sources in detail in
+//! `inbound.rs`.
+//! - The signature is checked first, in constant time, by the same code as status callbacks
+//!   (over every parameter received, including ones Twilio adds later): missing or wrong ->
+//!   `invalid-signature`.
+//! - The signed `AccountSid` must be the account's `account_sid`: another account's (or none, or
+//!   an account without `account_sid`) -> `malformed`, logged.
+//! - `From` (the sender) and `To` (the account's number) are given as Twilio sends them (E.164
+//!   with `+`); `Body` is the text, raw (empty for a media-only MMS); `MessageSid` (else
+//!   `SmsSid`) is the provider message id. A message without `From` or `To` is `malformed`. A
+//!   message from or to a channel address (`whatsapp:+...`, `rcs:...`) is left out (an empty
+//!   list): Hermes's keywords are SMS opt-outs.
+//! - The answer is `200` with an empty TwiML `<Response>` (`text/xml`), not Hermes's default JSON
+//!   count: Twilio "expects to receive TwiML in response", an empty `<Response>` sends no reply
+//!   to the recipient, and a JSON body would be logged in the account's debugger as error 12300
+//!   (Invalid Content-Type) for every inbound message.
+//! - Not taken: webhooks signed by a Webhooks Rule's shared key (HMAC-SHA256, announced by
+//!   `X-Twilio-Webhooks-Signature-Settings`) and JSON-bodied webhooks (`bodySHA256`): both fail
+//!   the signature check.
 
 // The generated bindings pass records as flattened arguments.
 #![allow(clippy::too_many_arguments)]
 
 mod callback;
 mod classify;
+mod inbound;
 mod lookup;
 mod request;
 
 wit_bindgen::generate!({
     path: "../../wit/provider.wit",
-    world: "provider-with-lookup",
+    world: "provider-with-lookup-and-inbound",
 });
 
-use hermes::provider::host::{self};
+use hermes::provider::host::{self, Level};
 use hermes::provider::http_client::{self, FetchError};
 use hermes::provider::types::{
-    Accepted, Channel, ReceiptError, ReceiptStatus, ReceiptStyle, Rejection,
+    Accepted, CallbackReply, Channel, InboundMessage, ReceiptError, ReceiptStatus, ReceiptStyle,
+    Rejection,
 };
+
+use inbound::Refusal;
 
 use request::{Chan, Config};
 
@@ -177,6 +210,70 @@ impl Guest for TwilioPlugin {
         host::metric("lookups", 1.0);
         let parsed = lookup::interpret(response.status, &response.body)?;
         Ok(parsed.map(|parsed| receipt(request.message_id, request.attempt_id, parsed)))
+    }
+
+    /// A recipient's message to one of the account's numbers (see "Inbound messages").
+    fn parse_inbound(request: CallbackRequest) -> Result<InboundOutcome, CallbackError> {
+        let auth_token = host::config("auth_token").unwrap_or_default();
+        let account_sid = host::config("account_sid");
+        let handled = inbound::handle(
+            &auth_token,
+            account_sid.as_deref(),
+            inbound::Incoming {
+                method: &request.method,
+                url: &request.url,
+                headers: &request.headers,
+                body: &request.body,
+            },
+        );
+        let messages = match handled {
+            Ok(None) => Vec::new(),
+            Ok(Some(m)) => {
+                host::metric("inbound_messages", 1.0);
+                vec![InboundMessage {
+                    from: m.from,
+                    to: m.to,
+                    text: m.text,
+                    provider_message_id: m.message_id,
+                }]
+            }
+            Err(Refusal::InvalidSignature) => {
+                host::metric("inbound_invalid_signature", 1.0);
+                return Err(CallbackError::InvalidSignature);
+            }
+            Err(Refusal::OtherAccount(theirs)) => {
+                let theirs = theirs.as_deref().unwrap_or("no account");
+                host::log(
+                    Level::Warn,
+                    &format!(
+                        "signed inbound message refused: it is for {theirs}, not this account's \
+                         `account_sid`"
+                    ),
+                );
+                host::metric("inbound_other_account", 1.0);
+                return Err(CallbackError::Malformed(format!(
+                    "the inbound message is for {theirs}, not this provider account's"
+                )));
+            }
+            Err(Refusal::NoAccountSid) => {
+                host::log(
+                    Level::Warn,
+                    "inbound message refused: the account has no `account_sid` to check it against",
+                );
+                return Err(CallbackError::Malformed(
+                    "the provider account has no `account_sid`".to_owned(),
+                ));
+            }
+            Err(Refusal::Malformed(why)) => return Err(CallbackError::Malformed(why)),
+        };
+        Ok(InboundOutcome {
+            messages,
+            reply: Some(CallbackReply {
+                status: 200,
+                content_type: inbound::TWIML_CONTENT_TYPE.to_owned(),
+                body: inbound::EMPTY_TWIML.as_bytes().to_vec(),
+            }),
+        })
     }
 }
 

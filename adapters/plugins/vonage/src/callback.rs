@@ -351,11 +351,13 @@ pub fn fresh(timestamp: Option<&str>, now: u64) -> bool {
 /// signed `client-ref` only, never from the URL (its path is not signed: a captured receipt
 /// could be replayed onto another attempt's URL); Hermes checks that a per-attempt URL's ids
 /// are the receipt's. `Ok(None)` for a verified receipt with a status Hermes does not track.
-pub fn handle(
+/// The request's parameters, once its signature is checked (in constant time) and its signed
+/// `timestamp` found fresh: what every signed webhook of Vonage's needs first.
+pub fn verified_params(
     secret: &str,
     method: Option<SignatureMethod>,
-    incoming: Incoming<'_>,
-) -> Result<Option<AttemptReceipt>, Refusal> {
+    incoming: &Incoming<'_>,
+) -> Result<Vec<(String, String)>, Refusal> {
     let method = method.ok_or(Refusal::InvalidSignature)?;
     let params = callback_params(
         incoming.method,
@@ -370,6 +372,15 @@ pub fn handle(
     if !fresh(param(&params, "timestamp"), incoming.now_secs) {
         return Err(Refusal::Stale);
     }
+    Ok(params)
+}
+
+pub fn handle(
+    secret: &str,
+    method: Option<SignatureMethod>,
+    incoming: Incoming<'_>,
+) -> Result<Option<AttemptReceipt>, Refusal> {
+    let params = verified_params(secret, method, &incoming)?;
     let Some(parsed) = interpret(&params).map_err(Refusal::Malformed)? else {
         return Ok(None);
     };

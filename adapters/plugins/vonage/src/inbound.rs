@@ -8,7 +8,7 @@
 //! to Hermes with it. A binary message (`type` `binary`) carries no text and is left out, as is a
 //! part of a concatenated message (`concat` `true`): a keyword is one short message.
 
-use crate::callback::{Incoming, Refusal, SignatureMethod, callback_params, fresh, param, verify};
+use crate::callback::{Incoming, Refusal, SignatureMethod, param, verified_params};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inbound {
@@ -24,20 +24,7 @@ pub fn handle(
     method: Option<SignatureMethod>,
     incoming: Incoming<'_>,
 ) -> Result<Option<Inbound>, Refusal> {
-    let method = method.ok_or(Refusal::InvalidSignature)?;
-    let params = callback_params(
-        incoming.method,
-        incoming.url,
-        incoming.headers,
-        incoming.body,
-    )
-    .ok_or(Refusal::InvalidSignature)?;
-    if !verify(secret.trim(), method, &params) {
-        return Err(Refusal::InvalidSignature);
-    }
-    if !fresh(param(&params, "timestamp"), incoming.now_secs) {
-        return Err(Refusal::Stale);
-    }
+    let params = verified_params(secret, method, &incoming)?;
     if param(&params, "type") == Some("binary") || param(&params, "concat") == Some("true") {
         return Ok(None);
     }

@@ -187,23 +187,7 @@ impl Guest for VonagePlugin {
                 now_secs: host::now_millis() / 1000,
             },
         );
-        let receipt = match handled {
-            Ok(receipt) => receipt,
-            Err(Refusal::InvalidSignature) => {
-                host::metric("callbacks_invalid_signature", 1.0);
-                return Err(CallbackError::InvalidSignature);
-            }
-            Err(Refusal::Stale) => {
-                host::log(
-                    Level::Warn,
-                    "signed delivery receipt refused: its timestamp is missing or outside the \
-                     window (a replay)",
-                );
-                host::metric("callbacks_stale", 1.0);
-                return Err(CallbackError::InvalidSignature);
-            }
-            Err(Refusal::Malformed(why)) => return Err(CallbackError::Malformed(why)),
-        };
+        let receipt = handled.map_err(|r| refused(r, "callbacks", "signed delivery receipt"))?;
         let receipts = match receipt {
             None => Vec::new(),
             Some(receipt) => {
@@ -241,32 +225,41 @@ impl Guest for VonagePlugin {
                 now_secs: host::now_millis() / 1000,
             },
         );
-        let messages = match handled {
-            Ok(None) => Vec::new(),
-            Ok(Some(m)) => vec![InboundMessage {
+        let messages = handled
+            .map_err(|r| refused(r, "inbound", "signed inbound message"))?
+            .map(|m| InboundMessage {
                 from: m.from,
                 to: m.to,
                 text: m.text,
                 provider_message_id: m.message_id,
-            }],
-            Err(Refusal::InvalidSignature) => {
-                host::metric("inbound_invalid_signature", 1.0);
-                return Err(CallbackError::InvalidSignature);
-            }
-            Err(Refusal::Stale) => {
-                host::log(
-                    Level::Warn,
-                    "signed inbound message refused: its timestamp is missing or outside the \
-                     window (a replay)",
-                );
-                host::metric("inbound_stale", 1.0);
-                return Err(CallbackError::InvalidSignature);
-            }
-            Err(Refusal::Malformed(why)) => return Err(CallbackError::Malformed(why)),
-        };
+            })
+            .into_iter()
+            .collect();
         Ok(InboundOutcome {
             messages,
             reply: None,
         })
+    }
+}
+
+/// A refused webhook as Hermes is told it, counted (`<metric>_invalid_signature`,
+/// `<metric>_stale`); a replay is logged too, since it may be an attack or a slow clock.
+fn refused(refusal: Refusal, metric: &str, what: &str) -> CallbackError {
+    match refusal {
+        Refusal::InvalidSignature => {
+            host::metric(&format!("{metric}_invalid_signature"), 1.0);
+            CallbackError::InvalidSignature
+        }
+        Refusal::Stale => {
+            host::log(
+                Level::Warn,
+                &format!(
+                    "{what} refused: its timestamp is missing or outside the window (a replay)"
+                ),
+            );
+            host::metric(&format!("{metric}_stale"), 1.0);
+            CallbackError::InvalidSignature
+        }
+        Refusal::Malformed(why) => CallbackError::Malformed(why),
     }
 }
