@@ -16,7 +16,7 @@ use hermes_domain::{MessageId, TenantId};
 use hermes_infra::event_store;
 use sqlx::PgPool;
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -124,11 +124,9 @@ pub struct TenantTotals {
     pub maybe_price: f64,
     /// Attempts with no price (the account had no price for the destination).
     pub unpriced: u64,
-    /// Messages with more than one charged attempt: a cascade that paid for two steps (or a
+    /// Charged attempts per message: more than one is a cascade that paid for two steps (or a
     /// failover whose first account delivered after all).
-    pub messages_charged_more_than_once: u64,
-    charged_messages: HashSet<MessageId>,
-    counted_twice: HashSet<MessageId>,
+    charged_per_message: HashMap<MessageId, u32>,
 }
 
 impl TenantTotals {
@@ -142,11 +140,7 @@ impl TenantTotals {
             Charged::Yes => {
                 self.charged += 1;
                 self.charged_price += price.unwrap_or(0.0);
-                if !self.charged_messages.insert(l.message_id)
-                    && self.counted_twice.insert(l.message_id)
-                {
-                    self.messages_charged_more_than_once += 1;
-                }
+                *self.charged_per_message.entry(l.message_id).or_default() += 1;
             }
             Charged::Maybe => {
                 self.maybe += 1;
@@ -154,6 +148,14 @@ impl TenantTotals {
             }
             Charged::No | Charged::Pending => {}
         }
+    }
+
+    /// Messages with more than one charged attempt.
+    pub fn messages_charged_more_than_once(&self) -> usize {
+        self.charged_per_message
+            .values()
+            .filter(|n| **n > 1)
+            .count()
     }
 
     /// One line for the operator: `tenant attempts charged (price) maybe (price) ...`.
@@ -166,7 +168,7 @@ impl TenantTotals {
             self.maybe,
             money(self.maybe_price),
             self.unpriced,
-            self.messages_charged_more_than_once
+            self.messages_charged_more_than_once()
         )
     }
 }

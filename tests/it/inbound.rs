@@ -20,8 +20,13 @@ const NUMBER: &str = "447700900000";
 /// Vonage's documented scheme: every field but `sig`, sorted, as `&name=value` (`&` and `=` in
 /// values made `_`), HMAC-SHA256, upper-case hex.
 fn inbound(from: &str, text: &str, secret: &str) -> Value {
+    signed(inbound_fields(from, text), secret)
+}
+
+/// The fields of an inbound SMS from `from`, as Vonage sends them, unsigned.
+fn inbound_fields(from: &str, text: &str) -> Vec<(&'static str, String)> {
     let now = chrono::Utc::now();
-    let mut fields = vec![
+    vec![
         ("api-key", "abcd1234".to_owned()),
         ("msisdn", from.trim_start_matches('+').to_owned()),
         ("to", NUMBER.to_owned()),
@@ -38,7 +43,11 @@ fn inbound(from: &str, text: &str, secret: &str) -> Value {
         ),
         ("timestamp", now.timestamp().to_string()),
         ("nonce", uuid::Uuid::new_v4().to_string()),
-    ];
+    ]
+}
+
+/// `fields` with their `sig`, as a JSON body.
+fn signed(mut fields: Vec<(&'static str, String)>, secret: &str) -> Value {
     fields.sort();
     let signing: String = fields
         .iter()
@@ -173,6 +182,27 @@ async fn a_signed_stop_blocks_the_tenant_s_next_sms_and_start_lifts_it() {
     assert_eq!(
         (status, problem["code"].as_str()),
         (404, Some("inbound_not_supported")),
+        "{problem}"
+    );
+    let r = app
+        .client
+        .get(app.url("/v1/inbound/mail"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        404,
+        "the GET form is routed and refused the same way"
+    );
+    // Signed, but without the sender: nothing to record.
+    let mut fields = inbound_fields(RECIPIENT, "STOP");
+    fields.retain(|(k, _)| *k != "msisdn");
+    let (status, problem) =
+        post_inbound(&app, "acme-vonage", &signed(fields, SIGNATURE_SECRET)).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (400, Some("malformed_callback")),
         "{problem}"
     );
     assert!(suppressions(&app).await.is_empty());

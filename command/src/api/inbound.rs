@@ -16,13 +16,13 @@
 use super::CommandState;
 use super::body;
 use super::error::ApiError;
-use super::receipts::MAX_CALLBACK_BYTES;
+use super::receipts::{MAX_CALLBACK_BYTES, refusal_reason};
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use hermes_adapters::{CallbackError, CallbackRequest};
+use hermes_adapters::CallbackRequest;
 use hermes_domain::Channel;
 use hermes_domain::opt_out::{OptKeyword, keyword};
 use hermes_infra::http::Problem;
@@ -115,11 +115,7 @@ async fn intake(
         body,
     };
     let outcome = provider.parse_inbound(&request).await.inspect_err(|e| {
-        let reason = match e {
-            CallbackError::InvalidSignature => "invalid_signature",
-            CallbackError::Malformed(_) => "malformed",
-            CallbackError::Busy => "busy",
-        };
+        let reason = refusal_reason(e);
         metrics::counter!("hermes_inbound_refused_total", "provider" => account.to_owned(), "reason" => reason)
             .increment(1);
     })?;

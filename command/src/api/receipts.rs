@@ -150,11 +150,7 @@ async fn intake(
         body,
     };
     let outcome = provider.parse_callback(&request).await.inspect_err(|e| {
-        let reason = match e {
-            CallbackError::InvalidSignature => "invalid_signature",
-            CallbackError::Malformed(_) => "malformed",
-            CallbackError::Busy => "busy",
-        };
+        let reason = refusal_reason(e);
         metrics::counter!("hermes_callbacks_refused_total", "provider" => provider_name.to_owned(), "reason" => reason)
             .increment(1);
     })?;
@@ -358,4 +354,13 @@ async fn receipt_span(
         trace_context::carried(&tracing::Span::current(), None).as_deref(),
     );
     span
+}
+
+/// A refused callback's `reason` label in the refusal counters.
+pub(super) fn refusal_reason(error: &CallbackError) -> &'static str {
+    match error {
+        CallbackError::InvalidSignature => "invalid_signature",
+        CallbackError::Malformed(_) => "malformed",
+        CallbackError::Busy => "busy",
+    }
 }

@@ -176,17 +176,7 @@ impl Guest for VonagePlugin {
                  callback is refused",
             );
         }
-        let handled = callback::handle(
-            &secret,
-            method,
-            Incoming {
-                method: &request.method,
-                url: &request.url,
-                headers: &request.headers,
-                body: &request.body,
-                now_secs: host::now_millis() / 1000,
-            },
-        );
+        let handled = callback::handle(&secret, method, incoming(&request));
         let receipt = handled.map_err(|r| refused(r, "callbacks", "signed delivery receipt"))?;
         let receipts = match receipt {
             None => Vec::new(),
@@ -214,17 +204,7 @@ impl Guest for VonagePlugin {
     fn parse_inbound(request: CallbackRequest) -> Result<InboundOutcome, CallbackError> {
         let secret = host::config("signature_secret").unwrap_or_default();
         let method = SignatureMethod::from_config(host::config("signature_method").as_deref());
-        let handled = inbound::handle(
-            &secret,
-            method,
-            Incoming {
-                method: &request.method,
-                url: &request.url,
-                headers: &request.headers,
-                body: &request.body,
-                now_secs: host::now_millis() / 1000,
-            },
-        );
+        let handled = inbound::handle(&secret, method, incoming(&request));
         let messages = handled
             .map_err(|r| refused(r, "inbound", "signed inbound message"))?
             .map(|m| InboundMessage {
@@ -261,5 +241,16 @@ fn refused(refusal: Refusal, metric: &str, what: &str) -> CallbackError {
             CallbackError::InvalidSignature
         }
         Refusal::Malformed(why) => CallbackError::Malformed(why),
+    }
+}
+
+/// The webhook request as the signature checks read it, at the host's time.
+fn incoming(request: &CallbackRequest) -> Incoming<'_> {
+    Incoming {
+        method: &request.method,
+        url: &request.url,
+        headers: &request.headers,
+        body: &request.body,
+        now_secs: host::now_millis() / 1000,
     }
 }
