@@ -3,10 +3,13 @@
 //! the suppression lookup, the commit) are measured end to end by `hermes bench`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use hermes_domain::enrichment::enrich;
 use hermes_domain::message::{Content, Recipient};
 use hermes_domain::rate_limit::{self, RateLimit};
+use hermes_domain::routing::ProviderCandidate;
 use hermes_domain::tenant::TenantSettings;
 use hermes_domain::validation::{self, MessageDraft};
+use hermes_domain::{Channel, TenantId};
 use serde_json::json;
 use std::hint::black_box;
 
@@ -58,6 +61,21 @@ fn pipeline(c: &mut Criterion) {
             let mut spec = validation::validate(d).unwrap();
             spec.cascade_policy = policy;
             validation::validate_for_tenant(&spec, &on).unwrap()
+        })
+    });
+    let candidates = [
+        ProviderCandidate::new("twilio", &[Channel::Sms]),
+        ProviderCandidate::new("ses", &[Channel::Email]),
+    ];
+    let spec = validation::validate(draft()).unwrap();
+    group.bench_function("enrich", |b| {
+        b.iter(|| enrich(TenantId::new(), black_box(&spec), &candidates, &off.routing))
+    });
+    group.bench_function("schema_formatted_number", |b| {
+        b.iter(|| {
+            let mut d = black_box(draft());
+            d.to.phone = Some("+1 (415) 555-0100".into());
+            validation::validate(d).unwrap()
         })
     });
     let limit = RateLimit {

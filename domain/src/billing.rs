@@ -9,7 +9,7 @@
 
 use crate::message::{AttemptStatus, Message, MessageEvent, MessageSpec};
 use crate::routing::PriceTable;
-use crate::{AttemptId, Channel, MessageId, TenantId, phone, sms_segments};
+use crate::{AttemptId, Channel, MessageId, TenantId, sms_segments};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -50,10 +50,7 @@ pub fn attempt_cost(
         return None;
     }
     // Phone channels are priced per country; email and push by the table's `*` price.
-    let country = matches!(channel, Channel::Sms | Channel::Whatsapp)
-        .then(|| spec.to.address_for(channel))
-        .flatten()
-        .and_then(phone::country_of);
+    let country = spec.destination_country(channel);
     let unit_price = *country
         .as_deref()
         .and_then(|c| prices.get(c))
@@ -62,8 +59,13 @@ pub fn attempt_cost(
     Some(AttemptCost {
         units,
         unit_price,
-        price: (unit_price * f64::from(units) * 1e6).round() / 1e6,
+        price: round_price(unit_price * f64::from(units)),
     })
+}
+
+/// A price to the millionth of the currency unit, as costs and estimates are recorded.
+pub(crate) fn round_price(price: f64) -> f64 {
+    (price * 1e6).round() / 1e6
 }
 
 /// Whether the provider charged for an attempt, as far as Hermes can know.

@@ -8,6 +8,7 @@
 pub mod billing;
 pub mod channel;
 pub mod circuit;
+pub mod enrichment;
 pub mod ids;
 pub mod message;
 pub mod opt_out;

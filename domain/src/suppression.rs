@@ -32,17 +32,29 @@ fn reason_for(channel: Channel, code: &str) -> Option<&'static str> {
 pub const MAX_REASON_CHARS: usize = 200;
 
 /// Checks an entry given by a person: the channel, the address as `to`'s field for it is
-/// checked, and the reason (default `reason_default`). Answers the channel and the reason.
+/// checked, and the reason (default `reason_default`). Answers the channel, the address as a
+/// message carries it (a phone number in E.164), and the reason.
 pub fn check_entry(
     channel: &str,
     address: &str,
     reason: Option<&str>,
     reason_default: &str,
-) -> Result<(Channel, String), String> {
+) -> Result<(Channel, String, String), String> {
     let channel = Channel::parse(channel)
         .ok_or_else(|| format!("unknown channel {channel:?}: sms, email, push or whatsapp"))?;
-    crate::validation::check_address(channel, address)?;
-    Ok((channel, check_reason(reason, reason_default)?))
+    let address = crate::validation::check_address(channel, address)?;
+    Ok((channel, address, check_reason(reason, reason_default)?))
+}
+
+/// The address a tenant lists, as a message would carry it: a phone number written for people
+/// in E.164, anything else as given (see [`check_listed`]).
+pub fn listed_address(channel: Channel, address: &str) -> String {
+    match channel {
+        Channel::Sms | Channel::Whatsapp => {
+            crate::phone::normalize(address).unwrap_or_else(|| address.to_owned())
+        }
+        Channel::Email | Channel::Push => address.to_owned(),
+    }
 }
 
 fn check_reason(reason: Option<&str>, reason_default: &str) -> Result<String, String> {
@@ -154,5 +166,24 @@ mod tests {
         assert_eq!(reason_for(Channel::Email, "ses_bounce_transient"), None);
         assert_eq!(reason_for(Channel::Sms, "bounce"), None);
         assert_eq!(reason_for(Channel::Push, "fcm_QUOTA_EXCEEDED"), None);
+    }
+
+    #[test]
+    fn a_listed_phone_number_is_kept_as_messages_carry_it() {
+        assert_eq!(
+            check_entry("sms", "+1 (415) 555-0100", None, "operator"),
+            Ok((Channel::Sms, "+14155550100".into(), "operator".into()))
+        );
+        assert!(check_entry("whatsapp", "415 555 0100", None, "operator").is_err());
+        assert_eq!(
+            listed_address(Channel::Whatsapp, "+44 (0)20 7946 0958"),
+            "+442079460958"
+        );
+        // A tenant may list what is no valid recipient: it is kept as given, and never matches.
+        assert_eq!(listed_address(Channel::Sms, "not a number"), "not a number");
+        assert_eq!(
+            listed_address(Channel::Email, "Ada@Example.com"),
+            "Ada@Example.com"
+        );
     }
 }

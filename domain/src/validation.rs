@@ -57,9 +57,9 @@ pub struct MessageDraft {
     pub ttl_seconds: Option<Value>,
 }
 
-pub fn validate(draft: MessageDraft) -> Result<MessageSpec, Vec<ValidationError>> {
+pub fn validate(mut draft: MessageDraft) -> Result<MessageSpec, Vec<ValidationError>> {
     let mut errors = Vec::new();
-    validate_recipient(&draft.to, &mut errors);
+    validate_recipient(&mut draft.to, &mut errors);
     let cascade = validate_cascade(draft.cascade.as_ref(), &mut errors);
     for (i, step) in cascade.iter().enumerate() {
         if draft.to.address_for(step.channel).is_none() {
@@ -134,11 +134,13 @@ pub fn validate(draft: MessageDraft) -> Result<MessageSpec, Vec<ValidationError>
         ttl_seconds,
         cascade_policy: None,
         suppressed_steps: Vec::new(),
+        enrichment: None,
     })
 }
 
-/// Checks one address as `to`'s field for `channel` is checked (for suppression lists).
-pub fn check_address(channel: Channel, address: &str) -> Result<(), String> {
+/// Checks one address as `to`'s field for `channel` is checked (for suppression lists), and
+/// answers it as a message would carry it (a phone number in E.164).
+pub fn check_address(channel: Channel, address: &str) -> Result<String, String> {
     let mut to = Recipient::default();
     let field = match channel {
         Channel::Sms => &mut to.phone,
@@ -148,9 +150,9 @@ pub fn check_address(channel: Channel, address: &str) -> Result<(), String> {
     };
     *field = Some(address.to_owned());
     let mut errors = Vec::new();
-    validate_recipient(&to, &mut errors);
+    validate_recipient(&mut to, &mut errors);
     match errors.first() {
-        None => Ok(()),
+        None => Ok(to.address_for(channel).unwrap_or(address).to_owned()),
         Some(e) => Err(e.message.clone()),
     }
 }
@@ -326,17 +328,26 @@ fn validate_step(i: usize, step: &Value, errors: &mut Vec<ValidationError>) -> O
     })
 }
 
-fn validate_recipient(to: &Recipient, errors: &mut Vec<ValidationError>) {
-    for (field, value) in [("to.phone", &to.phone), ("to.whatsapp", &to.whatsapp)] {
+/// Checks `to`, and writes its phone numbers in E.164 ([`phone::normalize`]): the form every
+/// later layer (countries, suppression, opt-outs, duplicates) and every provider compares.
+fn validate_recipient(to: &mut Recipient, errors: &mut Vec<ValidationError>) {
+    for (field, value) in [
+        ("to.phone", &mut to.phone),
+        ("to.whatsapp", &mut to.whatsapp),
+    ] {
         if let Some(p) = value
             && characters::check_text(field, p, errors)
-            && !is_e164(p)
         {
-            errors.push(ValidationError::new(
-                "invalid_phone",
-                field,
-                format!("'{p}' is not an E.164 phone number (like +14155550100)"),
-            ));
+            match phone::normalize(p) {
+                Some(e164) => *p = e164,
+                None => errors.push(ValidationError::new(
+                    "invalid_phone",
+                    field,
+                    format!(
+                        "'{p}' is not a phone number in international format (+ and the country code, then the number: +14155550100 or +1 415 555 0100)"
+                    ),
+                )),
+            }
         }
     }
     if let Some(e) = &to.email
@@ -700,7 +711,8 @@ mod tests {
             "4155550100",
             "+0155550100",
             "+1415555010012345",
-            "+1 415 555",
+            "+1 415 555 0100 0000 0000",
+            "(415) 555-0100",
             "+",
         ] {
             assert_eq!(
@@ -710,6 +722,27 @@ mod tests {
             );
         }
         assert!(is_e164("+14155550100"));
+    }
+
+    #[test]
+    fn phone_numbers_are_carried_in_e164() {
+        let to = Recipient {
+            phone: Some("+1 (415) 555-0100".into()),
+            whatsapp: Some("+44 (0)20 7946 0958".into()),
+            ..Recipient::default()
+        };
+        let spec = validate(draft(
+            to,
+            json!([{"channel": "sms"}, {"channel": "whatsapp"}]),
+        ))
+        .expect("valid");
+        assert_eq!(spec.to.phone.as_deref(), Some("+14155550100"));
+        assert_eq!(spec.to.whatsapp.as_deref(), Some("+442079460958"));
+        assert_eq!(
+            check_address(Channel::Sms, "+1 415 555 0100").as_deref(),
+            Ok("+14155550100")
+        );
+        assert!(check_address(Channel::Sms, "415 555 0100").is_err());
     }
 
     #[test]

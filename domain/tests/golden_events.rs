@@ -8,6 +8,7 @@
 use chrono::{DateTime, Utc};
 use hermes_domain::billing::AttemptCost;
 use hermes_domain::circuit::CircuitState;
+use hermes_domain::enrichment::{Enrichment, StepEnrichment};
 use hermes_domain::message::events::{Completion, SCHEMA_VERSION};
 use hermes_domain::message::spec::{
     CascadeStep, Content, EmailContent, MessageSpec, PushContent, Recipient, SmsContent,
@@ -15,6 +16,7 @@ use hermes_domain::message::spec::{
 };
 use hermes_domain::message::{AttemptError, MessageEvent, ReceiptStatus};
 use hermes_domain::routing::{CandidateRecord, RouteRecord, Strategy};
+use hermes_domain::sms_segments::{SmsEncoding, SmsSegments};
 use hermes_domain::{AttemptId, Channel, TenantId, Until};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -53,6 +55,7 @@ fn expected(fixture: &str) -> MessageEvent {
             spec: Box::new(MessageSpec {
                 cascade_policy: None,
                 suppressed_steps: Vec::new(),
+                enrichment: None,
                 to: Recipient {
                     phone: Some("+14155550100".into()),
                     email: Some("ada@example.com".into()),
@@ -100,11 +103,57 @@ fn expected(fixture: &str) -> MessageEvent {
             expires_at: Some(at("2026-01-01T01:00:00Z")),
             at: at("2026-01-01T00:00:00Z"),
         },
+        "MessageAccepted.enriched" => MessageEvent::MessageAccepted {
+            tenant_id: tenant(),
+            spec: Box::new(MessageSpec {
+                cascade_policy: None,
+                suppressed_steps: Vec::new(),
+                enrichment: Some(Enrichment {
+                    steps: vec![
+                        StepEnrichment {
+                            country: Some("US".into()),
+                            sms: Some(SmsSegments {
+                                encoding: SmsEncoding::Gsm7,
+                                units: 19,
+                                segments: 1,
+                            }),
+                            account: Some("twilio-us".into()),
+                            route_reason: Some("cheapest".into()),
+                            price_estimate: Some(0.0079),
+                        },
+                        StepEnrichment {
+                            account: Some("ses".into()),
+                            route_reason: Some("first_usable".into()),
+                            ..StepEnrichment::default()
+                        },
+                    ],
+                }),
+                to: Recipient {
+                    phone: Some("+14155550100".into()),
+                    email: Some("ada@example.com".into()),
+                    ..Default::default()
+                },
+                content: Content {
+                    text: Some("Your code is 123456".into()),
+                    ..Default::default()
+                },
+                cascade: vec![
+                    step(Channel::Sms, 60, Until::Delivered),
+                    step(Channel::Email, 300, Until::Delivered),
+                ],
+                reference: None,
+                metadata: None,
+                ttl_seconds: None,
+            }),
+            expires_at: None,
+            at: at("2026-01-01T00:00:00Z"),
+        },
         "MessageAccepted.minimal" => MessageEvent::MessageAccepted {
             tenant_id: tenant(),
             spec: Box::new(MessageSpec {
                 cascade_policy: None,
                 suppressed_steps: Vec::new(),
+                enrichment: None,
                 to: Recipient {
                     phone: Some("+14155550100".into()),
                     ..Default::default()

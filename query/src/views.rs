@@ -1,6 +1,7 @@
 //! The API's view of a message: the shape clients code against (see ARCHITECTURE.md).
 
 use chrono::{DateTime, Utc};
+use hermes_domain::enrichment::Enrichment;
 use hermes_domain::message::{
     Attempt, AttemptError, AttemptStatus, Message, MessageStatus, Recipient,
 };
@@ -39,6 +40,72 @@ pub struct StepView {
     pub channel: Channel,
     pub timeout_seconds: u32,
     pub until: Until,
+}
+
+/// Layer 9 of the accept pipeline, as recorded with the message when it was accepted: what
+/// `POST /v1/messages/preview` answers, kept. The route is the router's answer at accept; each
+/// attempt's `provider` is where the dispatch actually went.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EnrichmentView {
+    /// The sum of the steps' price estimates (absent when no step's account has a price).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_estimate: Option<f64>,
+    /// One entry per step of `cascade`, in its order.
+    pub steps: Vec<StepEnrichmentView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StepEnrichmentView {
+    /// The recipient's country (ISO 3166-1 alpha-2), for SMS and WhatsApp steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "US")]
+    pub country: Option<String>,
+    /// For SMS steps: the parts the text is sent in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms: Option<SmsPartsView>,
+    /// The provider account the router picked at accept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// Why that account: `first_usable`, `cheapest`, `weighted`, `probe` or `every_circuit_open`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_reason: Option<String>,
+    /// The account's price for the destination times the message units (SMS segments; one on
+    /// other channels), when the account has a price table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_estimate: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SmsPartsView {
+    /// `gsm7` or `ucs2`.
+    #[schema(example = "gsm7")]
+    pub encoding: String,
+    /// Septets (GSM-7) or UTF-16 units (UCS-2).
+    pub units: usize,
+    pub segments: usize,
+}
+
+impl From<Enrichment> for EnrichmentView {
+    fn from(e: Enrichment) -> Self {
+        EnrichmentView {
+            price_estimate: e.price_estimate(),
+            steps: e
+                .steps
+                .into_iter()
+                .map(|s| StepEnrichmentView {
+                    country: s.country,
+                    sms: s.sms.map(|p| SmsPartsView {
+                        encoding: p.encoding.as_str().to_owned(),
+                        units: p.units,
+                        segments: p.segments,
+                    }),
+                    account: s.account,
+                    route_reason: s.route_reason,
+                    price_estimate: s.price_estimate,
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -97,6 +164,9 @@ pub struct MessageView {
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
     pub to: RecipientView,
     pub cascade: Vec<StepView>,
+    /// What the accept pipeline's last layer read off the message: per step the country, the
+    /// SMS parts, the route and its price. `null` for messages accepted before it was recorded.
+    pub enrichment: Option<EnrichmentView>,
     pub current_step: Option<CurrentStepView>,
     /// Every attempt, in the order they were made.
     pub attempts: Vec<AttemptView>,
@@ -131,6 +201,7 @@ impl From<Message> for MessageView {
                     until: s.until,
                 })
                 .collect(),
+            enrichment: m.spec.enrichment.map(EnrichmentView::from),
             current_step,
             attempts: m.attempts.into_iter().map(AttemptView::from).collect(),
             created_at: m.accepted_at,

@@ -253,6 +253,26 @@ async fn cost_routing_picks_the_cheapest_healthy_account_per_country() {
     };
     assert_eq!(step["route_reason"], "cheapest");
     assert_eq!(step["price_estimate"], 0.0070);
+    // A send records the same with the message (layer 9), written as people write numbers.
+    let id = app.send(&sms_to("+1 (415) 555-0100")).await;
+    let message = app
+        .message(&id)
+        .await
+        .expect("a message is shown right after its 202");
+    assert_eq!(message["to"]["phone"], US, "stored in E.164");
+    assert_eq!(
+        message["enrichment"]["steps"][0]["account"], "b",
+        "{message:#}"
+    );
+    assert_eq!(
+        message["enrichment"]["steps"][0]["route_reason"],
+        "cheapest"
+    );
+    assert_eq!(message["enrichment"]["steps"][0]["country"], "US");
+    assert_eq!(message["enrichment"]["price_estimate"], 0.0070);
+    // Delivered through b before b fails below (its failures are counted from then on).
+    let delivered = app.wait_for_status(&id, "delivered", WITHIN).await;
+    assert_eq!(delivered["attempts"][0]["provider"], "b");
 
     // b fails: each US message fails over from b to the next cheapest, a, until b's circuit
     // opens; then US messages go to a first.

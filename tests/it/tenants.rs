@@ -848,6 +848,77 @@ async fn a_message_may_name_a_cascade_policy_and_records_its_version() {
 }
 
 #[tokio::test]
+async fn a_message_passing_every_layer_is_enriched_as_its_preview_said_with_its_number_in_e164() {
+    let app = TestApp::spawn().await;
+    // Written as people write it: a Toronto number, a '€' (two GSM-7 septets) in 200 characters.
+    let body = json!({"to": {"phone": "+1 (416) 555-0100", "email": "ada@example.com"},
+                      "content": {"text": format!("{}€", "a".repeat(199))},
+                      "cascade": [{"channel": "sms"}, {"channel": "email"}]});
+    let enriched = json!({"steps": [
+        {"country": "CA", "sms": {"encoding": "gsm7", "units": 201, "segments": 2},
+         "account": "mock", "route_reason": "first_usable"},
+        {"account": "mock", "route_reason": "first_usable"}
+    ]});
+    let preview: Value = app
+        .client
+        .post(app.url("/v1/messages/preview"))
+        .bearer_auth(&app.api_key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(preview["steps"][0]["country"], "CA", "{preview:#}");
+
+    let id = app.send(&body).await;
+    let message = app.message(&id).await.expect("shown right after its 202");
+    assert_eq!(message["to"]["phone"], "+14165550100", "stored in E.164");
+    assert_eq!(message["enrichment"], enriched, "{message:#}");
+    for (i, step) in enriched["steps"].as_array().unwrap().iter().enumerate() {
+        for field in ["country", "sms", "account", "route_reason"] {
+            assert_eq!(
+                step.get(field),
+                preview["steps"][i].get(field),
+                "step {i}: {field}"
+            );
+        }
+    }
+    // Recorded in the message's history, not computed when shown.
+    let accepted = app.events(&id).await[0].clone();
+    assert_eq!(accepted["type"], "MessageAccepted");
+    assert_eq!(
+        accepted["data"]["spec"]["enrichment"], enriched,
+        "{accepted:#}"
+    );
+    assert_eq!(accepted["data"]["spec"]["to"]["phone"], "+14165550100");
+    // Once the projector has it, the read model shows the same.
+    let projected = app
+        .wait_for(&id, Duration::from_secs(10), |m| m["status"] == "delivered")
+        .await;
+    assert_eq!(projected["enrichment"], enriched);
+
+    // A number that says no country, or cannot be E.164, is refused.
+    for bad in ["(416) 555-0100", "+0 416 555 0100", "+1 800 FLOWERS"] {
+        let response = app
+            .post_message(&json!({"to": {"phone": bad}, "content": {"text": "hi"},
+                                  "cascade": [{"channel": "sms"}]}))
+            .await;
+        assert_eq!(response.status(), 422, "{bad}");
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(
+            problem["errors"][0]["code"], "invalid_phone",
+            "{bad}: {problem}"
+        );
+        assert_eq!(
+            problem["errors"][0]["field"], "to.phone",
+            "{bad}: {problem}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_preview_answers_route_country_and_segments_and_stores_and_spends_nothing() {
     let app = TestApp::spawn().await;
     tenants::change_settings(

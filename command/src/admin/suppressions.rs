@@ -25,10 +25,11 @@ async fn tenant(state: &AdminState, raw: &str) -> Result<Uuid, AdminError> {
         .ok_or(AdminError::Tenant(TenantCommandError::NoTenant(id)))
 }
 
-fn entry(channel: &str, address: &str) -> Result<Channel, AdminError> {
-    let (channel, _) =
+/// The channel and the address as the list holds it (a phone number in E.164).
+fn entry(channel: &str, address: &str) -> Result<(Channel, String), AdminError> {
+    let (channel, address, _) =
         check_entry(channel, address, None, "operator").map_err(AdminError::BadSuppression)?;
-    Ok(channel)
+    Ok((channel, address))
 }
 
 #[derive(Serialize)]
@@ -71,7 +72,7 @@ pub(super) async fn add(
     } else {
         body::parse(&bytes)?.value
     };
-    let (channel, reason) = check_entry(&channel, &address, reason.as_deref(), "operator")
+    let (channel, address, reason) = check_entry(&channel, &address, reason.as_deref(), "operator")
         .map_err(AdminError::BadSuppression)?;
     let mut conn = state.pool.acquire().await?;
     suppressions::add(&mut conn, id, channel, &address, &reason, "operator").await?;
@@ -86,7 +87,7 @@ pub(super) async fn remove(
 ) -> Result<StatusCode, AdminError> {
     authorize(&state, &headers)?;
     let id = tenant(&state, &id).await?;
-    let channel = entry(&channel, &address)?;
+    let (channel, address) = entry(&channel, &address)?;
     if suppressions::remove(&state.pool, id, channel, &address).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -87,7 +87,9 @@ fn content_for_step(channel: &str) -> Value {
 
 fn send_message_request() -> Value {
     let controls = CONTROLS;
-    let phone = json!({"type": ["string", "null"], "pattern": r"^\+[1-9][0-9]{1,14}$", "description": "E.164", "example": "+14155550100"});
+    let phone = json!({"type": ["string", "null"], "maxLength": 32, "pattern": r"^\+[ ()./-]*[1-9](?:[ ()./-]*[0-9]){1,14}[ ()./-]*$",
+        "description": "International format: E.164, or the + and country code then the number with spaces, dashes, dots, slashes or parentheses (`+1 (415) 555-0100`); stored in E.164, a national prefix written in it (`+44 (0)20 7946 0958`) dropped",
+        "example": "+14155550100"});
     let needs: Vec<Value> = [
         ("sms", "phone"),
         ("email", "email"),

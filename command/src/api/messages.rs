@@ -10,7 +10,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use hermes_domain::enrichment::enrich;
 use hermes_domain::message::{MessageCommand, MessageSpec};
+use hermes_domain::routing::ProviderCandidate;
 use hermes_domain::validation;
 use hermes_domain::{Channel, MessageId, TenantId};
 use hermes_infra::event_store::{Cause, EventMetadata};
@@ -67,6 +69,8 @@ enum Layer {
     Suppression,
     /// Layer 7.
     RateLimit,
+    /// Layer 9: country, SMS parts, the route and its price, recorded with the message.
+    Enrich,
     /// Layer 8 (the Idempotency-Key) and the commit that stores the message.
     DedupAndStore,
 }
@@ -78,6 +82,7 @@ impl Layer {
             Layer::TenantRules => "tenant_rules",
             Layer::Suppression => "suppression",
             Layer::RateLimit => "rate_limit",
+            Layer::Enrich => "enrich",
             Layer::DedupAndStore => "dedup_and_store",
         };
         metrics::histogram!("hermes_accept_layer_seconds", "layer" => layer)
@@ -144,18 +149,16 @@ pub(super) fn content_dedup(tenant: &Tenant, spec: &MessageSpec) -> Option<Conte
 
 /// Some provider account serves every channel of the cascade (`channel_unavailable` if not).
 pub(super) fn every_channel_served(
-    state: &CommandState,
+    candidates: &[ProviderCandidate],
     tenant: TenantId,
     spec: &MessageSpec,
 ) -> Result<(), ApiError> {
-    let served: Vec<Channel> = state
-        .providers
-        .candidates()
-        .into_iter()
-        .filter(|c| c.serves_tenant(Some(tenant)))
-        .flat_map(|c| c.channels)
-        .collect();
-    match spec.cascade.iter().find(|s| !served.contains(&s.channel)) {
+    let served = |channel: Channel| {
+        candidates
+            .iter()
+            .any(|c| c.serves_tenant(Some(tenant)) && c.channels.contains(&channel))
+    };
+    match spec.cascade.iter().find(|s| !served(s.channel)) {
         Some(step) => Err(ApiError::ChannelUnavailable(step.channel.to_string())),
         None => Ok(()),
     }
@@ -218,7 +221,11 @@ pub async fn send_message(
         rate_limits::admit(&state.rate_limiter, tenant.0, &tenant.1.settings, &spec).await;
     Layer::RateLimit.record(started);
     admitted.map_err(ApiError::RateLimited)?;
-    every_channel_served(&state, tenant.0, &spec)?;
+    let candidates = state.providers.candidates();
+    every_channel_served(&candidates, tenant.0, &spec)?;
+    spec.enrichment = Some(timed(Layer::Enrich, || {
+        enrich(tenant.0, &spec, &candidates, &tenant.1.settings.routing)
+    }));
     let dedup = content_dedup(&tenant, &spec);
     let started = Instant::now();
     let accepted = state

@@ -1,6 +1,7 @@
 //! `POST /v1/messages/preview`: what `POST /v1/messages` would do with this request, without
 //! doing it. The same layers refuse with the same codes (auth, tenant, schema, content,
-//! compliance, channels served); an accepted request answers, per step, the account the router
+//! compliance, channels served); an accepted request answers layer 9's enrichment
+//! ([`hermes_domain::enrichment`]), the same a send records: per step, the account the router
 //! would pick now, the recipient's country, and for SMS the segments it takes. Nothing is stored,
 //! nothing is sent, and the tenant's rate limits are neither checked nor spent.
 
@@ -12,9 +13,10 @@ use super::send_request::SendMessageRequest;
 use crate::handler::CommandError;
 use axum::Json;
 use axum::extract::State;
+use hermes_domain::enrichment::{Enrichment, enrich};
 use hermes_domain::message::MessageSpec;
-use hermes_domain::routing::{RouteRequest, RoutingRule, route};
-use hermes_domain::{Channel, TenantId, Until, phone, sms_segments};
+use hermes_domain::sms_segments::SmsSegments;
+use hermes_domain::{Channel, Until};
 use hermes_infra::content_dedup;
 use hermes_infra::http::{Problem, Tenant};
 use serde::Serialize;
@@ -24,6 +26,10 @@ use utoipa::ToSchema;
 pub struct MessagePreview {
     /// The steps the message would run, in order.
     pub steps: Vec<StepPreview>,
+    /// The sum of the steps' price estimates: the message's price if each step is sent once
+    /// (absent when no step's account has a price).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price_estimate: Option<f64>,
     /// The tenant's cascade policy the steps come from, when the request named one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cascade_policy: Option<PolicyPreview>,
@@ -74,6 +80,16 @@ pub struct SmsPreview {
     pub segments: usize,
 }
 
+impl From<SmsSegments> for SmsPreview {
+    fn from(s: SmsSegments) -> Self {
+        SmsPreview {
+            encoding: s.encoding.as_str(),
+            units: s.units,
+            segments: s.segments,
+        }
+    }
+}
+
 /// Preview a message: what `POST /v1/messages` would accept and how it would route it, without
 /// storing or sending anything (and without spending the tenant's rate limits).
 #[utoipa::path(
@@ -100,7 +116,8 @@ pub async fn preview_message(
 ) -> Result<Json<MessagePreview>, ApiError> {
     let mut spec = checked_spec(&tenant, body.value)?;
     skip_suppressed(&state, &tenant, &mut spec).await?;
-    every_channel_served(&state, tenant.0, &spec)?;
+    let candidates = state.providers.candidates();
+    every_channel_served(&candidates, tenant.0, &spec)?;
     if let Some(dedup) = content_dedup(&tenant, &spec)
         && let Some(first) =
             content_dedup::holder(state.handler.pool(), tenant.0.0, &dedup.fingerprint)
@@ -111,79 +128,30 @@ pub async fn preview_message(
             hermes_domain::MessageId(first),
         )));
     }
-    Ok(Json(preview(
-        tenant.0,
-        &spec,
-        &state.providers.candidates(),
-        &tenant.1.settings.routing,
-    )))
+    let enrichment = enrich(tenant.0, &spec, &candidates, &tenant.1.settings.routing);
+    Ok(Json(preview(&spec, enrichment)))
 }
 
-fn preview(
-    tenant: TenantId,
-    spec: &MessageSpec,
-    candidates: &[hermes_domain::routing::ProviderCandidate],
-    rules: &std::collections::BTreeMap<Channel, RoutingRule>,
-) -> MessagePreview {
-    let steps = spec
-        .cascade
-        .iter()
-        .enumerate()
-        .map(|(i, step)| {
-            let number = match step.channel {
-                Channel::Sms => spec.to.phone.as_deref(),
-                Channel::Whatsapp => spec.to.whatsapp.as_deref(),
-                Channel::Email | Channel::Push => None,
-            };
-            let sms = (step.channel == Channel::Sms)
-                .then(|| {
-                    spec.content
-                        .own_text(Channel::Sms)
-                        .or(spec.content.text.as_ref())
-                })
-                .flatten()
-                .map(|text| {
-                    let counted = sms_segments::count(text);
-                    SmsPreview {
-                        encoding: counted.encoding.as_str(),
-                        units: counted.units,
-                        segments: counted.segments,
-                    }
-                });
-            let country = number.and_then(phone::country_of);
-            let decision = route(
-                &RouteRequest {
-                    tenant: Some(tenant),
-                    country: country.as_deref(),
-                    rule: rules.get(&step.channel),
-                    ..RouteRequest::any(step.channel)
-                },
-                candidates,
-            );
-            let units = sms.as_ref().map_or(1, |s| s.segments);
-            let price_estimate = decision.as_ref().and_then(|d| {
-                d.record
-                    .candidates
-                    .iter()
-                    .find(|c| c.account == d.account)
-                    .and_then(|c| c.price)
-                    .map(|price| price * units as f64)
-            });
-            StepPreview {
+fn preview(spec: &MessageSpec, enrichment: Enrichment) -> MessagePreview {
+    MessagePreview {
+        price_estimate: enrichment.price_estimate(),
+        steps: spec
+            .cascade
+            .iter()
+            .zip(enrichment.steps)
+            .enumerate()
+            .map(|(i, (step, found))| StepPreview {
                 suppressed: spec.suppressed_steps.contains(&i),
                 channel: step.channel,
                 timeout_seconds: step.timeout_seconds,
                 until: step.until,
-                route_reason: decision.as_ref().map(|d| d.record.reason.clone()),
-                account: decision.map(|d| d.account),
-                country,
-                price_estimate,
-                sms,
-            }
-        })
-        .collect();
-    MessagePreview {
-        steps,
+                route_reason: found.route_reason,
+                account: found.account,
+                country: found.country,
+                price_estimate: found.price_estimate,
+                sms: found.sms.map(SmsPreview::from),
+            })
+            .collect(),
         cascade_policy: spec.cascade_policy.as_ref().map(|p| PolicyPreview {
             name: p.name.clone(),
             version: p.version,

@@ -44,13 +44,15 @@ pub struct SendMessageRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ToRequest {
-    /// E.164, for `sms`.
+    /// International format (E.164, or written with spaces and the like: stored in E.164), for
+    /// `sms`.
     #[schema(example = "+14155550100")]
     pub phone: Option<String>,
     #[schema(example = "ada@example.com")]
     pub email: Option<String>,
     pub push_token: Option<String>,
-    /// E.164, for `whatsapp`.
+    /// International format (E.164, or written with spaces and the like: stored in E.164), for
+    /// `whatsapp`.
     pub whatsapp: Option<String>,
 }
 

@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use hermes_domain::Channel;
-use hermes_domain::suppression::check_listed;
+use hermes_domain::suppression::{check_listed, listed_address};
 use hermes_infra::http::{Problem, Tenant};
 use hermes_infra::suppressions;
 use serde::{Deserialize, Serialize};
@@ -122,6 +122,7 @@ pub async fn suppress(
     let SuppressRequest { reason } = body::optional(request, 4096).await?;
     let reason = check_listed(&address, reason.as_deref(), "tenant")
         .map_err(ApiError::InvalidSuppression)?;
+    let address = listed_address(channel, &address);
     let mut conn = state
         .handler
         .pool()
@@ -164,6 +165,7 @@ pub async fn unsuppress(
     if check_listed(&address, None, "tenant").is_err() {
         return Err(ApiError::NotFound("suppression"));
     }
+    let address = listed_address(channel, &address);
     if suppressions::remove(state.handler.pool(), tenant.0, channel, &address)
         .await
         .map_err(|e| ApiError::Command(e.into()))?

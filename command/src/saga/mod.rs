@@ -351,7 +351,7 @@ impl Dispatcher {
                     return Ok(Some(MessageCommand::DeferStep { step_index, until }));
                 }
                 let rule = rules.routing.get(&step.channel);
-                let country = rule.and_then(|_| destination_country(m, step.channel));
+                let country = rule.and_then(|_| m.spec.destination_country(step.channel));
                 let ask = RouteRequest {
                     tenant: Some(m.tenant_id),
                     channel: step.channel,
@@ -569,7 +569,7 @@ impl Dispatcher {
             Err(_) => return true,
         };
         let rule = rules.routing.get(&channel);
-        let country = rule.and_then(|_| destination_country(m, channel));
+        let country = rule.and_then(|_| m.spec.destination_country(channel));
         let ask = RouteRequest {
             tenant: Some(m.tenant_id),
             channel,
@@ -580,14 +580,6 @@ impl Dispatcher {
         };
         route(&ask, &self.providers.candidates()).is_some()
     }
-}
-
-/// The country of the step's phone number, for the routing rules (SMS and WhatsApp).
-fn destination_country(m: &Message, channel: Channel) -> Option<String> {
-    matches!(channel, Channel::Sms | Channel::Whatsapp)
-        .then(|| m.spec.to.address_for(channel))
-        .flatten()
-        .and_then(hermes_domain::phone::country_of)
 }
 
 /// The weighted strategy's draw for one attempt: the same on every run of the dispatch.

@@ -27,6 +27,7 @@ fn spec(text: &str) -> MessageSpec {
     MessageSpec {
         cascade_policy: None,
         suppressed_steps: Vec::new(),
+        enrichment: None,
         to: Recipient {
             phone: Some("+37255512345".into()),
             email: Some("ada@example.com".into()),

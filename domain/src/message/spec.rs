@@ -4,6 +4,7 @@
 //! provider's request body.
 
 use crate::channel::{Channel, Until};
+use crate::enrichment::Enrichment;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -177,7 +178,7 @@ pub struct CascadeStep {
 }
 
 /// A validated delivery request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MessageSpec {
     pub to: Recipient,
     pub content: Content,
@@ -190,9 +191,29 @@ pub struct MessageSpec {
     /// Steps (indices) whose address the tenant's suppression list held at accept: the cascade
     /// skips them. Recorded in `MessageAccepted`, so the skip is part of the message's history.
     pub suppressed_steps: Vec<usize>,
+    /// What layer 9 read off the message at accept ([`crate::enrichment`]); `None` on messages
+    /// accepted before it was recorded.
+    pub enrichment: Option<Enrichment>,
 }
 
 impl MessageSpec {
+    /// The country of the number a phone channel (SMS, WhatsApp) sends to: as recorded at accept,
+    /// else read from the number now (messages accepted before enrichment was recorded).
+    pub fn destination_country(&self, channel: Channel) -> Option<String> {
+        if !matches!(channel, Channel::Sms | Channel::Whatsapp) {
+            return None;
+        }
+        if let Some(enrichment) = &self.enrichment
+            && let Some(i) = self.cascade.iter().position(|s| s.channel == channel)
+            && let Some(step) = enrichment.steps.get(i)
+        {
+            return step.country.clone();
+        }
+        self.to
+            .address_for(channel)
+            .and_then(crate::phone::country_of)
+    }
+
     /// The first step at or after `from` that is not suppressed.
     pub fn next_step_from(&self, from: usize) -> Option<usize> {
         (from..self.cascade.len()).find(|i| !self.suppressed_steps.contains(i))

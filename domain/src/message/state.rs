@@ -5,7 +5,6 @@ use crate::channel::{Channel, Until};
 use crate::ids::{AttemptId, MessageId, TenantId};
 use crate::message::events::{AttemptError, Completion, MessageEvent, ReceiptStatus};
 use crate::message::spec::{CascadeStep, MessageSpec};
-use crate::phone::country_of;
 use crate::quiet_hours::QuietHours;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -502,7 +501,7 @@ impl Message {
             return None;
         }
         let channel = self.step(step_index)?.channel;
-        let country = country_of(self.spec.to.address_for(channel)?)?;
+        let country = self.spec.destination_country(channel)?;
         quiet.ends_at(channel, &country, now)
     }
 

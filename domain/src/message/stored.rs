@@ -15,6 +15,7 @@
 
 use crate::billing::AttemptCost;
 use crate::channel::{Channel, Until};
+use crate::enrichment::{Enrichment, StepEnrichment};
 use crate::ids::{AttemptId, TenantId};
 use crate::message::events::{AttemptError, Completion, MessageEvent, ReceiptStatus};
 use crate::message::spec::{
@@ -22,6 +23,7 @@ use crate::message::spec::{
     WhatsappContent, WhatsappTemplate,
 };
 use crate::routing::RouteRecord;
+use crate::sms_segments::{SmsEncoding, SmsSegments};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -145,7 +147,7 @@ pub struct ErrorPayload {
 }
 
 /// What the tenant asked for, as stored in `MessageAccepted` (and in the read model's rows).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpecPayload {
     pub to: RecipientPayload,
@@ -163,6 +165,45 @@ pub struct SpecPayload {
     /// Absent when no step was suppressed (and on every message stored before suppression).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub suppressed_steps: Vec<usize>,
+    /// What layer 9 read off the message; absent on messages stored before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrichment: Option<EnrichmentPayload>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrichmentPayload {
+    pub steps: Vec<StepEnrichmentPayload>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepEnrichmentPayload {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms: Option<SmsPartsPayload>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_estimate: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsPartsPayload {
+    pub encoding: SmsEncodingPayload,
+    pub units: usize,
+    pub segments: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmsEncodingPayload {
+    Gsm7,
+    Ucs2,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -459,6 +500,26 @@ impl From<MessageSpec> for SpecPayload {
             ttl_seconds: s.ttl_seconds,
             cascade_policy: s.cascade_policy,
             suppressed_steps: s.suppressed_steps,
+            enrichment: s.enrichment.map(|e| EnrichmentPayload {
+                steps: e
+                    .steps
+                    .into_iter()
+                    .map(|step| StepEnrichmentPayload {
+                        country: step.country,
+                        sms: step.sms.map(|sms| SmsPartsPayload {
+                            encoding: match sms.encoding {
+                                SmsEncoding::Gsm7 => SmsEncodingPayload::Gsm7,
+                                SmsEncoding::Ucs2 => SmsEncodingPayload::Ucs2,
+                            },
+                            units: sms.units,
+                            segments: sms.segments,
+                        }),
+                        account: step.account,
+                        route_reason: step.route_reason,
+                        price_estimate: step.price_estimate,
+                    })
+                    .collect(),
+            }),
         }
     }
 }
@@ -683,6 +744,26 @@ impl From<SpecPayload> for MessageSpec {
             ttl_seconds: s.ttl_seconds,
             cascade_policy: s.cascade_policy,
             suppressed_steps: s.suppressed_steps,
+            enrichment: s.enrichment.map(|e| Enrichment {
+                steps: e
+                    .steps
+                    .into_iter()
+                    .map(|step| StepEnrichment {
+                        country: step.country,
+                        sms: step.sms.map(|sms| SmsSegments {
+                            encoding: match sms.encoding {
+                                SmsEncodingPayload::Gsm7 => SmsEncoding::Gsm7,
+                                SmsEncodingPayload::Ucs2 => SmsEncoding::Ucs2,
+                            },
+                            units: sms.units,
+                            segments: sms.segments,
+                        }),
+                        account: step.account,
+                        route_reason: step.route_reason,
+                        price_estimate: step.price_estimate,
+                    })
+                    .collect(),
+            }),
         }
     }
 }

@@ -170,6 +170,7 @@ pub(super) fn spec(cascade: Vec<CascadeStep>, ttl_seconds: Option<u32>) -> Messa
     MessageSpec {
         cascade_policy: None,
         suppressed_steps: Vec::new(),
+        enrichment: None,
         to: Recipient {
             phone: Some("+37255512345".into()),
             email: Some("ada@example.com".into()),
