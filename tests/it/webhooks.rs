@@ -601,6 +601,18 @@ async fn bad_endpoints_are_refused_and_tenants_never_see_each_others() {
         (status, problem["code"].as_str()),
         (422, Some("invalid_overlap"))
     );
+    // JSON (and the OpenAPI document) calls 60.0 an integer; a fraction is no count of seconds.
+    for (overlap, expected) in [(json!(60.0), 200), (json!(1.5), 422)] {
+        let (status, answer) = app
+            .call(
+                &key,
+                reqwest::Method::POST,
+                &format!("/v1/webhook-endpoints/{id}/rotate-secret"),
+                Some(json!({ "overlap_seconds": overlap })),
+            )
+            .await;
+        assert_eq!(status, expected, "{overlap}: {answer}");
+    }
     let (status, problem) = app
         .call(
             &key,

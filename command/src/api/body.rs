@@ -69,3 +69,16 @@ pub async fn optional<T: DeserializeOwned + Default>(
     }
     Ok(parse::<Option<T>>(&bytes)?.value.unwrap_or_default())
 }
+
+/// A count of seconds as JSON gives it: `60.0` is the integer 60 (JSON Schema, and so the OpenAPI
+/// document, calls it an integer); a fraction or a number out of `i64` is `-1`, out of every
+/// range a caller allows.
+pub fn whole_seconds(n: &serde_json::Number) -> i64 {
+    n.as_i64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                .map(|f| f as i64)
+        })
+        .unwrap_or(-1)
+}

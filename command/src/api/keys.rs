@@ -217,12 +217,7 @@ pub async fn rotate_key(
 ) -> Result<(StatusCode, Json<IssuedApiKey>), ApiError> {
     let key = key_id(&key)?;
     let RotateKeyRequest { overlap_seconds } = body::optional(request, MAX_BODY_BYTES).await?;
-    // JSON says 60.0 is the integer 60; a fraction is out of range like a negative.
-    let seconds = overlap_seconds.map(|n| {
-        n.as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
-            .unwrap_or(-1)
-    });
+    let seconds = overlap_seconds.as_ref().map(body::whole_seconds);
     let overlap = rotation_overlap(seconds);
     let (issued, expires_at) =
         tenants::rotate_key_by(state.handler.pool(), tenant.0, key, overlap, ACTOR).await?;

@@ -84,11 +84,16 @@ pub struct WebhookEndpointWithSecret {
 pub struct NewWebhookEndpoint {
     /// `https://` (or `http://`) URL, at most 2,048 characters, no user or password; its host
     /// must resolve to public addresses only.
+    #[schema(
+        max_length = 2048,
+        pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z][A-Za-z0-9.-]*(:[0-9]{1,4})?([/?#][!-~]*)?$"
+    )]
     pub url: String,
     #[serde(default)]
     pub description: Option<String>,
     /// Notice types to get (see `WebhookNotice`); absent or empty: all.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<EventTypeName>>)]
     pub event_types: Option<Vec<String>>,
     /// Default true.
     #[serde(default)]
@@ -98,8 +103,16 @@ pub struct NewWebhookEndpoint {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookEndpointChange {
+    /// The new URL: `https://` (or `http://`), at most 2,048 characters, no user or password;
+    /// its host must resolve to public addresses only.
+    #[schema(
+        max_length = 2048,
+        pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z][A-Za-z0-9.-]*(:[0-9]{1,4})?([/?#][!-~]*)?$"
+    )]
     pub url: Option<String>,
     pub description: Option<String>,
+    /// Notice types to get (see `WebhookNotice`); empty: all.
+    #[schema(value_type = Option<Vec<EventTypeName>>)]
     pub event_types: Option<Vec<String>>,
     /// Enabling an endpoint Hermes disabled clears `disabled_reason`.
     pub enabled: Option<bool>,
@@ -109,8 +122,8 @@ pub struct WebhookEndpointChange {
 #[serde(deny_unknown_fields)]
 pub struct RotateWebhookSecret {
     /// How long the old secret keeps signing (a second signature): 0 to 604,800; default 86,400.
-    #[schema(minimum = 0, maximum = 604800)]
-    pub overlap_seconds: Option<i64>,
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 604800)]
+    pub overlap_seconds: Option<serde_json::Number>,
 }
 
 /// The payload every delivery carries (Standard Webhooks: `type`, `timestamp`, `data`), sent with
@@ -176,7 +189,43 @@ pub struct Redelivered {
 #[into_params(parameter_in = Query)]
 pub struct DeliveryFilter {
     /// `pending`, `succeeded` or `failed`; all when absent.
+    #[param(value_type = Option<DeliveryStatus>, inline)]
     pub status: Option<String>,
+}
+
+/// A notice type an endpoint may ask for: the OpenAPI document's list of the names
+/// [`NoticeType`] reads (a test keeps the two the same).
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)] // Only the document's enum: the request's names are read as text and checked.
+pub enum EventTypeName {
+    #[serde(rename = "message.accepted")]
+    Accepted,
+    #[serde(rename = "message.attempt_sent")]
+    AttemptSent,
+    #[serde(rename = "message.delivered")]
+    Delivered,
+    #[serde(rename = "message.read")]
+    Read,
+    #[serde(rename = "message.failed")]
+    Failed,
+    #[serde(rename = "message.expired")]
+    Expired,
+    #[serde(rename = "message.cancelled")]
+    Cancelled,
+    #[serde(rename = "message.late_receipt")]
+    LateReceipt,
+    #[serde(rename = "message.step_skipped")]
+    StepSkipped,
+}
+
+/// A delivery's state, as the list filters it.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // Only the OpenAPI document's enum: the filter is read as text and checked.
+pub enum DeliveryStatus {
+    Pending,
+    Succeeded,
+    Failed,
 }
 
 fn not_found(raw: &str) -> Result<Uuid, ApiError> {
@@ -475,7 +524,9 @@ pub async fn rotate_secret(
 ) -> Result<Json<WebhookEndpointWithSecret>, ApiError> {
     let id = not_found(&id)?;
     let RotateWebhookSecret { overlap_seconds } = body::optional(request, MAX_BODY_BYTES).await?;
-    let overlap = overlap_seconds.unwrap_or(DEFAULT_OVERLAP_SECONDS);
+    let overlap = overlap_seconds
+        .as_ref()
+        .map_or(DEFAULT_OVERLAP_SECONDS, body::whole_seconds);
     if !(0..=MAX_OVERLAP_SECONDS).contains(&overlap) {
         return Err(ApiError::InvalidWebhook(
             "invalid_overlap",
@@ -702,6 +753,20 @@ mod tests {
         }
         assert!(check_url("http://127.0.0.1:9000/", true).is_ok());
         assert!(check_url(&format!("https://example.com/{}", "a".repeat(2048)), false).is_err());
+    }
+
+    #[test]
+    fn the_document_lists_every_notice_type_and_no_other() {
+        let schema = serde_json::to_value(<EventTypeName as utoipa::PartialSchema>::schema())
+            .expect("a schema serializes");
+        let listed: Vec<&str> = schema["enum"]
+            .as_array()
+            .expect("an enum")
+            .iter()
+            .map(|v| v.as_str().expect("a name"))
+            .collect();
+        let known: Vec<&str> = NoticeType::ALL.map(NoticeType::as_str).to_vec();
+        assert_eq!(listed, known);
     }
 
     #[test]
