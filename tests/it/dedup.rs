@@ -78,15 +78,8 @@ async fn identical_content_to_the_same_recipient_within_the_window_is_refused() 
     let (status, _, _) = post(&app, &otp("+14155550101", &format!("{n:04}")), None).await;
     assert_eq!(status, 202);
     // The preview answers what the send would.
-    let r = app
-        .client
-        .post(app.url("/v1/messages/preview"))
-        .bearer_auth(&app.api_key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 409);
+    let (status, problem) = app.preview(&body).await;
+    assert_eq!(status, 409, "{problem}");
     // Nothing of the refused requests was stored: one message per accepted request.
     let stored: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM events WHERE stream_type = 'message' AND event_type = 'MessageAccepted'

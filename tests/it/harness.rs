@@ -240,6 +240,20 @@ impl TestApp {
         self.post_message_as(&self.api_key, body).await
     }
 
+    /// `POST /v1/messages/preview` with the tenant's key: the status and the JSON answer.
+    pub async fn preview(&self, body: &Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(self.url("/v1/messages/preview"))
+            .bearer_auth(&self.api_key)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.expect("a JSON answer"))
+    }
+
     /// Sends a message and returns its id, asserting it was accepted.
     pub async fn send(&self, body: &Value) -> String {
         let r = self.post_message(body).await;

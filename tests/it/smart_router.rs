@@ -233,17 +233,7 @@ async fn cost_routing_picks_the_cheapest_healthy_account_per_country() {
     // The preview says the same, with the price of the message's segments (once this process's
     // key check, trusted for 2 s, has read the new settings).
     let step = loop {
-        let preview: Value = app
-            .client
-            .post(app.url("/v1/messages/preview"))
-            .bearer_auth(&app.api_key)
-            .json(&sms_to(US))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, preview) = app.preview(&sms_to(US)).await;
         let step = preview["steps"][0].clone();
         if step["account"] == "b" {
             break step;

@@ -13,16 +13,7 @@ use std::time::{Duration, Instant};
 pub(crate) async fn wait_until_preview_suppresses(app: &TestApp, body: &Value, want: &[bool]) {
     let deadline = Instant::now() + WITHIN;
     loop {
-        let response = app
-            .client
-            .post(app.url("/v1/messages/preview"))
-            .bearer_auth(&app.api_key)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let answer: Value = response.json().await.unwrap();
+        let (status, answer) = app.preview(body).await;
         if status == 200 {
             let got: Vec<bool> = answer["steps"]
                 .as_array()

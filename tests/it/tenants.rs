@@ -859,17 +859,8 @@ async fn a_message_passing_every_layer_is_enriched_as_its_preview_said_with_its_
          "account": "mock", "route_reason": "first_usable"},
         {"account": "mock", "route_reason": "first_usable"}
     ]});
-    let preview: Value = app
-        .client
-        .post(app.url("/v1/messages/preview"))
-        .bearer_auth(&app.api_key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, preview) = app.preview(&body).await;
+    assert_eq!(status, 200, "{preview}");
     assert_eq!(preview["steps"][0]["country"], "CA", "{preview:#}");
 
     let id = app.send(&body).await;
@@ -930,26 +921,11 @@ async fn a_preview_answers_route_country_and_segments_and_stores_and_spends_noth
     )
     .await
     .unwrap();
-    let preview = |body: Value| {
-        let app = &app;
-        async move {
-            let response = app
-                .client
-                .post(app.url("/v1/messages/preview"))
-                .bearer_auth(&app.api_key)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            let status = response.status().as_u16();
-            (status, response.json::<Value>().await.unwrap())
-        }
-    };
     // 200 characters with a '€': 201 septets, two SMS parts.
     let body = json!({"to": {"phone": "+14165550100", "email": "ada@example.com"},
                       "content": {"text": format!("{}€", "a".repeat(199))}, "cascade": "otp"});
     for _ in 0..3 {
-        let (status, answer) = preview(body.clone()).await;
+        let (status, answer) = app.preview(&body).await;
         assert_eq!(status, 200, "{answer}");
         assert_eq!(
             answer,
@@ -964,9 +940,10 @@ async fn a_preview_answers_route_country_and_segments_and_stores_and_spends_noth
         );
     }
     // Refused as a send would be, with the same code.
-    let (status, problem) = preview(json!({"to": {"phone": "+14165550100"},
-        "content": {"text": "a".repeat(307)}, "cascade": [{"channel": "sms"}]}))
-    .await;
+    let (status, problem) = app
+        .preview(&json!({"to": {"phone": "+14165550100"},
+            "content": {"text": "a".repeat(307)}, "cascade": [{"channel": "sms"}]}))
+        .await;
     assert_eq!(
         (status, problem["code"].as_str()),
         (422, Some("too_many_segments"))
