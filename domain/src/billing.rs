@@ -9,7 +9,7 @@
 
 use crate::message::{AttemptStatus, Message, MessageEvent, MessageSpec};
 use crate::routing::PriceTable;
-use crate::{AttemptId, Channel, MessageId, TenantId, sms_segments};
+use crate::{AttemptId, Channel, MessageId, TenantId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -31,12 +31,9 @@ pub fn billable_units(spec: &MessageSpec, channel: Channel) -> u32 {
     if channel != Channel::Sms {
         return 1;
     }
-    spec.content
-        .own_text(Channel::Sms)
-        .or(spec.content.text.as_ref())
-        .map_or(1, |text| {
-            u32::try_from(sms_segments::count(text).segments.max(1)).unwrap_or(u32::MAX)
-        })
+    spec.sms_parts().map_or(1, |parts| {
+        u32::try_from(parts.segments.max(1)).unwrap_or(u32::MAX)
+    })
 }
 
 /// The cost of sending the message's step on `channel` through an account with `prices`;

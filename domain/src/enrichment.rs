@@ -15,7 +15,7 @@ use crate::ids::TenantId;
 use crate::message::MessageSpec;
 use crate::phone;
 use crate::routing::{ProviderCandidate, RouteRequest, RoutingRule, route};
-use crate::sms_segments::{self, SmsSegments};
+use crate::sms_segments::SmsSegments;
 use std::collections::BTreeMap;
 
 /// What layer 9 found, one entry per step of the cascade (in its order).
@@ -72,13 +72,8 @@ pub fn enrich(
                 Channel::Email | Channel::Push => None,
             };
             let sms = (step.channel == Channel::Sms)
-                .then(|| {
-                    spec.content
-                        .own_text(Channel::Sms)
-                        .or(spec.content.text.as_ref())
-                })
-                .flatten()
-                .map(|text| sms_segments::count(text));
+                .then(|| spec.sms_parts())
+                .flatten();
             let decision = route(
                 &RouteRequest {
                     tenant: Some(tenant),

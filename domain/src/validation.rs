@@ -448,14 +448,13 @@ fn check_segments(
     let Some(i) = spec.cascade.iter().position(|s| s.channel == Channel::Sms) else {
         return;
     };
-    let (field, text) = match spec.content.own_text(Channel::Sms) {
-        Some(own) => ("content.sms.text", own),
-        None => match spec.content.text.as_ref() {
-            Some(text) => ("content.text", text),
-            None => return,
-        },
+    let field = match spec.content.own_text(Channel::Sms) {
+        Some(_) => "content.sms.text",
+        None => "content.text",
     };
-    let counted = sms_segments::count(text);
+    let Some(counted) = spec.sms_parts() else {
+        return;
+    };
     if counted.segments <= cap as usize {
         return;
     }
@@ -491,11 +490,11 @@ fn check_countries(
             Channel::Whatsapp => ("to.whatsapp", spec.to.whatsapp.as_deref()),
             Channel::Email | Channel::Push => continue,
         };
-        let Some(number) = number.filter(|_| !checked.contains(&field)) else {
+        if number.is_none() || checked.contains(&field) {
             continue;
-        };
+        }
         checked.push(field);
-        let country = phone::country_of(number);
+        let country = spec.destination_country(step.channel);
         if country.as_ref().is_some_and(|c| allowed.contains(c)) {
             continue;
         }

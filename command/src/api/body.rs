@@ -82,3 +82,18 @@ pub fn whole_seconds(n: &serde_json::Number) -> i64 {
         })
         .unwrap_or(-1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::whole_seconds;
+    use serde_json::Number;
+
+    #[test]
+    fn a_whole_float_is_its_integer_and_anything_else_is_out_of_range() {
+        assert_eq!(whole_seconds(&Number::from(60)), 60);
+        assert_eq!(whole_seconds(&Number::from_f64(60.0).unwrap()), 60);
+        assert_eq!(whole_seconds(&Number::from_f64(1.5).unwrap()), -1);
+        assert_eq!(whole_seconds(&Number::from_f64(1e20).unwrap()), -1);
+        assert_eq!(whole_seconds(&Number::from(u64::MAX)), -1);
+    }
+}

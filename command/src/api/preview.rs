@@ -13,7 +13,7 @@ use super::send_request::SendMessageRequest;
 use crate::handler::CommandError;
 use axum::Json;
 use axum::extract::State;
-use hermes_domain::enrichment::{Enrichment, enrich};
+use hermes_domain::enrichment::Enrichment;
 use hermes_domain::message::MessageSpec;
 use hermes_domain::sms_segments::SmsSegments;
 use hermes_domain::{Channel, Until};
@@ -114,9 +114,9 @@ pub async fn preview_message(
     tenant: Tenant,
     body: JsonBody<SendMessageRequest>,
 ) -> Result<Json<MessagePreview>, ApiError> {
-    let mut spec = checked_spec(&tenant, body.value)?;
-    skip_suppressed(&state, &tenant, &mut spec).await?;
     let candidates = state.providers.candidates();
+    let mut spec = checked_spec(&tenant, &candidates, body.value)?;
+    skip_suppressed(&state, &tenant, &mut spec).await?;
     every_channel_served(&candidates, tenant.0, &spec)?;
     if let Some(dedup) = content_dedup(&tenant, &spec)
         && let Some(first) =
@@ -128,28 +128,34 @@ pub async fn preview_message(
             hermes_domain::MessageId(first),
         )));
     }
-    let enrichment = enrich(tenant.0, &spec, &candidates, &tenant.1.settings.routing);
-    Ok(Json(preview(&spec, enrichment)))
+    Ok(Json(preview(&spec)))
 }
 
-fn preview(spec: &MessageSpec, enrichment: Enrichment) -> MessagePreview {
+/// The preview of a checked spec: its steps with what layer 9 read off them.
+fn preview(spec: &MessageSpec) -> MessagePreview {
+    let enrichment = spec.enrichment.as_ref();
     MessagePreview {
-        price_estimate: enrichment.price_estimate(),
+        price_estimate: enrichment.and_then(Enrichment::price_estimate),
         steps: spec
             .cascade
             .iter()
-            .zip(enrichment.steps)
             .enumerate()
-            .map(|(i, (step, found))| StepPreview {
-                suppressed: spec.suppressed_steps.contains(&i),
-                channel: step.channel,
-                timeout_seconds: step.timeout_seconds,
-                until: step.until,
-                route_reason: found.route_reason,
-                account: found.account,
-                country: found.country,
-                price_estimate: found.price_estimate,
-                sms: found.sms.map(SmsPreview::from),
+            .map(|(i, step)| {
+                let found = enrichment
+                    .and_then(|e| e.steps.get(i))
+                    .cloned()
+                    .unwrap_or_default();
+                StepPreview {
+                    suppressed: spec.suppressed_steps.contains(&i),
+                    channel: step.channel,
+                    timeout_seconds: step.timeout_seconds,
+                    until: step.until,
+                    route_reason: found.route_reason,
+                    account: found.account,
+                    country: found.country,
+                    price_estimate: found.price_estimate,
+                    sms: found.sms.map(SmsPreview::from),
+                }
             })
             .collect(),
         cascade_policy: spec.cascade_policy.as_ref().map(|p| PolicyPreview {

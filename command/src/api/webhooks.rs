@@ -16,6 +16,8 @@ use hermes_infra::http::{Problem, Tenant};
 use hermes_infra::webhooks::{self, EndpointChange};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -82,12 +84,8 @@ pub struct WebhookEndpointWithSecret {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewWebhookEndpoint {
-    /// `https://` (or `http://`) URL, at most 2,048 characters, no user or password; its host
-    /// must resolve to public addresses only.
-    #[schema(
-        max_length = 2048,
-        pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z][A-Za-z0-9.-]*(:[0-9]{1,4})?([/?#][!-~]*)?$"
-    )]
+    // Described by `WebhookUrl` (a field's own doc would wrap the inline schema in an allOf).
+    #[schema(value_type = WebhookUrl, inline)]
     pub url: String,
     #[serde(default)]
     pub description: Option<String>,
@@ -103,12 +101,8 @@ pub struct NewWebhookEndpoint {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookEndpointChange {
-    /// The new URL: `https://` (or `http://`), at most 2,048 characters, no user or password;
-    /// its host must resolve to public addresses only.
-    #[schema(
-        max_length = 2048,
-        pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z][A-Za-z0-9.-]*(:[0-9]{1,4})?([/?#][!-~]*)?$"
-    )]
+    // The new URL, described by `WebhookUrl`.
+    #[schema(value_type = Option<WebhookUrl>, inline)]
     pub url: Option<String>,
     pub description: Option<String>,
     /// Notice types to get (see `WebhookNotice`); empty: all.
@@ -193,40 +187,65 @@ pub struct DeliveryFilter {
     pub status: Option<String>,
 }
 
-/// A notice type an endpoint may ask for: the OpenAPI document's list of the names
-/// [`NoticeType`] reads (a test keeps the two the same).
-#[derive(Debug, Serialize, ToSchema)]
-#[allow(dead_code)] // Only the document's enum: the request's names are read as text and checked.
-pub enum EventTypeName {
-    #[serde(rename = "message.accepted")]
-    Accepted,
-    #[serde(rename = "message.attempt_sent")]
-    AttemptSent,
-    #[serde(rename = "message.delivered")]
-    Delivered,
-    #[serde(rename = "message.read")]
-    Read,
-    #[serde(rename = "message.failed")]
-    Failed,
-    #[serde(rename = "message.expired")]
-    Expired,
-    #[serde(rename = "message.cancelled")]
-    Cancelled,
-    #[serde(rename = "message.late_receipt")]
-    LateReceipt,
-    #[serde(rename = "message.step_skipped")]
-    StepSkipped,
+/// The longest endpoint URL, in bytes (ASCII: characters).
+const MAX_URL_BYTES: usize = 2048;
+
+/// The URLs [`check_url`] may take, as far as a pattern can say (a literal private address or
+/// `localhost` is refused outside dev too): http(s), a host that starts with a letter (so no IP
+/// literal), an optional port, printable ASCII.
+const URL_PATTERN: &str =
+    r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z][A-Za-z0-9.-]*(:[0-9]{1,4})?([/?#][!-~]*)?$";
+
+/// An endpoint URL in the OpenAPI document (the request reads it as text and [`check_url`]s it).
+pub struct WebhookUrl;
+
+impl utoipa::PartialSchema for WebhookUrl {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "`https://` (or `http://`) URL, at most 2,048 characters, no user or password; \
+                 its host must resolve to public addresses only.",
+            ))
+            .max_length(Some(MAX_URL_BYTES))
+            .pattern(Some(URL_PATTERN))
+            .into()
+    }
 }
 
-/// A delivery's state, as the list filters it.
-#[derive(Debug, ToSchema)]
-#[schema(rename_all = "lowercase")]
-#[allow(dead_code)] // Only the OpenAPI document's enum: the filter is read as text and checked.
-pub enum DeliveryStatus {
-    Pending,
-    Succeeded,
-    Failed,
+impl ToSchema for WebhookUrl {}
+
+/// A notice type an endpoint may ask for, in the OpenAPI document: the names [`NoticeType`]
+/// reads (the request reads them as text and checks them).
+pub struct EventTypeName;
+
+impl utoipa::PartialSchema for EventTypeName {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(NoticeType::ALL.map(NoticeType::as_str)))
+            .into()
+    }
 }
+
+impl ToSchema for EventTypeName {}
+
+/// The states a delivery list filters by (`status`).
+const DELIVERY_STATUSES: [&str; 3] = ["pending", "succeeded", "failed"];
+
+/// A delivery's state, as the list filters it, in the OpenAPI document.
+pub struct DeliveryStatus;
+
+impl utoipa::PartialSchema for DeliveryStatus {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(DELIVERY_STATUSES))
+            .into()
+    }
+}
+
+impl ToSchema for DeliveryStatus {}
 
 fn not_found(raw: &str) -> Result<Uuid, ApiError> {
     raw.parse()
@@ -254,7 +273,7 @@ fn check_url(url: &str, allow_private: bool) -> Result<(), ApiError> {
             format!("url: {why}"),
         ))
     };
-    if url.len() > 2048 {
+    if url.len() > MAX_URL_BYTES {
         return refuse("longer than 2,048 characters");
     }
     let Ok(parsed) = reqwest::Url::parse(url) else {
@@ -574,11 +593,11 @@ pub async fn list_deliveries(
 ) -> Result<Json<WebhookDeliveryList>, ApiError> {
     let id = not_found(&id)?;
     if let Some(status) = &filter.status
-        && !matches!(status.as_str(), "pending" | "succeeded" | "failed")
+        && !DELIVERY_STATUSES.contains(&status.as_str())
     {
         return Err(ApiError::InvalidWebhook(
             "invalid_request",
-            "status: one of pending, succeeded, failed".into(),
+            format!("status: one of {}", DELIVERY_STATUSES.join(", ")),
         ));
     }
     let pool = state.handler.pool();

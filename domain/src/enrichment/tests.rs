@@ -123,15 +123,26 @@ fn later_decisions_take_the_country_recorded_at_accept() {
         Some("EE"),
         "read from the number when nothing was recorded"
     );
+    assert_eq!(spec.sms_parts().map(|p| p.segments), Some(1), "counted");
     spec.enrichment = Some(Enrichment {
         steps: vec![
             StepEnrichment::default(),
             StepEnrichment {
                 country: Some("LV".into()),
+                sms: Some(SmsSegments {
+                    encoding: crate::sms_segments::SmsEncoding::Ucs2,
+                    units: 600,
+                    segments: 9,
+                }),
                 ..StepEnrichment::default()
             },
         ],
     });
+    assert_eq!(
+        spec.sms_parts().map(|p| p.segments),
+        Some(9),
+        "the parts recorded at accept, not a new count of \"hi\""
+    );
     assert_eq!(
         spec.destination_country(Channel::Sms).as_deref(),
         Some("LV"),

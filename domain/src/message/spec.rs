@@ -5,6 +5,7 @@
 
 use crate::channel::{Channel, Until};
 use crate::enrichment::Enrichment;
+use crate::sms_segments::SmsSegments;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -197,6 +198,21 @@ pub struct MessageSpec {
 }
 
 impl MessageSpec {
+    /// The parts the SMS text (`content.sms.text`, else `content.text`) is sent in: as recorded
+    /// at accept, else counted now. `None` when there is no such text.
+    pub fn sms_parts(&self) -> Option<SmsSegments> {
+        if let Some(enrichment) = &self.enrichment
+            && let Some(i) = self.cascade.iter().position(|s| s.channel == Channel::Sms)
+            && let Some(step) = enrichment.steps.get(i)
+        {
+            return step.sms;
+        }
+        self.content
+            .own_text(Channel::Sms)
+            .or(self.content.text.as_ref())
+            .map(|text| crate::sms_segments::count(text))
+    }
+
     /// The country of the number a phone channel (SMS, WhatsApp) sends to: as recorded at accept,
     /// else read from the number now (messages accepted before enrichment was recorded).
     pub fn destination_country(&self, channel: Channel) -> Option<String> {
